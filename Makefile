@@ -1,0 +1,140 @@
+# Developer entry points. On a fresh Debian 12 machine (as root, or with sudo):
+#
+#   make test    system packages, tools venv, reference venvs, tox over every CPython 3.11+
+#   make bench   build + install into .venv, showcase, side-by-side timings vs optree 0.20.0
+#   make lint    ruff + mypy on optree/, clang-format on csrc/
+#
+# Everything is idempotent: a second run only rebuilds what changed.
+
+SHELL := /bin/bash
+.SHELLFLAGS := -euo pipefail -c
+.DEFAULT_GOAL := help
+.DELETE_ON_ERROR:
+
+PYTHON ?= python3
+VENV ?= .venv
+VPY := $(VENV)/bin/python
+PIP := $(VPY) -m pip install --disable-pip-version-check --quiet
+
+# Out-of-tree cache shared by clones on this machine: reference venvs (tools/reference_venv.py)
+# and, later, provisioned interpreters (tools/pythons.py looks in $(OPTREE_CACHE_DIR)/pythons).
+OPTREE_CACHE_DIR ?= $(HOME)/.cache/optree-dev
+export OPTREE_CACHE_DIR
+
+# ninja-build and patchelf on the system keep meson-python from asking for them in every
+# isolated build env (which made tox recreate its build envs on every run).
+APT_PACKAGES := build-essential pkg-config ninja-build patchelf libcds-dev libbenchmark-dev
+
+BUILD_REQS := 'meson-python>=0.16' 'meson>=1.4' 'ninja' 'Cython>=3.1'
+TEST_REQS := 'pytest>=8' 'hypothesis>=6.100' 'tox>=4.22' 'typing-extensions>=4.6.0'
+LINT_REQS := 'ruff==0.16.9' 'mypy==2.4.0' 'clang-format==23.1.1'
+DOCS_REQS := 'sphinx>=7'
+
+# tox envs to run when their interpreter exists (tools/pythons.py); the required ones must.
+TOX_ENVS ?= py311 py312 py313 py314 py314t
+TOX_REQUIRED ?= py311
+TOX_ARGS ?=
+BENCH_ARGS ?=
+
+BUILD_DIR := $(CURDIR)/build
+SOURCES := $(shell find csrc optree -type f ! -name '*.pyc' ! -name '*.so' 2>/dev/null) \
+           meson.build pyproject.toml
+CSRC_FILES = $(shell find csrc \( -name '*.h' -o -name '*.hpp' -o -name '*.cpp' \) 2>/dev/null)
+
+.PHONY: help system venv install reference test bench lint format docs clean clean-cache
+
+help:
+	@echo 'make test        build and test with tox on every CPython 3.11+ found (skips missing)'
+	@echo 'make bench       install into $(VENV), run the showcase and side-by-side timings'
+	@echo 'make lint        ruff + mypy on optree/, clang-format --dry-run on csrc/'
+	@echo 'make format      clang-format -i on csrc/ (the style lint checks)'
+	@echo 'make install     build and install the package into $(VENV)'
+	@echo 'make docs        build the Sphinx docs into build/docs'
+	@echo 'make clean       remove build outputs, .tox and $(VENV) (keeps $(OPTREE_CACHE_DIR))'
+	@echo 'make clean-cache remove the cached reference venvs in $(OPTREE_CACHE_DIR)'
+
+# System packages: one dpkg-query when all are there; apt-get update + install otherwise.
+system:
+	@bash tools/ensure_apt.sh $(APT_PACKAGES)
+
+# Tools venv: build requirements (for the no-isolation install) and test tools (tox).
+$(VENV)/.stamp-tools: Makefile | system
+	@start=$$SECONDS; \
+	if [ ! -x $(VPY) ]; then echo ">>> creating $(VENV) from $$(command -v $(PYTHON))"; \
+		$(PYTHON) -m venv $(VENV); fi; \
+	echo '>>> installing build and test requirements into $(VENV)'; \
+	$(PIP) $(BUILD_REQS) $(TEST_REQS); \
+	echo ">>> $(VENV) ready in $$((SECONDS - start)) s"
+	@touch $@
+
+venv: $(VENV)/.stamp-tools
+
+# Our package, installed (not editable) into .venv; the meson build dir is kept in
+# build/venv so a rebuild only recompiles what changed.
+$(VENV)/.stamp-install: $(VENV)/.stamp-tools $(SOURCES) | system
+	@start=$$SECONDS; echo '>>> building and installing optree into $(VENV)'; \
+	$(PIP) --no-build-isolation -Cbuild-dir=$(BUILD_DIR)/venv .; \
+	$(VPY) -I -c 'import optree, optree._C; print(">>> installed", optree.__file__)'; \
+	echo ">>> build + install took $$((SECONDS - start)) s"
+	@touch $@
+
+install: $(VENV)/.stamp-install
+
+# The reference optree==0.20.0 for .venv's python; cached out of tree, instant when ready.
+reference: $(VENV)/.stamp-tools
+	@$(VPY) tools/reference_venv.py $(VPY)
+
+test: system $(VENV)/.stamp-tools
+	@start=$$SECONDS; \
+	envs="$$($(VPY) tools/pythons.py --link-dir $(VENV)/interpreters \
+		$(addprefix --require ,$(TOX_REQUIRED)) $(TOX_ENVS))"; \
+	ref="$$($(VPY) tools/reference_venv.py $(VPY))"; \
+	mkdir -p $(BUILD_DIR); log=$(BUILD_DIR)/tox.log; \
+	echo ">>> tox run -e $$envs (log: $$log)"; \
+	set +e; \
+	PATH="$(CURDIR)/$(VENV)/interpreters:$$PATH" OPTREE_REFERENCE_PYTHON="$$ref" \
+		$(VENV)/bin/tox run -e "$$envs" $(TOX_ARGS) 2>&1 | tee "$$log"; \
+	status=$${PIPESTATUS[0]}; set -e; \
+	echo ">>> tox finished with exit code $$status in $$((SECONDS - start)) s"; \
+	$(VPY) tools/summarize_pytest.py "$$log"; \
+	exit $$status
+
+bench: install
+	@ref="$$($(VPY) tools/reference_venv.py $(VPY))"; \
+	echo '>>> showcase'; \
+	$(VPY) -I benchmarks/showcase.py; \
+	echo; echo '>>> side by side with optree 0.20.0'; \
+	$(VPY) -I benchmarks/flatten_side_by_side.py --ours $(VPY) --reference "$$ref" \
+		--output results/flatten_side_by_side.json $(BENCH_ARGS)
+
+$(VENV)/.stamp-lint: $(VENV)/.stamp-tools
+	@$(PIP) $(LINT_REQS)
+	@touch $@
+
+lint: $(VENV)/.stamp-lint
+	$(VENV)/bin/ruff check optree tools benchmarks
+	$(VENV)/bin/mypy optree
+	@files="$(CSRC_FILES)"; if [ -n "$$files" ]; then \
+		echo "clang-format --dry-run -Werror <$$(wc -w <<< "$$files") files in csrc/>"; \
+		$(VENV)/bin/clang-format --dry-run -Werror $$files; \
+	else echo 'clang-format: no C++ sources yet'; fi
+
+format: $(VENV)/.stamp-lint
+	@files="$(CSRC_FILES)"; if [ -n "$$files" ]; then $(VENV)/bin/clang-format -i $$files; fi
+
+$(VENV)/.stamp-docs: $(VENV)/.stamp-tools
+	@$(PIP) $(DOCS_REQS)
+	@touch $@
+
+docs: $(VENV)/.stamp-docs
+	$(VENV)/bin/sphinx-build -q -b html docs $(BUILD_DIR)/docs
+	@echo ">>> docs in $(BUILD_DIR)/docs/index.html"
+
+clean:
+	rm -rf build dist .tox results .hypothesis .pytest_cache .mypy_cache .ruff_cache \
+		.mesonpy* $(VENV)
+	find . -path ./.git -prune -o -name __pycache__ -type d -prune -exec rm -rf {} +
+	find optree -name '*.so' -delete 2>/dev/null || true
+
+clean-cache:
+	rm -rf $(OPTREE_CACHE_DIR)/reference

@@ -1,0 +1,517 @@
+// Flatten: node classification, per-kind child extraction, the recursive flatten and the lazy
+// leaf iterator. A node kind's flatten logic lives in expand_node(); unflatten.cpp holds the
+// matching rebuild logic.
+#include <cstddef>
+
+#include "optree/treespec.h"
+// After Python.h, which it needs.
+#include <structmember.h>
+
+namespace optree {
+
+// ------------------------------------------------------------------ namedtuple / structseq
+
+bool is_namedtuple_class(PyObject* cls) {
+  if (!PyType_Check(cls) || !PyType_IsSubtype(reinterpret_cast<PyTypeObject*>(cls), &PyTuple_Type)) {
+    return false;
+  }
+  if (reinterpret_cast<PyTypeObject*>(cls) == &PyTuple_Type) return false;
+  Ref fields = Ref::steal(PyObject_GetAttrString(cls, "_fields"));
+  if (!fields) {
+    PyErr_Clear();
+    return false;
+  }
+  if (!PyTuple_Check(fields.get())) return false;
+  for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(fields.get()); ++i) {
+    if (!PyUnicode_Check(PyTuple_GET_ITEM(fields.get(), i))) return false;
+  }
+  for (const char* method : {"_make", "_asdict"}) {
+    Ref attr = Ref::steal(PyObject_GetAttrString(cls, method));
+    if (!attr) {
+      PyErr_Clear();
+      return false;
+    }
+    if (!PyCallable_Check(attr.get())) return false;
+  }
+  return true;
+}
+
+bool is_structseq_class(PyObject* cls) {
+  if (!PyType_Check(cls)) return false;
+  auto* type = reinterpret_cast<PyTypeObject*>(cls);
+  if (type == &PyTuple_Type || !PyType_IsSubtype(type, &PyTuple_Type)) return false;
+  // Structure sequences are final: a subclass would not be one.
+  if (PyType_HasFeature(type, Py_TPFLAGS_BASETYPE)) return false;
+  for (const char* name : {"n_sequence_fields", "n_fields", "n_unnamed_fields"}) {
+    PyObject* value = PyDict_GetItemString(type->tp_dict, name);  // borrowed
+    if (value == nullptr || !PyLong_CheckExact(value)) return false;
+  }
+  return true;
+}
+
+namespace {
+
+PyObject* type_of(PyObject* obj) {
+  return PyType_Check(obj) ? obj : reinterpret_cast<PyObject*>(Py_TYPE(obj));
+}
+
+Py_ssize_t structseq_length(PyTypeObject* type) {
+  PyObject* value = PyDict_GetItemString(type->tp_dict, "n_sequence_fields");
+  if (value == nullptr) raise(PyExc_TypeError, "not a PyStructSequence type");
+  Py_ssize_t n = PyLong_AsSsize_t(value);
+  if (n == -1 && PyErr_Occurred()) throw_python_error();
+  return n;
+}
+
+}  // namespace
+
+Ref namedtuple_fields(PyObject* obj) {
+  PyObject* cls = type_of(obj);
+  if (!is_namedtuple_class(cls)) {
+    raise(PyExc_TypeError,
+          "Expected an instance of collections.namedtuple type, got " + repr_of(obj) + ".");
+  }
+  return check_ref(PyObject_GetAttrString(cls, "_fields"));
+}
+
+Ref structseq_fields(PyObject* obj) {
+  PyObject* cls = type_of(obj);
+  if (!is_structseq_class(cls)) {
+    raise(PyExc_TypeError,
+          "Expected an instance of PyStructSequence type, got " + repr_of(obj) + ".");
+  }
+  auto* type = reinterpret_cast<PyTypeObject*>(cls);
+  Py_ssize_t n = structseq_length(type);
+  Ref fields = check_ref(PyTuple_New(n));
+  // Unnamed fields have no member descriptor; a member's offset tells its position.
+  for (PyMemberDef* member = type->tp_members; member != nullptr && member->name != nullptr;
+       ++member) {
+    Py_ssize_t position =
+        (member->offset - static_cast<Py_ssize_t>(offsetof(PyTupleObject, ob_item))) /
+        static_cast<Py_ssize_t>(sizeof(PyObject*));
+    if (position >= 0 && position < n && PyTuple_GET_ITEM(fields.get(), position) == nullptr) {
+      PyTuple_SET_ITEM(fields.get(), position, check(PyUnicode_FromString(member->name)));
+    }
+  }
+  for (Py_ssize_t i = 0; i < n; ++i) {
+    if (PyTuple_GET_ITEM(fields.get(), i) == nullptr) {
+      PyTuple_SET_ITEM(fields.get(), i, check(PyUnicode_FromString(PyStructSequence_UnnamedField)));
+    }
+  }
+  return fields;
+}
+
+// ------------------------------------------------------------------------- classification
+
+NodeInfo classify(PyObject* obj, const Snapshot& snapshot, const TypeTable& table,
+                  const BuiltinTypes& builtins, const FlattenOptions& options) {
+  (void)snapshot;
+  if (options.leaf_predicate != nullptr) {
+    Ref result = check_ref(PyObject_CallOneArg(options.leaf_predicate, obj));
+    if (check_int(PyObject_IsTrue(result.get()))) return {NodeKind::Leaf};
+  }
+  if (obj == Py_None) return {options.none_is_leaf ? NodeKind::Leaf : NodeKind::None};
+  PyTypeObject* type = Py_TYPE(obj);
+  if (type == &PyTuple_Type) return {NodeKind::Tuple};
+  if (type == &PyList_Type) return {NodeKind::List};
+  if (type == &PyDict_Type) return {NodeKind::Dict};
+  if (type == builtins.ordered_dict) return {NodeKind::OrderedDict};
+  if (type == builtins.default_dict) return {NodeKind::DefaultDict};
+  if (type == builtins.deque) return {NodeKind::Deque};
+  if (const RegistrationPtr* registration = table.find(type)) {
+    return {NodeKind::Custom, registration, !(*registration)->ns.empty()};
+  }
+  if (PyTuple_Check(obj)) {
+    auto* cls = reinterpret_cast<PyObject*>(type);
+    if (is_namedtuple_class(cls)) return {NodeKind::NamedTuple};
+    if (is_structseq_class(cls)) return {NodeKind::StructSequence};
+  }
+  return {NodeKind::Leaf};
+}
+
+namespace {
+
+Ref unicode(const std::string& text) { return check_ref(PyUnicode_FromStringAndSize(text.data(), text.size())); }
+
+// Sorts dict keys like optree: natural order when the keys compare, else by (type, key), else
+// insertion order. Returns a new list.
+Ref sorted_keys(PyObject* keys_in_order) {
+  Ref keys = check_ref(PyList_GetSlice(keys_in_order, 0, PyList_GET_SIZE(keys_in_order)));
+  if (PyList_Sort(keys.get()) == 0) return keys;
+  if (!PyErr_ExceptionMatches(PyExc_TypeError)) throw_python_error();
+  PyErr_Clear();
+  Py_ssize_t n = PyList_GET_SIZE(keys_in_order);
+  Ref decorated = check_ref(PyList_New(n));
+  for (Py_ssize_t i = 0; i < n; ++i) {
+    PyObject* key = PyList_GET_ITEM(keys_in_order, i);
+    PyObject* cls = reinterpret_cast<PyObject*>(Py_TYPE(key));
+    Ref module = check_ref(PyObject_GetAttrString(cls, "__module__"));
+    Ref qualname = check_ref(PyObject_GetAttrString(cls, "__qualname__"));
+    Ref type_name = check_ref(PyUnicode_FromFormat("%S.%S", module.get(), qualname.get()));
+    PyList_SET_ITEM(decorated.get(), i, check(PyTuple_Pack(2, type_name.get(), key)));
+  }
+  if (PyList_Sort(decorated.get()) == 0) {
+    for (Py_ssize_t i = 0; i < n; ++i) {
+      PyObject* key = PyTuple_GET_ITEM(PyList_GET_ITEM(decorated.get(), i), 1);
+      PyObject* old = PyList_GET_ITEM(keys.get(), i);
+      PyList_SET_ITEM(keys.get(), i, Py_NewRef(key));
+      Py_DECREF(old);
+    }
+    return keys;
+  }
+  if (!PyErr_ExceptionMatches(PyExc_TypeError)) throw_python_error();
+  PyErr_Clear();
+  return check_ref(PyList_GetSlice(keys_in_order, 0, n));
+}
+
+bool same_order(PyObject* a, PyObject* b) {
+  Py_ssize_t n = PyList_GET_SIZE(a);
+  for (Py_ssize_t i = 0; i < n; ++i) {
+    if (PyList_GET_ITEM(a, i) != PyList_GET_ITEM(b, i)) return false;
+  }
+  return true;
+}
+
+}  // namespace
+
+// Fills `node` (except counts) and the children of a non-leaf object, in flatten order.
+// `dict_order_from_namespace` is set when the namespace's dict_insertion_ordered applied.
+void expand_node(PyObject* obj, const NodeInfo& info, const Snapshot& snapshot,
+                 const FlattenOptions& options, Node& node, std::vector<Ref>& children,
+                 bool& uses_namespace) {
+  node.kind = info.kind;
+  switch (info.kind) {
+    case NodeKind::None:
+    case NodeKind::Leaf:
+      break;
+    case NodeKind::Tuple:
+    case NodeKind::NamedTuple:
+    case NodeKind::StructSequence: {
+      Py_ssize_t n = PyTuple_GET_SIZE(obj);
+      if (info.kind == NodeKind::StructSequence) {
+        n = structseq_length(Py_TYPE(obj));
+      }
+      for (Py_ssize_t i = 0; i < n; ++i) children.push_back(Ref::borrow(PyTuple_GET_ITEM(obj, i)));
+      if (info.kind != NodeKind::Tuple) node.node_data = Ref::borrow(reinterpret_cast<PyObject*>(Py_TYPE(obj)));
+      break;
+    }
+    case NodeKind::List: {
+      Ref copy = check_ref(PySequence_Tuple(obj));  // a consistent view even if obj changes
+      for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(copy.get()); ++i) {
+        children.push_back(Ref::borrow(PyTuple_GET_ITEM(copy.get(), i)));
+      }
+      break;
+    }
+    case NodeKind::Deque: {
+      Ref copy = check_ref(PySequence_Tuple(obj));
+      for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(copy.get()); ++i) {
+        children.push_back(Ref::borrow(PyTuple_GET_ITEM(copy.get(), i)));
+      }
+      node.node_data = check_ref(PyObject_GetAttrString(obj, "maxlen"));
+      break;
+    }
+    case NodeKind::Dict:
+    case NodeKind::OrderedDict:
+    case NodeKind::DefaultDict: {
+      Ref snapshot_dict = check_ref(PyDict_Copy(obj));  // consistent under concurrent writers
+      Ref keys_in_order = check_ref(PyDict_Keys(snapshot_dict.get()));
+      Ref keys;
+      if (info.kind == NodeKind::OrderedDict) {
+        keys = keys_in_order;
+      } else {
+        bool insertion_ordered = snapshot.global_dict_insertion_ordered;
+        if (!insertion_ordered && !options.ns.empty() &&
+            snapshot.dict_insertion_ordered_namespaces.contains(options.ns)) {
+          insertion_ordered = true;
+          uses_namespace = true;
+        }
+        keys = insertion_ordered ? keys_in_order : sorted_keys(keys_in_order.get());
+        if (!same_order(keys.get(), keys_in_order.get())) node.original_keys = keys_in_order;
+      }
+      for (Py_ssize_t i = 0; i < PyList_GET_SIZE(keys.get()); ++i) {
+        PyObject* value = PyDict_GetItemWithError(snapshot_dict.get(), PyList_GET_ITEM(keys.get(), i));
+        if (value == nullptr) {
+          if (!PyErr_Occurred()) PyErr_SetString(PyExc_RuntimeError, "dictionary changed during flatten");
+          throw_python_error();
+        }
+        children.push_back(Ref::borrow(value));
+      }
+      if (info.kind == NodeKind::DefaultDict) {
+        Ref factory = check_ref(PyObject_GetAttrString(obj, "default_factory"));
+        node.node_data = check_ref(PyTuple_Pack(2, factory.get(), keys.get()));
+      } else {
+        node.node_data = keys;
+      }
+      break;
+    }
+    case NodeKind::Custom: {
+      const Registration* registration = info.custom->get();
+      Ref flatten_func = Ref::borrow(registration->flatten_func);
+      if (!flatten_func) raise(PyExc_RuntimeError, "the interpreter owning this registration has finalized");
+      Ref result = check_ref(PyObject_CallOneArg(flatten_func.get(), obj));
+      if (!PyTuple_Check(result.get())) result = check_ref(PySequence_Tuple(result.get()));
+      Py_ssize_t size = PyTuple_GET_SIZE(result.get());
+      if (size != 2 && size != 3) {
+        raise(PyExc_RuntimeError, "PyTree custom flatten function for type " +
+                                      repr_of(registration->type) +
+                                      " should return a 2- or 3-tuple, got " +
+                                      std::to_string(size) + ".");
+      }
+      PyObject* raw_children = PyTuple_GET_ITEM(result.get(), 0);
+      Ref iterator = Ref::steal(PyObject_GetIter(raw_children));
+      if (!iterator) {
+        if (!PyErr_ExceptionMatches(PyExc_TypeError)) throw_python_error();
+        PyErr_Clear();
+        raise(PyExc_TypeError, std::string("Object of type '") + Py_TYPE(raw_children)->tp_name +
+                                   "' is not an instance of 'iterable'");
+      }
+      while (PyObject* item = PyIter_Next(iterator.get())) children.push_back(Ref::steal(item));
+      if (PyErr_Occurred()) throw_python_error();
+      node.node_data = Ref::borrow(PyTuple_GET_ITEM(result.get(), 1));
+      if (size == 3 && PyTuple_GET_ITEM(result.get(), 2) != Py_None) {
+        node.node_entries = check_ref(PySequence_Tuple(PyTuple_GET_ITEM(result.get(), 2)));
+        Py_ssize_t num_entries = PyTuple_GET_SIZE(node.node_entries.get());
+        if (num_entries != static_cast<Py_ssize_t>(children.size())) {
+          raise(PyExc_RuntimeError,
+                "PyTree custom flatten function for type " + repr_of(registration->type) +
+                    " returned inconsistent number of children (" +
+                    std::to_string(children.size()) + ") and number of entries (" +
+                    std::to_string(num_entries) + ").");
+        }
+      }
+      // The treespec keeps the registration alive, and with it the unflatten function.
+      node.custom = *info.custom;
+      if (info.uses_namespace) uses_namespace = true;
+      break;
+    }
+    case NodeKind::FrozenDict:
+    case NodeKind::NumKinds:
+      raise(PyExc_SystemError, "unsupported node kind");
+  }
+  node.arity = static_cast<Py_ssize_t>(children.size());
+}
+
+// ------------------------------------------------------------------------------- flatten
+
+namespace {
+
+struct Flattener {
+  Flattener(const Snapshot& snapshot_, const TypeTable& table_, const BuiltinTypes& builtins_,
+            const FlattenOptions& options_, std::vector<Node>& nodes_)
+      : snapshot(snapshot_), table(table_), builtins(builtins_), options(options_), nodes(nodes_) {}
+  Flattener(const Flattener&) = delete;
+  Flattener& operator=(const Flattener&) = delete;
+
+  const Snapshot& snapshot;
+  const TypeTable& table;
+  const BuiltinTypes& builtins;
+  const FlattenOptions& options;
+  std::vector<Node>& nodes;
+  std::vector<PyObject*> leaves;        // owned references
+  std::vector<PyObject*> paths;         // owned references; only with_path
+  std::vector<PyObject*> path_prefix;   // borrowed entries of the current path
+  bool with_path = false;
+  bool uses_namespace = false;
+
+  ~Flattener() {
+    for (PyObject* leaf : leaves) Py_DECREF(leaf);
+    for (PyObject* path : paths) Py_DECREF(path);
+  }
+
+  void add_leaf(PyObject* obj) {
+    if (with_path) {
+      Ref path = check_ref(PyTuple_New(static_cast<Py_ssize_t>(path_prefix.size())));
+      for (size_t i = 0; i < path_prefix.size(); ++i) {
+        PyTuple_SET_ITEM(path.get(), static_cast<Py_ssize_t>(i), Py_NewRef(path_prefix[i]));
+      }
+      paths.push_back(path.release());
+    }
+    leaves.push_back(Py_NewRef(obj));
+  }
+
+  void recurse(PyObject* obj, Py_ssize_t depth) {
+    if (depth > kMaxRecursionDepth) {
+      raise(PyExc_RecursionError, "Maximum recursion depth exceeded during flattening the tree.");
+    }
+    Py_ssize_t leaves_before = static_cast<Py_ssize_t>(leaves.size());
+    Py_ssize_t nodes_before = static_cast<Py_ssize_t>(nodes.size());
+    NodeInfo info = classify(obj, snapshot, table, builtins, options);
+    Node node;
+    if (info.kind == NodeKind::Leaf) {
+      add_leaf(obj);
+      node.num_leaves = 1;
+      node.num_nodes = 1;
+      nodes.push_back(std::move(node));
+      return;
+    }
+    if (!with_path && info.kind == NodeKind::Tuple) {
+      // The most common container: no intermediate child list.
+      Py_ssize_t n = PyTuple_GET_SIZE(obj);
+      for (Py_ssize_t i = 0; i < n; ++i) recurse(PyTuple_GET_ITEM(obj, i), depth + 1);
+      node.kind = NodeKind::Tuple;
+      node.arity = n;
+    } else {
+      std::vector<Ref> children;
+      expand_node(obj, info, snapshot, options, node, children, uses_namespace);
+      for (size_t i = 0; i < children.size(); ++i) {
+        if (with_path) {
+          Ref entry = entry_at(node, static_cast<Py_ssize_t>(i));
+          path_prefix.push_back(entry.get());
+          recurse(children[i].get(), depth + 1);
+          path_prefix.pop_back();
+        } else {
+          recurse(children[i].get(), depth + 1);
+        }
+      }
+    }
+    node.num_leaves = static_cast<Py_ssize_t>(leaves.size()) - leaves_before;
+    node.num_nodes = static_cast<Py_ssize_t>(nodes.size()) - nodes_before + 1;
+    nodes.push_back(std::move(node));
+  }
+
+  // The path entry of child i; borrowed from node data where possible, kept alive by `node`.
+  Ref entry_at(const Node& node, Py_ssize_t i) {
+    switch (node.kind) {
+      case NodeKind::Dict:
+      case NodeKind::OrderedDict:
+        return Ref::borrow(PyList_GET_ITEM(node.node_data.get(), i));
+      case NodeKind::DefaultDict:
+        return Ref::borrow(PyList_GET_ITEM(PyTuple_GET_ITEM(node.node_data.get(), 1), i));
+      case NodeKind::Custom:
+        if (node.node_entries) return Ref::borrow(PyTuple_GET_ITEM(node.node_entries.get(), i));
+        [[fallthrough]];
+      default:
+        return check_ref(PyLong_FromSsize_t(i));
+    }
+  }
+};
+
+// Entries must outlive the recursion that uses them as borrowed path items: keep them here.
+}  // namespace
+
+TreeSpec TreeSpec::flatten(PyObject* tree, const FlattenOptions& options, Ref* leaves_out,
+                           Ref* paths_out) {
+  RegistryView view;
+  const Snapshot& snapshot = view.snapshot();
+  TreeSpec spec;
+  spec.none_is_leaf = options.none_is_leaf;
+  Flattener flattener{snapshot, snapshot.table_for(options.ns), view.shard().builtins(), options,
+                      spec.nodes};
+  flattener.with_path = paths_out != nullptr;
+  flattener.recurse(tree, 0);
+  if (flattener.uses_namespace) spec.ns = options.ns;
+  auto to_list = [](std::vector<PyObject*>& items) {
+    Ref list = check_ref(PyList_New(static_cast<Py_ssize_t>(items.size())));
+    for (size_t i = 0; i < items.size(); ++i) {
+      PyList_SET_ITEM(list.get(), static_cast<Py_ssize_t>(i), items[i]);
+    }
+    items.clear();
+    return list;
+  };
+  if (leaves_out != nullptr) *leaves_out = to_list(flattener.leaves);
+  if (paths_out != nullptr) *paths_out = to_list(flattener.paths);
+  return spec;
+}
+
+bool is_leaf_object(PyObject* obj, const FlattenOptions& options) {
+  RegistryView view;
+  const Snapshot& snapshot = view.snapshot();
+  NodeInfo info = classify(obj, snapshot, snapshot.table_for(options.ns), view.shard().builtins(),
+                           options);
+  return info.kind == NodeKind::Leaf;
+}
+
+std::optional<std::vector<Ref>> TreeSpec::collection_children(PyObject* collection,
+                                                              const FlattenOptions& options) {
+  RegistryView view;
+  const Snapshot& snapshot = view.snapshot();
+  NodeInfo info = classify(collection, snapshot, snapshot.table_for(options.ns),
+                           view.shard().builtins(), options);
+  if (info.kind == NodeKind::Leaf || info.kind == NodeKind::None) return std::nullopt;
+  Node node;
+  std::vector<Ref> children;
+  bool uses_namespace = false;
+  expand_node(collection, info, snapshot, options, node, children, uses_namespace);
+  return children;
+}
+
+TreeSpec TreeSpec::from_collection(PyObject* collection,
+                                   const std::vector<const TreeSpec*>& children,
+                                   const FlattenOptions& options) {
+  RegistryView view;
+  const Snapshot& snapshot = view.snapshot();
+  NodeInfo info = classify(collection, snapshot, snapshot.table_for(options.ns),
+                           view.shard().builtins(), options);
+  TreeSpec spec;
+  spec.none_is_leaf = options.none_is_leaf;
+  if (info.kind == NodeKind::Leaf) return make_leaf(options.none_is_leaf);
+  if (info.kind == NodeKind::None) return make_none(options.none_is_leaf);
+  Node node;
+  std::vector<Ref> raw_children;
+  bool uses_namespace = false;
+  expand_node(collection, info, snapshot, options, node, raw_children, uses_namespace);
+  if (uses_namespace) spec.ns = options.ns;
+  for (const TreeSpec* child : children) {
+    if (child->none_is_leaf != options.none_is_leaf) {
+      raise(PyExc_ValueError, options.none_is_leaf ? "Expected treespec(s) with `none_is_leaf=True`."
+                                                   : "Expected treespec(s) with `none_is_leaf=False`.");
+    }
+    if (!child->ns.empty()) {
+      if (!spec.ns.empty() && spec.ns != child->ns) {
+        raise(PyExc_ValueError, "Expected treespec(s) with namespace " +
+                                    repr_of(unicode(spec.ns).get()) + ", got " +
+                                    repr_of(unicode(child->ns).get()) + ".");
+      }
+      spec.ns = child->ns;
+    }
+    node.num_leaves += child->num_leaves();
+    spec.nodes.insert(spec.nodes.end(), child->nodes.begin(), child->nodes.end());
+  }
+  node.num_nodes = static_cast<Py_ssize_t>(spec.nodes.size()) + 1;
+  spec.nodes.push_back(std::move(node));
+  return spec;
+}
+
+// ------------------------------------------------------------------------ leaf iterator
+
+LeafIterator::LeafIterator(PyObject* tree, FlattenOptions options)
+    : root_(Ref::borrow(tree)), options_(std::move(options)) {}
+
+Ref LeafIterator::next() {
+  RegistryView view;
+  const Snapshot& snapshot = view.snapshot();
+  const TypeTable& table = snapshot.table_for(options_.ns);
+  const BuiltinTypes& builtins = view.shard().builtins();
+  auto visit = [&](PyObject* obj) -> Ref {
+    NodeInfo info = classify(obj, snapshot, table, builtins, options_);
+    if (info.kind == NodeKind::Leaf) return Ref::borrow(obj);
+    if (static_cast<Py_ssize_t>(stack_.size()) >= kMaxRecursionDepth) {
+      raise(PyExc_RecursionError, "Maximum recursion depth exceeded during flattening the tree.");
+    }
+    Frame frame;
+    frame.object = Ref::borrow(obj);
+    Node node;
+    bool uses_namespace = false;
+    expand_node(obj, info, snapshot, options_, node, frame.children, uses_namespace);
+    stack_.push_back(std::move(frame));
+    return Ref();
+  };
+  if (!root_done_) {
+    root_done_ = true;
+    Ref leaf = visit(root_.get());
+    if (leaf) return leaf;
+  }
+  while (!stack_.empty()) {
+    Frame& frame = stack_.back();
+    if (frame.position >= frame.children.size()) {
+      stack_.pop_back();
+      continue;
+    }
+    Ref child = frame.children[frame.position++];
+    Ref leaf = visit(child.get());
+    if (leaf) return leaf;
+  }
+  return Ref();
+}
+
+}  // namespace optree

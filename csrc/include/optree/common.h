@@ -1,0 +1,88 @@
+// Shared low-level helpers of the core: owned references and error raising.
+#pragma once
+
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+
+#include <cstdint>
+#include <exception>
+#include <new>
+#include <string>
+#include <utility>
+
+namespace optree {
+
+// Deepest nesting that flatten, unflatten and friends accept before raising RecursionError.
+inline constexpr Py_ssize_t kMaxRecursionDepth = 1000;
+
+// An owned (strong) reference. Moving transfers ownership; destruction releases it.
+class Ref {
+ public:
+  Ref() noexcept = default;
+  static Ref steal(PyObject* obj) noexcept { return Ref(obj); }
+  static Ref borrow(PyObject* obj) noexcept {
+    Py_XINCREF(obj);
+    return Ref(obj);
+  }
+  Ref(const Ref& other) noexcept : obj_(other.obj_) { Py_XINCREF(obj_); }
+  Ref(Ref&& other) noexcept : obj_(std::exchange(other.obj_, nullptr)) {}
+  Ref& operator=(Ref other) noexcept {
+    std::swap(obj_, other.obj_);
+    return *this;
+  }
+  ~Ref() { Py_XDECREF(obj_); }
+
+  PyObject* get() const noexcept { return obj_; }
+  PyObject* release() noexcept { return std::exchange(obj_, nullptr); }
+  explicit operator bool() const noexcept { return obj_ != nullptr; }
+
+ private:
+  explicit Ref(PyObject* obj) noexcept : obj_(obj) {}
+  PyObject* obj_ = nullptr;
+};
+
+// Thrown by the core after a Python exception has been set; the bindings turn it into that
+// exception. Core code never swallows it.
+struct PythonError {};
+
+[[noreturn]] inline void throw_python_error() { throw PythonError{}; }
+
+[[noreturn]] inline void raise(PyObject* type, const std::string& message) {
+  PyErr_SetString(type, message.c_str());
+  throw PythonError{};
+}
+
+// Returns obj, or throws if obj is null (a Python exception is then set).
+inline PyObject* check(PyObject* obj) {
+  if (obj == nullptr) throw_python_error();
+  return obj;
+}
+inline Ref check_ref(PyObject* obj) { return Ref::steal(check(obj)); }
+inline int check_int(int rc) {
+  if (rc < 0) throw_python_error();
+  return rc;
+}
+
+// Called by the bindings inside a catch block: turns the active C++ exception into a Python one.
+inline void translate_exception() {
+  try {
+    throw;
+  } catch (const PythonError&) {
+    if (!PyErr_Occurred()) {
+      PyErr_SetString(PyExc_SystemError, "optree: error raised without an exception set");
+    }
+  } catch (const std::bad_alloc&) {
+    PyErr_NoMemory();
+  } catch (const std::exception& error) {
+    PyErr_SetString(PyExc_RuntimeError, error.what());
+  } catch (...) {
+    PyErr_SetString(PyExc_SystemError, "optree: unknown C++ exception");
+  }
+}
+
+// repr(obj) as UTF-8; throws on error.
+std::string repr_of(PyObject* obj);
+// str(obj) as UTF-8; throws on error.
+std::string str_of(PyObject* obj);
+
+}  // namespace optree

@@ -1,0 +1,169 @@
+// The type registry: one shard per interpreter, found through a process-wide libcds map keyed
+// by interpreter ID. A shard publishes immutable snapshots through an atomic pointer; readers
+// pin one with a libcds hazard pointer for the length of a call and never take a lock.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <set>
+#include <string>
+#include <unordered_map>
+#include <unordered_set>
+#include <vector>
+
+#include <cds/gc/dhp.h>
+
+#include "optree/common.h"
+
+namespace optree {
+
+enum class NodeKind : uint8_t {
+  Custom = 0,
+  Leaf,
+  None,
+  Tuple,
+  List,
+  Dict,
+  NamedTuple,
+  OrderedDict,
+  DefaultDict,
+  Deque,
+  StructSequence,
+  FrozenDict,
+  NumKinds,
+};
+
+// A user-registered node type. Immutable once built; shared by snapshots and treespecs.
+struct Registration {
+  Registration(PyObject* type, PyObject* flatten, PyObject* unflatten, PyObject* path_entry_type,
+               std::string ns);
+  ~Registration();
+  Registration(const Registration&) = delete;
+  Registration& operator=(const Registration&) = delete;
+
+  PyObject* type;
+  PyObject* flatten_func;
+  PyObject* unflatten_func;
+  PyObject* path_entry_type;
+  std::string ns;
+  // Cleared when the owning interpreter finalizes: afterwards the references are abandoned
+  // instead of released, because their interpreter is gone.
+  mutable bool owns_references = true;
+};
+using RegistrationPtr = std::shared_ptr<const Registration>;
+
+// Open-addressing table from a type pointer to its registration; built once, read-only.
+class TypeTable {
+ public:
+  void build(const std::vector<const RegistrationPtr*>& entries);
+  const RegistrationPtr* find(PyTypeObject* type) const noexcept {
+    if (slots_.empty()) return nullptr;
+    auto hash = reinterpret_cast<uintptr_t>(type);
+    size_t index = (hash >> 4) & mask_;
+    while (true) {
+      const Slot& slot = slots_[index];
+      if (slot.type == type) return slot.registration;
+      if (slot.type == nullptr) return nullptr;
+      index = (index + 1) & mask_;
+    }
+  }
+
+ private:
+  struct Slot {
+    PyTypeObject* type = nullptr;
+    const RegistrationPtr* registration = nullptr;
+  };
+  std::vector<Slot> slots_;
+  size_t mask_ = 0;
+};
+
+struct ReclaimInbox;
+
+// One immutable state of an interpreter's registry.
+struct Snapshot {
+  // namespace ("" = global) -> type -> registration
+  std::unordered_map<std::string, std::unordered_map<PyTypeObject*, RegistrationPtr>> by_namespace;
+  TypeTable global_table;
+  // Per namespace: the global entries overlaid with that namespace's own.
+  std::unordered_map<std::string, TypeTable> namespace_tables;
+  bool global_dict_insertion_ordered = false;
+  std::set<std::string> dict_insertion_ordered_namespaces;
+  std::shared_ptr<ReclaimInbox> inbox;
+
+  void rebuild_tables();
+  const TypeTable& table_for(const std::string& ns) const {
+    if (!ns.empty()) {
+      auto it = namespace_tables.find(ns);
+      if (it != namespace_tables.end()) return it->second;
+    }
+    return global_table;
+  }
+};
+
+// Builtin container types that are not static types, so each interpreter has its own.
+struct BuiltinTypes {
+  PyTypeObject* ordered_dict = nullptr;
+  PyTypeObject* default_dict = nullptr;
+  PyTypeObject* deque = nullptr;
+};
+
+class Shard {
+ public:
+  explicit Shard(int64_t interpreter_id);
+  ~Shard();  // must run in the owning interpreter, with its thread state attached
+
+  int64_t interpreter_id() const noexcept { return interpreter_id_; }
+  const BuiltinTypes& builtins() const noexcept { return builtins_; }
+
+  void register_node(PyObject* type, PyObject* flatten, PyObject* unflatten,
+                     PyObject* path_entry_type, const std::string& ns);
+  void unregister_node(PyObject* type, const std::string& ns);
+  void set_dict_insertion_ordered(bool mode, const std::string& ns);
+
+  std::atomic<Snapshot*> current;
+
+ private:
+  template <typename Edit>
+  void publish(Edit&& edit);
+  void drain_inbox();
+
+  int64_t interpreter_id_;
+  BuiltinTypes builtins_;
+  std::mutex write_mutex_;
+  std::shared_ptr<ReclaimInbox> inbox_;
+  std::vector<std::weak_ptr<const Registration>> created_;
+};
+
+// Pins this interpreter's current snapshot for as long as it lives.
+class RegistryView {
+ public:
+  RegistryView();
+  const Snapshot& snapshot() const noexcept { return *snapshot_; }
+  const Shard& shard() const noexcept { return *shard_; }
+
+ private:
+  Shard* shard_;
+  cds::gc::DHP::Guard guard_;
+  const Snapshot* snapshot_;
+};
+
+// Interpreter lifecycle, called by the bindings.
+void create_current_shard();   // at module exec
+void destroy_current_shard();  // at the interpreter's finalization
+Shard& current_shard();        // raises RuntimeError if this interpreter has no shard
+
+// Introspection.
+Py_ssize_t registry_size(const std::string* ns);  // ns == nullptr: every namespace
+bool is_dict_insertion_ordered(const std::string& ns, bool inherit_global);
+int64_t num_interpreters_seen();
+int64_t num_interpreters_alive();
+std::vector<int64_t> alive_interpreter_ids();
+int64_t current_interpreter_id();
+int64_t main_interpreter_id();
+
+// Number of builtin node kinds reported by registry_size() for every namespace.
+inline constexpr Py_ssize_t kNumBuiltinRegistrations = 8;
+
+}  // namespace optree

@@ -1,0 +1,130 @@
+// PyTreeSpec storage and every algorithm over it. Nodes are stored in post-order: a node's
+// children come right before it, so each subtree is one contiguous range.
+#pragma once
+
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "optree/common.h"
+#include "optree/registry.h"
+
+namespace optree {
+
+struct Node {
+  NodeKind kind = NodeKind::Leaf;
+  Py_ssize_t arity = 0;
+  // Dict kinds: list of keys in treespec order. NamedTuple / StructSequence: the type.
+  // Deque: maxlen (int or None). DefaultDict: (default_factory, keys). Custom: the metadata.
+  Ref node_data;
+  // Custom: tuple of entries returned by the flatten function, or null.
+  Ref node_entries;
+  // Custom: the registration that made the node.
+  RegistrationPtr custom;
+  // Dict and DefaultDict: keys in the original insertion order, when it differs from node_data.
+  Ref original_keys;
+  Py_ssize_t num_leaves = 0;
+  Py_ssize_t num_nodes = 0;
+};
+
+// Per-call flatten options.
+struct FlattenOptions {
+  PyObject* leaf_predicate = nullptr;  // borrowed; null or None means no predicate
+  bool none_is_leaf = false;
+  std::string ns;
+};
+
+class TreeSpec {
+ public:
+  std::vector<Node> nodes;
+  bool none_is_leaf = false;
+  std::string ns;
+
+  const Node& root() const { return nodes.back(); }
+  Py_ssize_t num_leaves() const { return nodes.empty() ? 0 : root().num_leaves; }
+  Py_ssize_t num_nodes() const { return static_cast<Py_ssize_t>(nodes.size()); }
+
+  // Construction.
+  static TreeSpec flatten(PyObject* tree, const FlattenOptions& options, Ref* leaves_out,
+                          Ref* paths_out = nullptr);
+  static TreeSpec make_leaf(bool none_is_leaf);
+  static TreeSpec make_none(bool none_is_leaf);
+  // A treespec whose root is the node of `collection`, with `children` as its subtrees.
+  // `collection` must be a container; children are matched to it in flatten order.
+  static TreeSpec from_collection(PyObject* collection, const std::vector<const TreeSpec*>& children,
+                                  const FlattenOptions& options);
+  // Flattens one level of `collection` and returns the children in flatten order (for
+  // from_collection); returns std::nullopt if it is a leaf.
+  static std::optional<std::vector<Ref>> collection_children(PyObject* collection,
+                                                             const FlattenOptions& options);
+  static TreeSpec from_pickle_state(PyObject* state);
+
+  // Rebuilding and matching.
+  Ref unflatten(PyObject* leaves) const;
+  Ref flatten_up_to(PyObject* tree) const;
+  TreeSpec compose(const TreeSpec& inner) const;
+
+  // Structure queries.
+  std::vector<TreeSpec> children() const;
+  TreeSpec child(Py_ssize_t index) const;
+  Ref entries() const;
+  Ref entry(Py_ssize_t index) const;
+  Ref paths() const;
+  bool is_leaf(bool strict) const;
+  bool is_prefix(const TreeSpec& other, bool strict) const;
+  PyObject* type_object() const;  // borrowed; None for leaves
+  Py_ssize_t num_children() const { return root().arity; }
+  int root_kind() const { return static_cast<int>(root().kind); }
+
+  // Comparison, hashing, text, pickling.
+  bool equals(const TreeSpec& other) const;
+  Py_hash_t hash() const;
+  std::string repr() const;
+  Ref pickle_state() const;
+
+  // Helpers shared by the algorithms.
+  // Index of each child's root, in order, for the node at `index`.
+  std::vector<Py_ssize_t> child_roots(Py_ssize_t index) const;
+  TreeSpec subtree(Py_ssize_t root_index) const;
+};
+
+// Single-node classification shared by flatten, is_leaf and the one-level helpers.
+struct NodeInfo {
+  NodeKind kind;
+  const RegistrationPtr* custom = nullptr;
+  bool uses_namespace = false;
+};
+NodeInfo classify(PyObject* obj, const Snapshot& snapshot, const TypeTable& table,
+                  const BuiltinTypes& builtins, const FlattenOptions& options);
+bool is_leaf_object(PyObject* obj, const FlattenOptions& options);
+// Builds the container of a non-leaf node from its children (arity of them).
+Ref make_node(const Node& node, PyObject* const* children);
+// Fills node metadata and the children of a non-leaf object, in flatten order.
+void expand_node(PyObject* obj, const NodeInfo& info, const Snapshot& snapshot,
+                 const FlattenOptions& options, Node& node, std::vector<Ref>& children,
+                 bool& uses_namespace);
+
+bool is_namedtuple_class(PyObject* cls);
+bool is_structseq_class(PyObject* cls);
+Ref namedtuple_fields(PyObject* obj);
+Ref structseq_fields(PyObject* obj);
+
+// Lazy leaf iterator over a tree; each step looks the registry up afresh.
+class LeafIterator {
+ public:
+  LeafIterator(PyObject* tree, FlattenOptions options);
+  Ref next();  // null with no exception set when exhausted
+
+ private:
+  struct Frame {
+    Ref object;            // the container being walked
+    std::vector<Ref> children;
+    size_t position = 0;
+  };
+  std::vector<Frame> stack_;
+  Ref root_;
+  bool root_done_ = false;
+  FlattenOptions options_;
+};
+
+}  // namespace optree

@@ -1,0 +1,367 @@
+#include "optree/registry.h"
+
+#include <algorithm>
+#include <bit>
+
+#include <cds/container/feldman_hashmap_dhp.h>
+#include <cds/init.h>
+
+namespace optree {
+
+// ---------------------------------------------------------------------------------------------
+// libcds set-up: the garbage collector is created once per process and never destroyed, and
+// every thread attaches itself before it touches a libcds structure.
+
+namespace {
+
+void initialize_libcds() {
+  static std::once_flag once;
+  std::call_once(once, [] {
+    cds::Initialize();
+    // Leaked on purpose: threads of any interpreter may still retire pointers at exit.
+    new cds::gc::DHP();
+  });
+}
+
+struct ThreadAttachment {
+  ThreadAttachment() {
+    initialize_libcds();
+    if (!cds::threading::Manager::isThreadAttached()) {
+      cds::threading::Manager::attachThread();
+      attached = true;
+    }
+  }
+  ~ThreadAttachment() {
+    if (attached) cds::threading::Manager::detachThread();
+  }
+  bool attached = false;
+};
+
+inline void ensure_thread_attached() { thread_local ThreadAttachment attachment; }
+
+using ShardMap = cds::container::FeldmanHashMap<cds::gc::DHP, int64_t, Shard*>;
+
+ShardMap& shard_map() {
+  // Leaked on purpose, like the collector it depends on.
+  static ShardMap* map = [] {
+    initialize_libcds();
+    return new ShardMap();
+  }();
+  return *map;
+}
+
+std::atomic<int64_t> interpreters_seen{0};
+
+PyTypeObject* import_type(const char* module, const char* name) {
+  Ref mod = check_ref(PyImport_ImportModule(module));
+  Ref type = check_ref(PyObject_GetAttrString(mod.get(), name));
+  if (!PyType_Check(type.get())) raise(PyExc_TypeError, std::string(module) + "." + name);
+  return reinterpret_cast<PyTypeObject*>(type.release());
+}
+
+}  // namespace
+
+// Retired snapshots end up here once no reader pins them. The disposer may run on any thread
+// of any interpreter, so it never touches a Python object: the owning interpreter frees the
+// snapshots at its next registry write, or at its finalization.
+struct ReclaimInbox {
+  std::mutex mutex;
+  std::vector<Snapshot*> unpinned;
+  bool owner_alive = true;
+};
+
+namespace {
+
+struct SnapshotDisposer {
+  void operator()(Snapshot* snapshot) const {
+    std::shared_ptr<ReclaimInbox> inbox = snapshot->inbox;
+    std::lock_guard lock(inbox->mutex);
+    if (inbox->owner_alive) {
+      inbox->unpinned.push_back(snapshot);
+    } else {
+      delete snapshot;  // its registrations no longer own references (see ~Shard)
+    }
+  }
+};
+
+}  // namespace
+
+// ---------------------------------------------------------------------------------------------
+
+Registration::Registration(PyObject* type_, PyObject* flatten, PyObject* unflatten,
+                           PyObject* path_entry_type_, std::string ns_)
+    : type(Py_NewRef(type_)),
+      flatten_func(Py_NewRef(flatten)),
+      unflatten_func(Py_NewRef(unflatten)),
+      path_entry_type(Py_NewRef(path_entry_type_)),
+      ns(std::move(ns_)) {}
+
+Registration::~Registration() {
+  if (owns_references) {
+    Py_DECREF(type);
+    Py_DECREF(flatten_func);
+    Py_DECREF(unflatten_func);
+    Py_DECREF(path_entry_type);
+  }
+}
+
+void TypeTable::build(const std::vector<const RegistrationPtr*>& entries) {
+  slots_.clear();
+  mask_ = 0;
+  if (entries.empty()) return;
+  size_t capacity = std::bit_ceil(entries.size() * 2 + 2);
+  slots_.assign(capacity, Slot{});
+  mask_ = capacity - 1;
+  for (const RegistrationPtr* registration : entries) {
+    auto* type = reinterpret_cast<PyTypeObject*>((*registration)->type);
+    size_t index = (reinterpret_cast<uintptr_t>(type) >> 4) & mask_;
+    while (slots_[index].type != nullptr && slots_[index].type != type) {
+      index = (index + 1) & mask_;
+    }
+    slots_[index] = Slot{type, registration};
+  }
+}
+
+void Snapshot::rebuild_tables() {
+  std::vector<const RegistrationPtr*> global_entries;
+  if (auto it = by_namespace.find(""); it != by_namespace.end()) {
+    for (const auto& [type, registration] : it->second) global_entries.push_back(&registration);
+  }
+  global_table.build(global_entries);
+  namespace_tables.clear();
+  for (const auto& [ns, entries] : by_namespace) {
+    if (ns.empty() || entries.empty()) continue;
+    std::vector<const RegistrationPtr*> merged;
+    for (const RegistrationPtr* registration : global_entries) {
+      if (!entries.contains(reinterpret_cast<PyTypeObject*>((*registration)->type))) {
+        merged.push_back(registration);
+      }
+    }
+    for (const auto& [type, registration] : entries) merged.push_back(&registration);
+    namespace_tables[ns].build(merged);
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+
+Shard::Shard(int64_t interpreter_id) : interpreter_id_(interpreter_id) {
+  builtins_.ordered_dict = import_type("collections", "OrderedDict");
+  builtins_.default_dict = import_type("collections", "defaultdict");
+  builtins_.deque = import_type("collections", "deque");
+  inbox_ = std::make_shared<ReclaimInbox>();
+  auto* first = new Snapshot();
+  first->inbox = inbox_;
+  current.store(first, std::memory_order_release);
+}
+
+Shard::~Shard() {
+  // Runs in the owning interpreter while its objects can still be released.
+  std::vector<Snapshot*> to_free;
+  {
+    std::lock_guard lock(inbox_->mutex);
+    inbox_->owner_alive = false;
+    to_free.swap(inbox_->unpinned);
+  }
+  to_free.push_back(current.exchange(nullptr));
+  for (Snapshot* snapshot : to_free) delete snapshot;
+  // Snapshots still waiting in other threads' retired lists are freed by their disposer later,
+  // possibly on a thread of another interpreter: from now on they must not release anything.
+  for (const auto& weak : created_) {
+    if (auto registration = weak.lock()) {
+      // Treespecs of this interpreter may still hold it; release what we own here, where it is
+      // still safe, and leave the shell to whoever drops the last reference.
+      Py_CLEAR(const_cast<Registration*>(registration.get())->flatten_func);
+      registration->owns_references = false;
+    }
+  }
+  Py_DECREF(builtins_.ordered_dict);
+  Py_DECREF(builtins_.default_dict);
+  Py_DECREF(builtins_.deque);
+}
+
+void Shard::drain_inbox() {
+  std::vector<Snapshot*> to_free;
+  {
+    std::lock_guard lock(inbox_->mutex);
+    to_free.swap(inbox_->unpinned);
+  }
+  for (Snapshot* snapshot : to_free) delete snapshot;
+}
+
+template <typename Edit>
+void Shard::publish(Edit&& edit) {
+  ensure_thread_attached();
+  // Writers are rare; a blocking wait must not hold this thread's Python state, or a
+  // free-threaded stop-the-world would deadlock against us.
+  std::unique_lock lock(write_mutex_, std::try_to_lock);
+  if (!lock.owns_lock()) {
+    Py_BEGIN_ALLOW_THREADS
+    lock.lock();
+    Py_END_ALLOW_THREADS
+  }
+  Snapshot* old_snapshot = current.load(std::memory_order_acquire);
+  auto next = std::make_unique<Snapshot>(*old_snapshot);
+  edit(*next);  // may throw; nothing is published then
+  next->rebuild_tables();
+  current.store(next.release(), std::memory_order_release);
+  cds::gc::DHP::retire<SnapshotDisposer>(old_snapshot);
+  lock.unlock();
+  cds::gc::DHP::scan();
+  drain_inbox();
+}
+
+void Shard::register_node(PyObject* type, PyObject* flatten, PyObject* unflatten,
+                          PyObject* path_entry_type, const std::string& ns) {
+  auto registration = std::make_shared<const Registration>(type, flatten, unflatten,
+                                                           path_entry_type, ns);
+  publish([&](Snapshot& snapshot) {
+    auto& entries = snapshot.by_namespace[ns];
+    auto key = reinterpret_cast<PyTypeObject*>(type);
+    if (entries.contains(key)) {
+      if (ns.empty()) {
+        raise(PyExc_ValueError,
+              "PyTree type " + repr_of(type) + " is already registered in the global namespace.");
+      }
+      raise(PyExc_ValueError,
+            "PyTree type " + repr_of(type) + " is already registered in namespace " +
+                repr_of(Ref::steal(check(PyUnicode_FromString(ns.c_str()))).get()) + ".");
+    }
+    entries.emplace(key, registration);
+  });
+  created_.erase(std::remove_if(created_.begin(), created_.end(),
+                                [](const auto& weak) { return weak.expired(); }),
+                 created_.end());
+  created_.push_back(registration);
+}
+
+void Shard::unregister_node(PyObject* type, const std::string& ns) {
+  publish([&](Snapshot& snapshot) {
+    auto it = snapshot.by_namespace.find(ns);
+    auto key = reinterpret_cast<PyTypeObject*>(type);
+    if (it == snapshot.by_namespace.end() || it->second.erase(key) == 0) {
+      if (ns.empty()) {
+        raise(PyExc_ValueError,
+              "PyTree type " + repr_of(type) + " is not registered in the global namespace.");
+      }
+      raise(PyExc_ValueError,
+            "PyTree type " + repr_of(type) + " is not registered in namespace " +
+                repr_of(Ref::steal(check(PyUnicode_FromString(ns.c_str()))).get()) + ".");
+    }
+    if (it->second.empty()) snapshot.by_namespace.erase(it);
+  });
+}
+
+void Shard::set_dict_insertion_ordered(bool mode, const std::string& ns) {
+  publish([&](Snapshot& snapshot) {
+    if (ns.empty()) {
+      snapshot.global_dict_insertion_ordered = mode;
+    } else if (mode) {
+      snapshot.dict_insertion_ordered_namespaces.insert(ns);
+    } else {
+      snapshot.dict_insertion_ordered_namespaces.erase(ns);
+    }
+  });
+}
+
+// ---------------------------------------------------------------------------------------------
+
+RegistryView::RegistryView() : shard_(&current_shard()) {
+  snapshot_ = guard_.protect(shard_->current);
+}
+
+int64_t current_interpreter_id() {
+  return PyInterpreterState_GetID(PyInterpreterState_Get());
+}
+
+int64_t main_interpreter_id() { return PyInterpreterState_GetID(PyInterpreterState_Main()); }
+
+void create_current_shard() {
+  ensure_thread_attached();
+  int64_t id = current_interpreter_id();
+  if (shard_map().contains(id)) return;  // the module was executed again in this interpreter
+  auto shard = std::make_unique<Shard>(id);
+  if (shard_map().insert(id, shard.get())) {
+    shard.release();
+    interpreters_seen.fetch_add(1, std::memory_order_relaxed);
+  }
+}
+
+void destroy_current_shard() {
+  ensure_thread_attached();
+  int64_t id = current_interpreter_id();
+  Shard* shard = nullptr;
+  if (shard_map().erase(id, [&](ShardMap::value_type& item) { shard = item.second; })) {
+    delete shard;
+  }
+}
+
+Shard& current_shard() {
+  ensure_thread_attached();
+  int64_t id = current_interpreter_id();
+  // Only threads of this interpreter look its shard up, and the shard is destroyed by this
+  // interpreter's finalization, so the raw pointer stays valid for the whole call.
+  Shard* shard = nullptr;
+  shard_map().find(id, [&](ShardMap::value_type& item) { shard = item.second; });
+  if (shard == nullptr) {
+    raise(PyExc_RuntimeError,
+          "optree's registry is not available in this interpreter: optree._C was not imported "
+          "here, or the interpreter is finalizing.");
+  }
+  return *shard;
+}
+
+Py_ssize_t registry_size(const std::string* ns) {
+  RegistryView view;
+  const Snapshot& snapshot = view.snapshot();
+  Py_ssize_t count = kNumBuiltinRegistrations;
+  auto size_of = [&](const std::string& name) -> Py_ssize_t {
+    auto it = snapshot.by_namespace.find(name);
+    return it == snapshot.by_namespace.end() ? 0 : static_cast<Py_ssize_t>(it->second.size());
+  };
+  if (ns == nullptr) {
+    for (const auto& [name, entries] : snapshot.by_namespace) count += entries.size();
+  } else {
+    count += size_of("");
+    if (!ns->empty()) count += size_of(*ns);
+  }
+  return count;
+}
+
+bool is_dict_insertion_ordered(const std::string& ns, bool inherit_global) {
+  RegistryView view;
+  const Snapshot& snapshot = view.snapshot();
+  if (ns.empty()) return snapshot.global_dict_insertion_ordered;
+  return (inherit_global && snapshot.global_dict_insertion_ordered) ||
+         snapshot.dict_insertion_ordered_namespaces.contains(ns);
+}
+
+int64_t num_interpreters_seen() { return interpreters_seen.load(std::memory_order_relaxed); }
+
+int64_t num_interpreters_alive() {
+  ensure_thread_attached();
+  return static_cast<int64_t>(shard_map().size());
+}
+
+std::vector<int64_t> alive_interpreter_ids() {
+  ensure_thread_attached();
+  std::vector<int64_t> ids;
+  for (auto it = shard_map().begin(); it != shard_map().end(); ++it) ids.push_back(it->first);
+  std::sort(ids.begin(), ids.end());
+  return ids;
+}
+
+std::string repr_of(PyObject* obj) {
+  Ref text = check_ref(PyObject_Repr(obj));
+  const char* utf8 = PyUnicode_AsUTF8(text.get());
+  if (utf8 == nullptr) throw_python_error();
+  return utf8;
+}
+
+std::string str_of(PyObject* obj) {
+  Ref text = check_ref(PyObject_Str(obj));
+  const char* utf8 = PyUnicode_AsUTF8(text.get());
+  if (utf8 == nullptr) throw_python_error();
+  return utf8;
+}
+
+}  // namespace optree

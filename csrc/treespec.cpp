@@ -1,0 +1,566 @@
+// Structure queries, matching, comparison, hashing, text and pickling of treespecs.
+#include <functional>
+
+#include "optree/treespec.h"
+
+namespace optree {
+
+namespace {
+
+Ref unicode(const std::string& text) {
+  return check_ref(PyUnicode_FromStringAndSize(text.data(), static_cast<Py_ssize_t>(text.size())));
+}
+
+PyObject* dict_keys_of(const Node& node) {
+  if (node.kind == NodeKind::DefaultDict) return PyTuple_GET_ITEM(node.node_data.get(), 1);
+  return node.node_data.get();
+}
+
+bool is_dict_kind(NodeKind kind) {
+  return kind == NodeKind::Dict || kind == NodeKind::OrderedDict || kind == NodeKind::DefaultDict;
+}
+
+std::string type_name(PyObject* type) {
+  Ref name = check_ref(PyObject_GetAttrString(type, "__name__"));
+  return str_of(name.get());
+}
+
+bool objects_equal(PyObject* a, PyObject* b) {
+  if (a == b) return true;
+  if (a == nullptr || b == nullptr) return false;
+  return check_int(PyObject_RichCompareBool(a, b, Py_EQ)) != 0;
+}
+
+// Structural equality of two nodes, ignoring counts (callers compare those).
+bool nodes_equal(const Node& a, const Node& b) {
+  if (a.kind != b.kind || a.arity != b.arity) return false;
+  switch (a.kind) {
+    case NodeKind::Leaf:
+    case NodeKind::None:
+    case NodeKind::Tuple:
+    case NodeKind::List:
+      return true;
+    case NodeKind::Deque:
+    case NodeKind::NamedTuple:
+    case NodeKind::StructSequence:
+    case NodeKind::Dict:
+    case NodeKind::OrderedDict:
+    case NodeKind::DefaultDict:
+      return objects_equal(a.node_data.get(), b.node_data.get());
+    case NodeKind::Custom:
+      return a.custom->type == b.custom->type && a.custom->ns == b.custom->ns &&
+             objects_equal(a.node_data.get(), b.node_data.get());
+    default:
+      return false;
+  }
+}
+
+}  // namespace
+
+TreeSpec TreeSpec::make_leaf(bool none_is_leaf) {
+  TreeSpec spec;
+  spec.none_is_leaf = none_is_leaf;
+  Node node;
+  node.num_leaves = 1;
+  node.num_nodes = 1;
+  spec.nodes.push_back(std::move(node));
+  return spec;
+}
+
+TreeSpec TreeSpec::make_none(bool none_is_leaf) {
+  if (none_is_leaf) return make_leaf(true);
+  TreeSpec spec;
+  Node node;
+  node.kind = NodeKind::None;
+  node.num_nodes = 1;
+  spec.nodes.push_back(std::move(node));
+  return spec;
+}
+
+std::vector<Py_ssize_t> TreeSpec::child_roots(Py_ssize_t index) const {
+  const Node& node = nodes[static_cast<size_t>(index)];
+  std::vector<Py_ssize_t> roots(static_cast<size_t>(node.arity));
+  Py_ssize_t position = index - 1;
+  for (Py_ssize_t i = node.arity - 1; i >= 0; --i) {
+    roots[static_cast<size_t>(i)] = position;
+    position -= nodes[static_cast<size_t>(position)].num_nodes;
+  }
+  return roots;
+}
+
+TreeSpec TreeSpec::subtree(Py_ssize_t root_index) const {
+  TreeSpec spec;
+  spec.none_is_leaf = none_is_leaf;
+  spec.ns = ns;
+  Py_ssize_t size = nodes[static_cast<size_t>(root_index)].num_nodes;
+  spec.nodes.assign(nodes.begin() + (root_index - size + 1), nodes.begin() + root_index + 1);
+  return spec;
+}
+
+std::vector<TreeSpec> TreeSpec::children() const {
+  std::vector<TreeSpec> result;
+  for (Py_ssize_t root : child_roots(num_nodes() - 1)) result.push_back(subtree(root));
+  return result;
+}
+
+TreeSpec TreeSpec::child(Py_ssize_t index) const {
+  if (index < 0 || index >= root().arity) {
+    raise(PyExc_IndexError, "PyTreeSpec::Child() index out of range.");
+  }
+  return subtree(child_roots(num_nodes() - 1)[static_cast<size_t>(index)]);
+}
+
+namespace {
+
+Ref node_entries_list(const Node& node) {
+  Ref list = check_ref(PyList_New(node.arity));
+  for (Py_ssize_t i = 0; i < node.arity; ++i) {
+    PyObject* entry;
+    if (is_dict_kind(node.kind)) {
+      entry = Py_NewRef(PyList_GET_ITEM(dict_keys_of(node), i));
+    } else if (node.kind == NodeKind::Custom && node.node_entries) {
+      entry = Py_NewRef(PyTuple_GET_ITEM(node.node_entries.get(), i));
+    } else {
+      entry = check(PyLong_FromSsize_t(i));
+    }
+    PyList_SET_ITEM(list.get(), i, entry);
+  }
+  return list;
+}
+
+}  // namespace
+
+Ref TreeSpec::entries() const { return node_entries_list(root()); }
+
+Ref TreeSpec::entry(Py_ssize_t index) const {
+  if (index < 0 || index >= root().arity) {
+    raise(PyExc_IndexError, "PyTreeSpec::Entry() index out of range.");
+  }
+  Ref all = entries();
+  return Ref::borrow(PyList_GET_ITEM(all.get(), index));
+}
+
+Ref TreeSpec::paths() const {
+  Ref result = check_ref(PyList_New(0));
+  std::vector<PyObject*> prefix;  // borrowed from the entry lists kept in `keep`
+  std::vector<Ref> keep;
+  std::function<void(Py_ssize_t)> walk = [&](Py_ssize_t index) {
+    const Node& node = nodes[static_cast<size_t>(index)];
+    if (node.kind == NodeKind::Leaf) {
+      Ref path = check_ref(PyTuple_New(static_cast<Py_ssize_t>(prefix.size())));
+      for (size_t i = 0; i < prefix.size(); ++i) {
+        PyTuple_SET_ITEM(path.get(), static_cast<Py_ssize_t>(i), Py_NewRef(prefix[i]));
+      }
+      check_int(PyList_Append(result.get(), path.get()));
+      return;
+    }
+    keep.push_back(node_entries_list(node));
+    PyObject* entries = keep.back().get();
+    std::vector<Py_ssize_t> roots = child_roots(index);
+    for (size_t i = 0; i < roots.size(); ++i) {
+      prefix.push_back(PyList_GET_ITEM(entries, static_cast<Py_ssize_t>(i)));
+      walk(roots[i]);
+      prefix.pop_back();
+    }
+  };
+  walk(num_nodes() - 1);
+  return result;
+}
+
+bool TreeSpec::is_leaf(bool strict) const {
+  if (strict) return num_nodes() == 1 && root().kind == NodeKind::Leaf;
+  return num_nodes() == 1;
+}
+
+PyObject* TreeSpec::type_object() const {
+  const Node& node = root();
+  switch (node.kind) {
+    case NodeKind::Leaf:
+      return Py_None;
+    case NodeKind::None:
+      return reinterpret_cast<PyObject*>(Py_TYPE(Py_None));
+    case NodeKind::Tuple:
+      return reinterpret_cast<PyObject*>(&PyTuple_Type);
+    case NodeKind::List:
+      return reinterpret_cast<PyObject*>(&PyList_Type);
+    case NodeKind::Dict:
+      return reinterpret_cast<PyObject*>(&PyDict_Type);
+    case NodeKind::OrderedDict:
+      return reinterpret_cast<PyObject*>(current_shard().builtins().ordered_dict);
+    case NodeKind::DefaultDict:
+      return reinterpret_cast<PyObject*>(current_shard().builtins().default_dict);
+    case NodeKind::Deque:
+      return reinterpret_cast<PyObject*>(current_shard().builtins().deque);
+    case NodeKind::NamedTuple:
+    case NodeKind::StructSequence:
+      return node.node_data.get();
+    case NodeKind::Custom:
+      return node.custom->type;
+    default:
+      return Py_None;
+  }
+}
+
+// ------------------------------------------------------------------------- prefix / compose
+
+bool TreeSpec::is_prefix(const TreeSpec& other, bool strict) const {
+  if (none_is_leaf != other.none_is_leaf) return false;
+  if (!ns.empty() && !other.ns.empty() && ns != other.ns) return false;
+  std::function<bool(Py_ssize_t, Py_ssize_t)> walk = [&](Py_ssize_t mine, Py_ssize_t theirs) {
+    const Node& a = nodes[static_cast<size_t>(mine)];
+    const Node& b = other.nodes[static_cast<size_t>(theirs)];
+    if (a.kind == NodeKind::Leaf) return true;
+    if (!nodes_equal(a, b)) return false;
+    std::vector<Py_ssize_t> my_roots = child_roots(mine);
+    std::vector<Py_ssize_t> their_roots = other.child_roots(theirs);
+    for (size_t i = 0; i < my_roots.size(); ++i) {
+      if (!walk(my_roots[i], their_roots[i])) return false;
+    }
+    return true;
+  };
+  if (!walk(num_nodes() - 1, other.num_nodes() - 1)) return false;
+  if (strict) return num_nodes() != other.num_nodes() || !equals(other);
+  return true;
+}
+
+TreeSpec TreeSpec::compose(const TreeSpec& inner) const {
+  if (none_is_leaf != inner.none_is_leaf) {
+    raise(PyExc_ValueError, "PyTreeSpecs must have the same none_is_leaf value.");
+  }
+  if (!ns.empty() && !inner.ns.empty() && ns != inner.ns) {
+    raise(PyExc_ValueError, "PyTreeSpecs must have the same namespace, got " +
+                                repr_of(unicode(ns).get()) + " vs. " +
+                                repr_of(unicode(inner.ns).get()) + ".");
+  }
+  TreeSpec result;
+  result.none_is_leaf = none_is_leaf;
+  result.ns = ns.empty() ? inner.ns : ns;
+  Py_ssize_t inner_leaves = inner.num_leaves();
+  Py_ssize_t inner_nodes = inner.num_nodes();
+  for (const Node& node : nodes) {
+    if (node.kind == NodeKind::Leaf) {
+      result.nodes.insert(result.nodes.end(), inner.nodes.begin(), inner.nodes.end());
+      continue;
+    }
+    Node copy = node;
+    copy.num_nodes = (node.num_nodes - node.num_leaves) + node.num_leaves * inner_nodes;
+    copy.num_leaves = node.num_leaves * inner_leaves;
+    result.nodes.push_back(std::move(copy));
+  }
+  return result;
+}
+
+// ---------------------------------------------------------------------------- flatten_up_to
+
+namespace {
+
+Ref sorted_dict_keys(PyObject* dict) {
+  Ref keys = check_ref(PyDict_Keys(dict));
+  Ref sorted = check_ref(PyList_GetSlice(keys.get(), 0, PyList_GET_SIZE(keys.get())));
+  if (PyList_Sort(sorted.get()) < 0) {
+    PyErr_Clear();
+    return keys;
+  }
+  return sorted;
+}
+
+std::string keys_text(PyObject* list) { return repr_of(list); }
+
+}  // namespace
+
+Ref TreeSpec::flatten_up_to(PyObject* tree) const {
+  Ref result = check_ref(PyList_New(0));
+  std::optional<BuiltinTypes> builtins;
+  auto get_builtins = [&]() -> const BuiltinTypes& {
+    if (!builtins) builtins = current_shard().builtins();
+    return *builtins;
+  };
+  std::function<void(Py_ssize_t, PyObject*)> walk = [&](Py_ssize_t index, PyObject* obj) {
+    const Node& node = nodes[static_cast<size_t>(index)];
+    std::vector<Py_ssize_t> roots;
+    std::vector<Ref> children;
+    auto arity_check = [&](const char* what, Py_ssize_t got) {
+      if (got != node.arity) {
+        raise(PyExc_ValueError, std::string(what) + " arity mismatch; expected: " +
+                                    std::to_string(node.arity) + ", got: " + std::to_string(got) +
+                                    "; " + (std::string(what) == "deque" ? "deque" : std::string(what) == "list" ? "list" : "tuple") +
+                                    ": " + repr_of(obj) + ".");
+      }
+    };
+    switch (node.kind) {
+      case NodeKind::Leaf:
+        check_int(PyList_Append(result.get(), obj));
+        return;
+      case NodeKind::None:
+        if (obj != Py_None) raise(PyExc_ValueError, "Expected None, got " + repr_of(obj) + ".");
+        return;
+      case NodeKind::Tuple:
+        if (!PyTuple_CheckExact(obj)) {
+          raise(PyExc_ValueError, "Expected an instance of tuple, got " + repr_of(obj) + ".");
+        }
+        arity_check("tuple", PyTuple_GET_SIZE(obj));
+        for (Py_ssize_t i = 0; i < node.arity; ++i) children.push_back(Ref::borrow(PyTuple_GET_ITEM(obj, i)));
+        break;
+      case NodeKind::List:
+        if (!PyList_CheckExact(obj)) {
+          raise(PyExc_ValueError, "Expected an instance of list, got " + repr_of(obj) + ".");
+        }
+        arity_check("list", PyList_GET_SIZE(obj));
+        for (Py_ssize_t i = 0; i < node.arity; ++i) children.push_back(Ref::borrow(PyList_GET_ITEM(obj, i)));
+        break;
+      case NodeKind::Deque: {
+        if (Py_TYPE(obj) != get_builtins().deque) {
+          raise(PyExc_ValueError,
+                "Expected an instance of collections.deque, got " + repr_of(obj) + ".");
+        }
+        Ref items = check_ref(PySequence_Tuple(obj));
+        arity_check("deque", PyTuple_GET_SIZE(items.get()));
+        for (Py_ssize_t i = 0; i < node.arity; ++i) children.push_back(Ref::borrow(PyTuple_GET_ITEM(items.get(), i)));
+        break;
+      }
+      case NodeKind::NamedTuple: {
+        if (!PyTuple_Check(obj) || !is_namedtuple_class(reinterpret_cast<PyObject*>(Py_TYPE(obj)))) {
+          raise(PyExc_ValueError,
+                "Expected an instance of collections.namedtuple, got " + repr_of(obj) + ".");
+        }
+        if (reinterpret_cast<PyObject*>(Py_TYPE(obj)) != node.node_data.get()) {
+          raise(PyExc_ValueError, "namedtuple type mismatch; expected type: " +
+                                      repr_of(node.node_data.get()) + ", got type: " +
+                                      repr_of(reinterpret_cast<PyObject*>(Py_TYPE(obj))) +
+                                      "; tuple: " + repr_of(obj) + ".");
+        }
+        arity_check("namedtuple", PyTuple_GET_SIZE(obj));
+        for (Py_ssize_t i = 0; i < node.arity; ++i) children.push_back(Ref::borrow(PyTuple_GET_ITEM(obj, i)));
+        break;
+      }
+      case NodeKind::StructSequence: {
+        if (!PyTuple_Check(obj) || !is_structseq_class(reinterpret_cast<PyObject*>(Py_TYPE(obj)))) {
+          raise(PyExc_ValueError,
+                "Expected an instance of PyStructSequence, got " + repr_of(obj) + ".");
+        }
+        Py_ssize_t got = PyTuple_GET_SIZE(obj);
+        if (got != node.arity) {
+          raise(PyExc_ValueError, "PyStructSequence arity mismatch; expected: " +
+                                      std::to_string(node.arity) + ", got: " + std::to_string(got) +
+                                      "; tuple: " + repr_of(obj) + ".");
+        }
+        if (reinterpret_cast<PyObject*>(Py_TYPE(obj)) != node.node_data.get()) {
+          raise(PyExc_ValueError, "PyStructSequence type mismatch; expected type: " +
+                                      repr_of(node.node_data.get()) + ", got type: " +
+                                      repr_of(reinterpret_cast<PyObject*>(Py_TYPE(obj))) +
+                                      "; tuple: " + repr_of(obj) + ".");
+        }
+        for (Py_ssize_t i = 0; i < node.arity; ++i) children.push_back(Ref::borrow(PyTuple_GET_ITEM(obj, i)));
+        break;
+      }
+      case NodeKind::Dict:
+      case NodeKind::OrderedDict:
+      case NodeKind::DefaultDict: {
+        if (!PyDict_Check(obj)) {
+          const char* expected = node.kind == NodeKind::Dict          ? "dict"
+                                 : node.kind == NodeKind::OrderedDict ? "collections.OrderedDict"
+                                                                      : "collections.defaultdict";
+          raise(PyExc_ValueError,
+                std::string("Expected an instance of ") + expected + ", got " + repr_of(obj) + ".");
+        }
+        PyObject* expected_keys = dict_keys_of(node);
+        Ref expected_set = check_ref(PySet_New(expected_keys));
+        Ref got_keys = sorted_dict_keys(obj);
+        Ref got_set = check_ref(PySet_New(got_keys.get()));
+        if (!check_int(PyObject_RichCompareBool(expected_set.get(), got_set.get(), Py_EQ))) {
+          std::string message = "dictionary key mismatch; expected key(s): " +
+                                keys_text(expected_keys) + ", got key(s): " +
+                                keys_text(got_keys.get());
+          Ref missing = check_ref(PyNumber_Subtract(expected_set.get(), got_set.get()));
+          Ref extra = check_ref(PyNumber_Subtract(got_set.get(), expected_set.get()));
+          auto ordered = [](PyObject* source, PyObject* selection) {
+            Ref list = check_ref(PyList_New(0));
+            for (Py_ssize_t i = 0; i < PyList_GET_SIZE(source); ++i) {
+              PyObject* key = PyList_GET_ITEM(source, i);
+              if (check_int(PySet_Contains(selection, key))) check_int(PyList_Append(list.get(), key));
+            }
+            return list;
+          };
+          if (PySet_GET_SIZE(missing.get()) > 0) {
+            message += ", missing key(s): " + keys_text(ordered(expected_keys, missing.get()).get());
+          }
+          if (PySet_GET_SIZE(extra.get()) > 0) {
+            message += ", extra key(s): " + keys_text(ordered(got_keys.get(), extra.get()).get());
+          }
+          raise(PyExc_ValueError, message + "; dict: " + repr_of(obj) + ".");
+        }
+        for (Py_ssize_t i = 0; i < node.arity; ++i) {
+          PyObject* value = PyObject_GetItem(obj, PyList_GET_ITEM(expected_keys, i));
+          children.push_back(check_ref(value));
+        }
+        break;
+      }
+      case NodeKind::Custom: {
+        PyObject* expected_type = node.custom->type;
+        if (reinterpret_cast<PyObject*>(Py_TYPE(obj)) != expected_type) {
+          raise(PyExc_ValueError, "Custom node type mismatch; expected type: " +
+                                      repr_of(expected_type) + ", got type: " +
+                                      repr_of(reinterpret_cast<PyObject*>(Py_TYPE(obj))) +
+                                      "; value: " + repr_of(obj) + ".");
+        }
+        Node probe;
+        bool uses_namespace = false;
+        RegistryView view;
+        NodeInfo info{NodeKind::Custom, &node.custom, false};
+        FlattenOptions options;
+        expand_node(obj, info, view.snapshot(), options, probe, children, uses_namespace);
+        if (!objects_equal(probe.node_data.get(), node.node_data.get())) {
+          raise(PyExc_ValueError, "Mismatch custom node data; expected: " +
+                                      repr_of(node.node_data.get()) + ", got: " +
+                                      repr_of(probe.node_data.get()) + "; value: " + repr_of(obj) +
+                                      ".");
+        }
+        if (probe.arity != node.arity) {
+          raise(PyExc_ValueError, "Custom type arity mismatch; expected: " +
+                                      std::to_string(node.arity) + ", got: " +
+                                      std::to_string(probe.arity) + "; value: " + repr_of(obj) +
+                                      ".");
+        }
+        break;
+      }
+      default:
+        raise(PyExc_SystemError, "unsupported node kind");
+    }
+    roots = child_roots(index);
+    for (size_t i = 0; i < roots.size(); ++i) walk(roots[i], children[i].get());
+  };
+  walk(num_nodes() - 1, tree);
+  return result;
+}
+
+// ------------------------------------------------------------------------ equality and hash
+
+bool TreeSpec::equals(const TreeSpec& other) const {
+  if (this == &other) return true;
+  if (none_is_leaf != other.none_is_leaf || ns != other.ns || nodes.size() != other.nodes.size()) {
+    return false;
+  }
+  for (size_t i = 0; i < nodes.size(); ++i) {
+    const Node& a = nodes[i];
+    const Node& b = other.nodes[i];
+    if (a.num_leaves != b.num_leaves || a.num_nodes != b.num_nodes) return false;
+    if (!nodes_equal(a, b)) return false;
+  }
+  return true;
+}
+
+Py_hash_t TreeSpec::hash() const {
+  // Only what equality compares exactly: metadata of custom nodes may be unhashable.
+  uint64_t h = 0x9e3779b97f4a7c15ULL ^ (none_is_leaf ? 1 : 0);
+  auto mix = [&](uint64_t value) { h = (h ^ value) * 0x100000001b3ULL + (h >> 29); };
+  mix(std::hash<std::string>{}(ns));
+  for (const Node& node : nodes) {
+    mix(static_cast<uint64_t>(node.kind));
+    mix(static_cast<uint64_t>(node.arity));
+    switch (node.kind) {
+      case NodeKind::NamedTuple:
+      case NodeKind::StructSequence:
+        mix(reinterpret_cast<uintptr_t>(node.node_data.get()));
+        break;
+      case NodeKind::Custom:
+        mix(reinterpret_cast<uintptr_t>(node.custom->type));
+        break;
+      case NodeKind::Dict:
+      case NodeKind::OrderedDict:
+      case NodeKind::DefaultDict: {
+        PyObject* keys = dict_keys_of(node);
+        for (Py_ssize_t i = 0; i < PyList_GET_SIZE(keys); ++i) {
+          Py_hash_t key_hash = PyObject_Hash(PyList_GET_ITEM(keys, i));
+          if (key_hash == -1) throw_python_error();
+          mix(static_cast<uint64_t>(key_hash));
+        }
+        break;
+      }
+      default:
+        break;
+    }
+  }
+  auto result = static_cast<Py_hash_t>(h);
+  return result == -1 ? -2 : result;
+}
+
+// ------------------------------------------------------------------------------------ repr
+
+std::string TreeSpec::repr() const {
+  std::function<std::string(Py_ssize_t)> render = [&](Py_ssize_t index) -> std::string {
+    const Node& node = nodes[static_cast<size_t>(index)];
+    if (node.kind == NodeKind::Leaf) return "*";
+    if (node.kind == NodeKind::None) return "None";
+    std::vector<Py_ssize_t> roots = child_roots(index);
+    std::vector<std::string> parts;
+    for (Py_ssize_t root : roots) parts.push_back(render(root));
+    auto join = [&](const std::vector<std::string>& items) {
+      std::string out;
+      for (size_t i = 0; i < items.size(); ++i) {
+        if (i > 0) out += ", ";
+        out += items[i];
+      }
+      return out;
+    };
+    auto dict_body = [&](PyObject* keys) {
+      std::vector<std::string> items;
+      for (size_t i = 0; i < parts.size(); ++i) {
+        items.push_back(repr_of(PyList_GET_ITEM(keys, static_cast<Py_ssize_t>(i))) + ": " + parts[i]);
+      }
+      return "{" + join(items) + "}";
+    };
+    auto named_fields = [&](PyObject* fields) {
+      std::vector<std::string> items;
+      for (size_t i = 0; i < parts.size(); ++i) {
+        PyObject* field = PyTuple_GET_ITEM(fields, static_cast<Py_ssize_t>(i));
+        std::string name = str_of(field);
+        if (name == PyStructSequence_UnnamedField) name = "<unnamed@" + std::to_string(i) + ">";
+        items.push_back(name + "=" + parts[i]);
+      }
+      return join(items);
+    };
+    switch (node.kind) {
+      case NodeKind::Tuple:
+        return parts.size() == 1 ? "(" + parts[0] + ",)" : "(" + join(parts) + ")";
+      case NodeKind::List:
+        return "[" + join(parts) + "]";
+      case NodeKind::Dict:
+        return dict_body(node.node_data.get());
+      case NodeKind::OrderedDict:
+        return parts.empty() ? "OrderedDict()" : "OrderedDict(" + dict_body(node.node_data.get()) + ")";
+      case NodeKind::DefaultDict:
+        return "defaultdict(" + repr_of(PyTuple_GET_ITEM(node.node_data.get(), 0)) + ", " +
+               dict_body(PyTuple_GET_ITEM(node.node_data.get(), 1)) + ")";
+      case NodeKind::Deque: {
+        std::string out = "deque(";
+        if (!parts.empty() || node.node_data.get() == Py_None) out += "[" + join(parts) + "]";
+        if (node.node_data.get() != Py_None) {
+          if (!parts.empty()) out += ", ";
+          out += "maxlen=" + repr_of(node.node_data.get());
+        }
+        if (parts.empty() && node.node_data.get() == Py_None) out = "deque(";
+        return out + ")";
+      }
+      case NodeKind::NamedTuple: {
+        Ref fields = namedtuple_fields(node.node_data.get());
+        return type_name(node.node_data.get()) + "(" + named_fields(fields.get()) + ")";
+      }
+      case NodeKind::StructSequence: {
+        Ref fields = structseq_fields(node.node_data.get());
+        std::string name = reinterpret_cast<PyTypeObject*>(node.node_data.get())->tp_name;
+        return name + "(" + named_fields(fields.get()) + ")";
+      }
+      case NodeKind::Custom:
+        return "CustomTreeNode(" + type_name(node.custom->type) + "[" +
+               repr_of(node.node_data.get()) + "], [" + join(parts) + "])";
+      default:
+        return "?";
+    }
+  };
+  std::string out = "PyTreeSpec(" + render(num_nodes() - 1);
+  if (none_is_leaf) out += ", NoneIsLeaf";
+  if (!ns.empty()) out += ", namespace=" + repr_of(unicode(ns).get());
+  return out + ")";
+}
+
+}  // namespace optree

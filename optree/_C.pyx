@@ -1,0 +1,552 @@
+# Thin bindings over the C++ core: argument conversion and forwarding only.
+# The algorithms live in csrc/; see DESIGN.md for the layering.
+from cpython.object cimport PyObject
+from cpython.ref cimport Py_DECREF
+from libcpp cimport bool as cbool
+from libcpp.optional cimport optional
+from libcpp.string cimport string
+from libcpp.utility cimport move
+from libcpp.vector cimport vector
+
+from optree.core cimport (
+    FlattenOptions,
+    LeafIterator,
+    Ref,
+    TreeSpec,
+    alive_interpreter_ids,
+    create_current_shard,
+    current_interpreter_id,
+    current_shard,
+    destroy_current_shard,
+    is_dict_insertion_ordered as core_is_dict_insertion_ordered,
+    is_leaf_object,
+    is_namedtuple_class as core_is_namedtuple_class,
+    is_structseq_class as core_is_structseq_class,
+    kMaxRecursionDepth,
+    main_interpreter_id,
+    namedtuple_fields as core_namedtuple_fields,
+    num_interpreters_alive,
+    num_interpreters_seen,
+    registry_size,
+    structseq_fields as core_structseq_fields,
+)
+
+import enum
+import sys
+import types
+import warnings
+
+cdef extern from "Python.h":
+    ctypedef struct PyInterpreterState:
+        pass
+    PyInterpreterState* PyInterpreterState_Get()
+    const char* UNNAMED_FIELD_NAME "PyStructSequence_UnnamedField"
+    const unsigned long Py_TPFLAGS_BASETYPE_VALUE "Py_TPFLAGS_BASETYPE"
+
+cdef extern from *:
+    """
+    #include "optree/registry.h"
+    [[maybe_unused]] static void optree_release_shard_at_exit(void*) {
+      try {
+        optree::destroy_current_shard();
+      } catch (...) {
+        PyErr_Clear();
+      }
+    }
+    #if PY_VERSION_HEX >= 0x030D0000
+    static int optree_register_exit_hook(void) {
+      return PyUnstable_AtExit(PyInterpreterState_Get(), optree_release_shard_at_exit, NULL);
+    }
+    #define OPTREE_HAS_C_EXIT_HOOK 1
+    #else
+    static int optree_register_exit_hook(void) { return 0; }
+    #define OPTREE_HAS_C_EXIT_HOOK 0
+    #endif
+    #ifdef Py_GIL_DISABLED
+    #define OPTREE_GIL_DISABLED 1
+    #else
+    #define OPTREE_GIL_DISABLED 0
+    #endif
+    #ifdef Py_DEBUG
+    #define OPTREE_PY_DEBUG 1
+    #else
+    #define OPTREE_PY_DEBUG 0
+    #endif
+    """
+    int optree_register_exit_hook() except -1
+    const int OPTREE_HAS_C_EXIT_HOOK
+    const int OPTREE_GIL_DISABLED
+    const int OPTREE_PY_DEBUG
+
+
+cdef inline object steal(Ref ref):
+    cdef PyObject* ptr = ref.release()
+    obj = <object>ptr
+    Py_DECREF(obj)
+    return obj
+
+
+cdef inline string namespace_of(object namespace) except *:
+    if type(namespace) is not str:
+        raise TypeError(f'The namespace must be a string, got {namespace!r}.')
+    if not namespace:
+        return string()
+    return (<str>namespace).encode('utf-8')
+
+
+cdef inline FlattenOptions make_options(object leaf_predicate, object none_is_leaf,
+                                        object namespace) except *:
+    cdef FlattenOptions options
+    if leaf_predicate is None:
+        options.leaf_predicate = NULL
+    else:
+        options.leaf_predicate = <PyObject*>leaf_predicate
+    options.none_is_leaf = bool(none_is_leaf)
+    options.ns = namespace_of(namespace)
+    return options
+
+
+# ------------------------------------------------------------------------------- constants
+
+MAX_RECURSION_DEPTH = kMaxRecursionDepth
+Py_TPFLAGS_BASETYPE = Py_TPFLAGS_BASETYPE_VALUE
+PyStructSequence_UnnamedField = UNNAMED_FIELD_NAME.decode('utf-8')
+PY_VERSION = sys.version.split()[0]
+PY_VERSION_HEX = sys.hexversion
+Py_DEBUG = bool(OPTREE_PY_DEBUG)
+Py_GIL_DISABLED = bool(OPTREE_GIL_DISABLED)
+OPTREE_HAS_SUBINTERPRETER_SUPPORT = True
+OPTREE_HAS_READ_WRITE_LOCK = False  # readers take no lock at all
+OPTREE_HAS_FROZENDICT = False
+BUILDTIME_METADATA = types.MappingProxyType({
+    'PY_VERSION': PY_VERSION,
+    'PY_VERSION_HEX': PY_VERSION_HEX,
+    'Py_DEBUG': Py_DEBUG,
+    'Py_GIL_DISABLED': Py_GIL_DISABLED,
+    'OPTREE_HAS_SUBINTERPRETER_SUPPORT': OPTREE_HAS_SUBINTERPRETER_SUPPORT,
+    'OPTREE_HAS_READ_WRITE_LOCK': OPTREE_HAS_READ_WRITE_LOCK,
+    'OPTREE_HAS_FROZENDICT': OPTREE_HAS_FROZENDICT,
+})
+
+
+class InternalError(SystemError):
+    """An internal invariant of optree was broken; please report it."""
+
+
+class PyTreeKind(enum.IntEnum):
+    """The kind of a pytree node."""
+
+    CUSTOM = 0
+    LEAF = 1
+    NONE = 2
+    TUPLE = 3
+    LIST = 4
+    DICT = 5
+    NAMEDTUPLE = 6
+    ORDEREDDICT = 7
+    DEFAULTDICT = 8
+    DEQUE = 9
+    STRUCTSEQUENCE = 10
+    FROZENDICT = 11
+
+
+PyTreeKind.NUM_KINDS = 12
+PyTreeKind.__module__ = 'optree'
+InternalError.__module__ = 'optree._C'
+_KINDS = tuple(PyTreeKind)
+
+
+# ------------------------------------------------------------------------------- treespec
+
+cdef PyTreeSpec wrap(TreeSpec& spec):
+    cdef PyTreeSpec result = PyTreeSpec.__new__(PyTreeSpec)
+    result.spec = move(spec)
+    return result
+
+
+def _rebuild_treespec(state, /):
+    """Rebuilds a treespec from its pickle state (used by pickle)."""
+    cdef TreeSpec spec = TreeSpec.from_pickle_state(<PyObject*>state)
+    return wrap(spec)
+
+
+cdef class PyTreeSpec:
+    """Immutable description of a pytree's structure."""
+
+    cdef TreeSpec spec
+
+    def __init__(self, *args, **kwargs):
+        raise TypeError('optree.PyTreeSpec: No constructor defined!')
+
+    def unflatten(self, leaves, /):
+        """Rebuilds a pytree of this structure from an iterable of leaves."""
+        return steal(self.spec.unflatten(<PyObject*>leaves))
+
+    def flatten_up_to(self, tree, /):
+        """Flattens `tree` up to this structure, returning the subtrees at its leaves."""
+        return steal(self.spec.flatten_up_to(<PyObject*>tree))
+
+    def compose(self, PyTreeSpec inner not None, /):
+        """Replaces each leaf of this structure with `inner`."""
+        cdef TreeSpec result = self.spec.compose(inner.spec)
+        return wrap(result)
+
+    def paths(self, /):
+        """The path (a tuple of entries) to each leaf."""
+        return steal(self.spec.paths())
+
+    def entries(self, /):
+        """The entries of the root's children."""
+        return steal(self.spec.entries())
+
+    def entry(self, index, /):
+        """The entry of the root's child at `index`."""
+        cdef Py_ssize_t i = index
+        if i < 0:
+            i += self.spec.num_children()
+        return steal(self.spec.entry(i))
+
+    def children(self, /):
+        """The treespecs of the root's children."""
+        cdef vector[TreeSpec] children = self.spec.children()
+        return [wrap(child) for child in children]
+
+    def child(self, index, /):
+        """The treespec of the root's child at `index`."""
+        cdef Py_ssize_t i = index
+        if i < 0:
+            i += self.spec.num_children()
+        cdef TreeSpec result = self.spec.child(i)
+        return wrap(result)
+
+    def is_leaf(self, /, *, strict=True):
+        """Whether this structure is a single leaf (or, non-strict, a single node)."""
+        return self.spec.is_leaf(bool(strict))
+
+    def is_prefix(self, PyTreeSpec other not None, /, *, strict=False):
+        """Whether this structure is a prefix of `other`."""
+        return self.spec.is_prefix(other.spec, bool(strict))
+
+    def is_suffix(self, PyTreeSpec other not None, /, *, strict=False):
+        """Whether `other` is a prefix of this structure."""
+        return other.spec.is_prefix(self.spec, bool(strict))
+
+    @property
+    def num_leaves(self):
+        return self.spec.num_leaves()
+
+    @property
+    def num_nodes(self):
+        return self.spec.num_nodes()
+
+    @property
+    def num_children(self):
+        return self.spec.num_children()
+
+    @property
+    def none_is_leaf(self):
+        return self.spec.none_is_leaf
+
+    @property
+    def namespace(self):
+        return self.spec.ns.decode('utf-8')
+
+    @property
+    def type(self):
+        return <object>self.spec.type_object()
+
+    @property
+    def kind(self):
+        return _KINDS[self.spec.root_kind()]
+
+    def __eq__(self, other):
+        if not isinstance(other, PyTreeSpec):
+            return NotImplemented
+        return self.spec.equals((<PyTreeSpec>other).spec)
+
+    def __ne__(self, other):
+        if not isinstance(other, PyTreeSpec):
+            return NotImplemented
+        return not self.spec.equals((<PyTreeSpec>other).spec)
+
+    def __lt__(self, other):
+        if not isinstance(other, PyTreeSpec):
+            return NotImplemented
+        return self.spec.is_prefix((<PyTreeSpec>other).spec, True)
+
+    def __le__(self, other):
+        if not isinstance(other, PyTreeSpec):
+            return NotImplemented
+        return self.spec.is_prefix((<PyTreeSpec>other).spec, False)
+
+    def __gt__(self, other):
+        if not isinstance(other, PyTreeSpec):
+            return NotImplemented
+        return (<PyTreeSpec>other).spec.is_prefix(self.spec, True)
+
+    def __ge__(self, other):
+        if not isinstance(other, PyTreeSpec):
+            return NotImplemented
+        return (<PyTreeSpec>other).spec.is_prefix(self.spec, False)
+
+    def __hash__(self):
+        return self.spec.hash()
+
+    def __len__(self):
+        return self.spec.num_leaves()
+
+    def __repr__(self):
+        return self.spec.repr().decode('utf-8')
+
+    def __reduce__(self):
+        return (_rebuild_treespec, (steal(self.spec.pickle_state()),))
+
+    def __getstate__(self):
+        return steal(self.spec.pickle_state())
+
+    def __setstate__(self, state, /):
+        self.spec = TreeSpec.from_pickle_state(<PyObject*>state)
+
+
+cdef class PyTreeIter:
+    """Iterator over the leaves of a pytree, depth first, left to right."""
+
+    cdef LeafIterator* iterator
+
+    def __cinit__(self, tree, /, leaf_predicate=None, none_is_leaf=False, namespace=''):
+        self.iterator = new LeafIterator(<PyObject*>tree,
+                                         make_options(leaf_predicate, none_is_leaf, namespace))
+
+    def __dealloc__(self):
+        del self.iterator
+
+    def __iter__(self):
+        return self
+
+    def __next__(self):
+        cdef Ref leaf = self.iterator.next()
+        if leaf.get() == NULL:
+            raise StopIteration
+        return steal(leaf)
+
+
+# ---------------------------------------------------------------------------- operations
+
+def flatten(tree, /, leaf_predicate=None, none_is_leaf=False, namespace=''):
+    """Flattens a pytree into (leaves, treespec)."""
+    cdef FlattenOptions options = make_options(leaf_predicate, none_is_leaf, namespace)
+    cdef Ref leaves
+    cdef TreeSpec spec = TreeSpec.flatten(<PyObject*>tree, options, &leaves, NULL)
+    return steal(leaves), wrap(spec)
+
+
+def flatten_with_path(tree, /, leaf_predicate=None, none_is_leaf=False, namespace=''):
+    """Flattens a pytree into (paths, leaves, treespec)."""
+    cdef FlattenOptions options = make_options(leaf_predicate, none_is_leaf, namespace)
+    cdef Ref leaves
+    cdef Ref paths
+    cdef TreeSpec spec = TreeSpec.flatten(<PyObject*>tree, options, &leaves, &paths)
+    return steal(paths), steal(leaves), wrap(spec)
+
+
+def make_leaf(none_is_leaf=False, namespace=''):
+    """A treespec of a single leaf."""
+    cdef TreeSpec spec = TreeSpec.make_leaf(bool(none_is_leaf))
+    return wrap(spec)
+
+
+def make_none(none_is_leaf=False, namespace=''):
+    """A treespec of None (a leaf when none_is_leaf is set)."""
+    cdef TreeSpec spec = TreeSpec.make_none(bool(none_is_leaf))
+    return wrap(spec)
+
+
+def make_from_collection(collection, /, none_is_leaf=False, namespace=''):
+    """A treespec whose root is `collection`'s node and whose children are its treespecs."""
+    cdef FlattenOptions options = make_options(None, none_is_leaf, namespace)
+    cdef optional[vector[Ref]] children = TreeSpec.collection_children(<PyObject*>collection,
+                                                                       options)
+    cdef vector[const TreeSpec*] child_specs
+    cdef vector[Ref]* raw_children
+    cdef TreeSpec spec
+    if not children.has_value():
+        if collection is None and not options.none_is_leaf:
+            spec = TreeSpec.make_none(False)
+        else:
+            warnings.warn('PyTreeSpec::MakeFromCollection() is called on a leaf.',
+                          stacklevel=2)
+            spec = TreeSpec.make_leaf(options.none_is_leaf)
+        return wrap(spec)
+    kept = []
+    raw_children = &children.value()
+    for i in range(raw_children.size()):
+        child = <object>raw_children[0][i].get()
+        if not isinstance(child, PyTreeSpec):
+            raise ValueError(
+                f'Expected a(n) {type(collection).__name__} of PyTreeSpec(s), got {collection!r}.'
+            )
+        kept.append(child)
+        child_specs.push_back(&(<PyTreeSpec>child).spec)
+    spec = TreeSpec.from_collection(<PyObject*>collection, child_specs, options)
+    return wrap(spec)
+
+
+def is_leaf(obj, /, leaf_predicate=None, none_is_leaf=False, namespace=''):
+    """Whether `obj` is a leaf (has no children) under these options."""
+    return is_leaf_object(<PyObject*>obj, make_options(leaf_predicate, none_is_leaf, namespace))
+
+
+def is_namedtuple(obj, /):
+    """Whether `obj` is a namedtuple instance or class."""
+    cls = obj if isinstance(obj, type) else type(obj)
+    return core_is_namedtuple_class(<PyObject*>cls)
+
+
+def is_namedtuple_instance(obj, /):
+    """Whether `obj` is an instance of a namedtuple class."""
+    cls = type(obj)
+    return core_is_namedtuple_class(<PyObject*>cls)
+
+
+def is_namedtuple_class(cls, /):
+    """Whether `cls` is a namedtuple class."""
+    return core_is_namedtuple_class(<PyObject*>cls)
+
+
+def namedtuple_fields(obj, /):
+    """The field names of a namedtuple instance or class."""
+    return steal(core_namedtuple_fields(<PyObject*>obj))
+
+
+def is_structseq(obj, /):
+    """Whether `obj` is a PyStructSequence instance or class."""
+    cls = obj if isinstance(obj, type) else type(obj)
+    return core_is_structseq_class(<PyObject*>cls)
+
+
+def is_structseq_instance(obj, /):
+    """Whether `obj` is an instance of a PyStructSequence class."""
+    cls = type(obj)
+    return core_is_structseq_class(<PyObject*>cls)
+
+
+def is_structseq_class(cls, /):
+    """Whether `cls` is a PyStructSequence class."""
+    return core_is_structseq_class(<PyObject*>cls)
+
+
+def structseq_fields(obj, /):
+    """The field names of a PyStructSequence instance or class."""
+    return steal(core_structseq_fields(<PyObject*>obj))
+
+
+# ------------------------------------------------------------------------------- registry
+
+_BUILTIN_NODE_TYPES = None
+
+
+def _builtin_node_types():
+    global _BUILTIN_NODE_TYPES
+    if _BUILTIN_NODE_TYPES is None:
+        import collections
+        _BUILTIN_NODE_TYPES = frozenset({
+            type(None), tuple, list, dict,
+            collections.OrderedDict, collections.defaultdict, collections.deque,
+        })
+    return _BUILTIN_NODE_TYPES
+
+
+def register_node(cls, /, flatten_func, unflatten_func, path_entry_type, namespace=''):
+    """Registers `cls` as a pytree node type in `namespace` ('' = global)."""
+    cdef string ns = namespace_of(namespace)
+    if not isinstance(cls, type):
+        raise TypeError(f'Expected a class, got {cls!r}.')
+    if cls in _builtin_node_types():
+        raise ValueError(f'PyTree type {cls!r} is a built-in type and cannot be re-registered.')
+    if not callable(flatten_func):
+        raise TypeError(f'Expected a callable flatten function, got {flatten_func!r}.')
+    if not callable(unflatten_func):
+        raise TypeError(f'Expected a callable unflatten function, got {unflatten_func!r}.')
+    current_shard().register_node(<PyObject*>cls, <PyObject*>flatten_func,
+                                  <PyObject*>unflatten_func, <PyObject*>path_entry_type, ns)
+
+
+def unregister_node(cls, /, namespace=''):
+    """Removes the registration of `cls` in `namespace` ('' = global)."""
+    cdef string ns = namespace_of(namespace)
+    if not isinstance(cls, type):
+        raise TypeError(f'Expected a class, got {cls!r}.')
+    if cls in _builtin_node_types():
+        raise ValueError(f'PyTree type {cls!r} is a built-in type and cannot be unregistered.')
+    current_shard().unregister_node(<PyObject*>cls, ns)
+
+
+def is_dict_insertion_ordered(namespace='', inherit_global_namespace=True):
+    """Whether dicts flatten in insertion order in `namespace`."""
+    return core_is_dict_insertion_ordered(namespace_of(namespace), bool(inherit_global_namespace))
+
+
+def set_dict_insertion_ordered(mode, /, namespace=''):
+    """Makes dicts flatten in insertion order (or sorted order) in `namespace`."""
+    current_shard().set_dict_insertion_ordered(bool(mode), namespace_of(namespace))
+
+
+def get_registry_size(namespace=None):
+    """Number of registered node types, builtins included, visible from `namespace`."""
+    cdef string ns
+    if namespace is None:
+        return registry_size(NULL)
+    ns = namespace_of(namespace)
+    return registry_size(&ns)
+
+
+def get_num_interpreters_seen():
+    """Number of interpreters that have imported optree in this process."""
+    return num_interpreters_seen()
+
+
+def get_num_interpreters_alive():
+    """Number of interpreters whose optree registry is alive."""
+    return num_interpreters_alive()
+
+
+def get_alive_interpreter_ids():
+    """IDs of the interpreters whose optree registry is alive."""
+    return set(alive_interpreter_ids())
+
+
+def get_current_interpreter_id():
+    """ID of the running interpreter."""
+    return current_interpreter_id()
+
+
+def get_main_interpreter_id():
+    """ID of the main interpreter."""
+    return main_interpreter_id()
+
+
+def is_current_interpreter_main():
+    """Whether the running interpreter is the main one."""
+    return current_interpreter_id() == main_interpreter_id()
+
+
+def _release_registry():
+    """Destroys this interpreter's registry; called once at interpreter exit."""
+    destroy_current_shard()
+
+
+# ------------------------------------------------------------------------ module exec
+
+create_current_shard()
+if OPTREE_HAS_C_EXIT_HOOK:
+    optree_register_exit_hook()
+else:
+    import atexit
+    atexit.register(_release_registry)
+
+for _public in (PyTreeSpec, PyTreeIter):
+    try:
+        _public.__module__ = 'optree'
+    except (TypeError, AttributeError):
+        pass
+del _public

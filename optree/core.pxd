@@ -1,0 +1,100 @@
+# Declarations of the C++ core (csrc/include/optree/*.h), one block per header.
+from cpython.object cimport PyObject
+from libc.stdint cimport int64_t
+from libcpp cimport bool
+from libcpp.optional cimport optional
+from libcpp.string cimport string
+from libcpp.vector cimport vector
+
+
+cdef extern from "optree/common.h" namespace "optree" nogil:
+    const Py_ssize_t kMaxRecursionDepth
+    void translate_exception()
+
+    cdef cppclass Ref:
+        Ref()
+        PyObject* get()
+        PyObject* release()
+
+
+cdef extern from "optree/registry.h" namespace "optree":
+    cdef cppclass Shard:
+        void register_node(PyObject* type, PyObject* flatten, PyObject* unflatten,
+                           PyObject* path_entry_type, const string& ns) except +translate_exception
+        void unregister_node(PyObject* type, const string& ns) except +translate_exception
+        void set_dict_insertion_ordered(bool mode, const string& ns) except +translate_exception
+
+    void create_current_shard() except +translate_exception
+    void destroy_current_shard() except +translate_exception
+    Shard& current_shard() except +translate_exception
+    Py_ssize_t registry_size(const string* ns) except +translate_exception
+    bool is_dict_insertion_ordered(const string& ns, bool inherit_global) except +translate_exception
+    int64_t num_interpreters_seen()
+    int64_t num_interpreters_alive() except +translate_exception
+    vector[int64_t] alive_interpreter_ids() except +translate_exception
+    int64_t current_interpreter_id()
+    int64_t main_interpreter_id()
+
+
+cdef extern from "optree/treespec.h" namespace "optree":
+    cdef cppclass FlattenOptions:
+        PyObject* leaf_predicate
+        bool none_is_leaf
+        string ns
+
+    cdef cppclass Node:
+        pass
+
+    cdef cppclass TreeSpec:
+        TreeSpec()
+        TreeSpec(const TreeSpec&)
+        vector[Node] nodes
+        bool none_is_leaf
+        string ns
+
+        Py_ssize_t num_leaves()
+        Py_ssize_t num_nodes()
+        Py_ssize_t num_children()
+
+        @staticmethod
+        TreeSpec flatten(PyObject* tree, const FlattenOptions& options, Ref* leaves_out,
+                         Ref* paths_out) except +translate_exception
+        @staticmethod
+        TreeSpec make_leaf(bool none_is_leaf)
+        @staticmethod
+        TreeSpec make_none(bool none_is_leaf)
+        @staticmethod
+        TreeSpec from_collection(PyObject* collection, const vector[const TreeSpec*]& children,
+                                 const FlattenOptions& options) except +translate_exception
+        @staticmethod
+        optional[vector[Ref]] collection_children(
+            PyObject* collection, const FlattenOptions& options) except +translate_exception
+        @staticmethod
+        TreeSpec from_pickle_state(PyObject* state) except +translate_exception
+
+        Ref unflatten(PyObject* leaves) except +translate_exception
+        Ref flatten_up_to(PyObject* tree) except +translate_exception
+        TreeSpec compose(const TreeSpec& inner) except +translate_exception
+        vector[TreeSpec] children() except +translate_exception
+        TreeSpec child(Py_ssize_t index) except +translate_exception
+        Ref entries() except +translate_exception
+        Ref entry(Py_ssize_t index) except +translate_exception
+        Ref paths() except +translate_exception
+        bool is_leaf(bool strict)
+        bool is_prefix(const TreeSpec& other, bool strict) except +translate_exception
+        PyObject* type_object() except +translate_exception
+        bool equals(const TreeSpec& other) except +translate_exception
+        Py_hash_t hash() except +translate_exception
+        string repr() except +translate_exception
+        Ref pickle_state() except +translate_exception
+        int root_kind()
+
+    bool is_leaf_object(PyObject* obj, const FlattenOptions& options) except +translate_exception
+    bool is_namedtuple_class(PyObject* cls) except +translate_exception
+    bool is_structseq_class(PyObject* cls) except +translate_exception
+    Ref namedtuple_fields(PyObject* obj) except +translate_exception
+    Ref structseq_fields(PyObject* obj) except +translate_exception
+
+    cdef cppclass LeafIterator:
+        LeafIterator(PyObject* tree, FlattenOptions options)
+        Ref next() except +translate_exception

@@ -1,0 +1,455 @@
+"""Dataclasses that are pytree nodes.
+
+A drop-in for :mod:`dataclasses`: :func:`field` takes a ``pytree_node`` flag, and
+:func:`dataclass` / :func:`make_dataclass` register the new class in a pytree namespace. Fields
+with ``pytree_node=True`` (the default) are children; the other ``__init__`` fields are metadata.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import functools
+import inspect
+import sys
+import warnings
+from collections.abc import Callable, Iterable
+from dataclasses import *  # noqa: F403
+from types import MappingProxyType
+from typing import Any, Literal, Protocol, TypeVar, dataclass_transform, overload
+
+from optree.accessors import DataclassEntry
+
+__all__ = [
+    'DataclassEntry',
+    'register_node',
+    *dataclasses.__all__,
+]
+
+# Class attribute set on registered dataclasses: (children fields, metadata fields).
+_FIELDS = '__optree_dataclass_fields__'
+_PYTREE_NODE_DEFAULT: bool = True
+
+_T = TypeVar('_T')
+_TypeT = TypeVar('_TypeT', bound=type)
+
+
+def _global_namespace() -> Any:
+    from optree import registry
+
+    return getattr(registry, '__GLOBAL_NAMESPACE')
+
+
+def _normalize_namespace(namespace: Any, /) -> Any:
+    """'' and the global sentinel both mean the global namespace."""
+    global_namespace = _global_namespace()
+    if namespace is not global_namespace and not isinstance(namespace, str):
+        raise TypeError(f'The namespace must be a string, got {namespace!r}.')
+    return global_namespace if namespace == '' else namespace
+
+
+@overload  # type: ignore[no-redef]
+def field(
+    *,
+    default: _T,
+    init: bool = True,
+    repr: bool = True,
+    hash: bool | None = None,
+    compare: bool = True,
+    metadata: dict[Any, Any] | None = None,
+    kw_only: bool | Literal[dataclasses.MISSING] = dataclasses.MISSING,  # type: ignore[valid-type]
+    doc: str | None = None,
+    pytree_node: bool | None = None,
+) -> _T: ...
+
+
+@overload
+def field(
+    *,
+    default_factory: Callable[[], _T],
+    init: bool = True,
+    repr: bool = True,
+    hash: bool | None = None,
+    compare: bool = True,
+    metadata: dict[Any, Any] | None = None,
+    kw_only: bool | Literal[dataclasses.MISSING] = dataclasses.MISSING,  # type: ignore[valid-type]
+    doc: str | None = None,
+    pytree_node: bool | None = None,
+) -> _T: ...
+
+
+@overload
+def field(
+    *,
+    init: bool = True,
+    repr: bool = True,
+    hash: bool | None = None,
+    compare: bool = True,
+    metadata: dict[Any, Any] | None = None,
+    kw_only: bool | Literal[dataclasses.MISSING] = dataclasses.MISSING,  # type: ignore[valid-type]
+    doc: str | None = None,
+    pytree_node: bool | None = None,
+) -> Any: ...
+
+
+def field(  # type: ignore[misc]
+    *,
+    default: Any = dataclasses.MISSING,
+    default_factory: Any = dataclasses.MISSING,
+    init: bool = True,
+    repr: bool = True,
+    hash: bool | None = None,
+    compare: bool = True,
+    metadata: dict[Any, Any] | None = None,
+    kw_only: bool | Literal[dataclasses.MISSING] = dataclasses.MISSING,  # type: ignore[valid-type]
+    doc: str | None = None,
+    pytree_node: bool | None = None,
+) -> Any:
+    """Like :func:`dataclasses.field`, with ``pytree_node`` (is the field a pytree child?).
+
+    ``pytree_node`` defaults to ``metadata['pytree_node']``, else to True.
+    """
+    metadata = dict(metadata or {})
+    if pytree_node is None:
+        pytree_node = metadata.get('pytree_node', _PYTREE_NODE_DEFAULT)
+    metadata['pytree_node'] = pytree_node
+
+    kwargs: dict[str, Any] = {
+        'default': default,
+        'default_factory': default_factory,
+        'init': init,
+        'repr': repr,
+        'hash': hash,
+        'compare': compare,
+        'metadata': metadata,
+        'kw_only': kw_only,
+    }
+    if sys.version_info >= (3, 14):
+        kwargs['doc'] = doc
+    elif doc is not None:
+        raise TypeError("field() got an unexpected keyword argument 'doc'")
+
+    if not init and pytree_node:
+        raise TypeError(
+            '`pytree_node=True` is not allowed for non-init fields. '
+            f'Please explicitly set `{__name__}.field(init=False, pytree_node=False)`.',
+        )
+    return dataclasses.field(**kwargs)
+
+
+@overload  # type: ignore[no-redef]
+def dataclass(
+    *,
+    init: bool = True,
+    repr: bool = True,
+    eq: bool = True,
+    order: bool = False,
+    unsafe_hash: bool = False,
+    frozen: bool = False,
+    match_args: bool = True,
+    kw_only: bool = False,
+    slots: bool = False,
+    weakref_slot: bool = False,
+    namespace: str,
+) -> Callable[[_TypeT], _TypeT]: ...
+
+
+@overload
+def dataclass(
+    cls: _TypeT,
+    /,
+    *,
+    init: bool = True,
+    repr: bool = True,
+    eq: bool = True,
+    order: bool = False,
+    unsafe_hash: bool = False,
+    frozen: bool = False,
+    match_args: bool = True,
+    kw_only: bool = False,
+    slots: bool = False,
+    weakref_slot: bool = False,
+    namespace: str,
+) -> _TypeT: ...
+
+
+@dataclass_transform(field_specifiers=(field,))
+def dataclass(  # type: ignore[misc]
+    cls: _TypeT | None = None,
+    /,
+    *,
+    init: bool = True,
+    repr: bool = True,
+    eq: bool = True,
+    order: bool = False,
+    unsafe_hash: bool = False,
+    frozen: bool = False,
+    match_args: bool = True,
+    kw_only: bool = False,
+    slots: bool = False,
+    weakref_slot: bool = False,
+    namespace: str,
+) -> _TypeT | Callable[[_TypeT], _TypeT]:
+    """Like :func:`dataclasses.dataclass`, and register the class as a pytree node.
+
+    Args:
+        namespace: The registry namespace ('' registers it in the global namespace).
+    """
+    options: dict[str, Any] = {
+        'init': init,
+        'repr': repr,
+        'eq': eq,
+        'order': order,
+        'unsafe_hash': unsafe_hash,
+        'frozen': frozen,
+        'match_args': match_args,
+        'kw_only': kw_only,
+        'slots': slots,
+        'weakref_slot': weakref_slot,
+    }
+
+    if cls is None:
+
+        def decorator(cls: _TypeT) -> _TypeT:
+            return dataclass(cls, namespace=namespace, **options)  # type: ignore[call-overload,no-any-return]
+
+        return decorator
+
+    if not inspect.isclass(cls):
+        raise TypeError(f'@{__name__}.dataclass() can only be used with classes, not {cls!r}.')
+    if _FIELDS in cls.__dict__:
+        raise TypeError(
+            f'@{__name__}.dataclass() cannot be applied to {cls.__name__} more than once.',
+        )
+    namespace = _normalize_namespace(namespace)
+    cls = dataclasses.dataclass(cls, **options)  # type: ignore[call-overload,assignment]
+    return register_node(cls, namespace=namespace)
+
+
+class _DataclassDecorator(Protocol[_TypeT]):
+    def __call__(
+        self,
+        cls: _TypeT,
+        /,
+        *,
+        init: bool = True,
+        repr: bool = True,
+        eq: bool = True,
+        order: bool = False,
+        unsafe_hash: bool = False,
+        frozen: bool = False,
+        match_args: bool = True,
+        kw_only: bool = False,
+        slots: bool = False,
+        weakref_slot: bool = False,
+    ) -> _TypeT:
+        raise NotImplementedError
+
+
+def make_dataclass(  # type: ignore[no-redef]
+    cls_name: str,
+    fields: Iterable[str | tuple[str, Any] | tuple[str, Any, Any]],
+    *,
+    bases: tuple[type, ...] = (),
+    ns: dict[str, Any] | None = None,
+    init: bool = True,
+    repr: bool = True,
+    eq: bool = True,
+    order: bool = False,
+    unsafe_hash: bool = False,
+    frozen: bool = False,
+    match_args: bool = True,
+    kw_only: bool = False,
+    slots: bool = False,
+    weakref_slot: bool = False,
+    module: str | None = None,
+    decorator: _DataclassDecorator[_TypeT] = dataclasses.dataclass,  # type: ignore[assignment]
+    namespace: str,
+) -> _TypeT:
+    """Like :func:`dataclasses.make_dataclass`, and register the class as a pytree node.
+
+    ``ns`` is the class namespace dict (``namespace`` of :func:`dataclasses.make_dataclass`);
+    ``namespace`` is the pytree registry namespace.
+    """
+    global_namespace = _global_namespace()
+    if isinstance(namespace, dict) or namespace is None:
+        # Called like `dataclasses.make_dataclass(..., namespace={...}, ns='registry ns')`.
+        if ns is global_namespace or isinstance(ns, str):
+            ns, namespace = namespace, ns
+        elif ns is None:
+            raise TypeError("make_dataclass() missing 1 required keyword-only argument: 'ns'")
+    namespace = _normalize_namespace(namespace)
+
+    options: dict[str, Any] = {
+        'init': init,
+        'repr': repr,
+        'eq': eq,
+        'order': order,
+        'unsafe_hash': unsafe_hash,
+        'frozen': frozen,
+        'match_args': match_args,
+        'kw_only': kw_only,
+        'slots': slots,
+        'weakref_slot': weakref_slot,
+    }
+    extra: dict[str, Any] = {'bases': bases, 'namespace': ns}
+
+    if sys.version_info >= (3, 12):
+        if module is None:
+            try:
+                module = sys._getframemodulename(1) or '__main__'  # type: ignore[attr-defined]
+            except AttributeError:  # pragma: no cover
+                with contextlib.suppress(AttributeError, ValueError):
+                    module = sys._getframe(1).f_globals.get('__name__', '__main__')
+        extra['module'] = module
+    elif module is not None:
+        raise TypeError("make_dataclass() got an unexpected keyword argument 'module'")
+
+    registered = False
+    if sys.version_info >= (3, 14):
+        if decorator in (dataclasses.dataclass, dataclass):
+            decorator = functools.partial(dataclass, namespace=namespace)  # type: ignore[assignment]
+            registered = True
+        extra['decorator'] = decorator
+    elif decorator is not dataclasses.dataclass:
+        raise TypeError("make_dataclass() got an unexpected keyword argument 'decorator'")
+
+    cls = dataclasses.make_dataclass(cls_name, fields=fields, **options, **extra)
+    if not registered:
+        cls = register_node(cls, namespace=namespace)
+    return cls  # type: ignore[return-value]
+
+
+@overload
+def register_node(
+    cls: str | None = None,
+    /,
+    *,
+    namespace: str | None = None,
+) -> Callable[[_TypeT], _TypeT]: ...
+
+
+@overload
+def register_node(
+    cls: _TypeT,
+    /,
+    *,
+    namespace: str,
+) -> _TypeT: ...
+
+
+def register_node(
+    cls: _TypeT | str | None = None,
+    /,
+    *,
+    namespace: str | None = None,
+) -> _TypeT | Callable[[_TypeT], _TypeT]:
+    """Register an existing dataclass as a pytree node (usable as a decorator).
+
+    Children are the fields with ``pytree_node`` true (default); other ``__init__`` fields are
+    metadata. Instances are rebuilt with ``cls(**fields)``.
+    """
+    global_namespace = _global_namespace()
+    if cls is global_namespace or isinstance(cls, str):
+        if namespace is not None:
+            raise ValueError('Cannot specify `namespace` when the first argument is a string.')
+        if cls == '':
+            raise ValueError('The namespace cannot be an empty string.')
+        cls, namespace = None, cls  # type: ignore[assignment]
+
+    if namespace is None:
+        raise ValueError('Must specify `namespace` when the first argument is a class.')
+
+    if cls is None:
+        chosen: str = namespace
+
+        def decorator(cls: _TypeT, /) -> _TypeT:
+            return register_node(cls, namespace=chosen)
+
+        return decorator
+
+    if not inspect.isclass(cls):
+        raise TypeError(f'Expected a class, got {cls!r}.')
+    if not dataclasses.is_dataclass(cls):
+        raise TypeError(f'{cls!r} is not a dataclass.')
+    if _FIELDS in cls.__dict__:
+        raise TypeError(
+            f'Cannot register {cls.__name__} as a pytree node more than once with '
+            f'`{__name__}.register_node()`. '
+            'Use `optree.register_pytree_node()` or `optree.register_pytree_node_class()` '
+            'with explicit flatten/unflatten functions to register it in a different namespace.',
+        )
+    namespace = _normalize_namespace(namespace)
+    if not cls.__dataclass_params__.init:  # type: ignore[attr-defined]
+        warnings.warn(
+            f'Dataclass {cls.__name__!r} was defined with `init=False`. '
+            '`tree_unflatten()` may fail because '
+            f'`{__name__}.register_node()` reconstructs instances with `cls(**kwargs)`.',
+            UserWarning,
+            stacklevel=2,
+        )
+
+    all_fields: dict[str, Any] = getattr(cls, '__dataclass_fields__', {})
+    init_vars = [
+        name
+        for name, dc_field in all_fields.items()
+        if dc_field._field_type is dataclasses._FIELD_INITVAR  # type: ignore[attr-defined]
+    ]
+    if init_vars:
+        raise TypeError(
+            f'Dataclass {cls.__name__!r} has `InitVar` field(s) {init_vars!r}, which the '
+            'auto-generated flatten/unflatten functions cannot round-trip '
+            f'(`{__name__}.register_node()` reconstructs instances with `cls(**kwargs)` and cannot '
+            'restore `InitVar` values). Use `optree.register_pytree_node()` or '
+            '`optree.register_pytree_node_class()` with explicit flatten/unflatten functions '
+            'instead.',
+        )
+
+    children_fields: dict[str, dataclasses.Field[Any]] = {}
+    metadata_fields: dict[str, dataclasses.Field[Any]] = {}
+    for dc_field in dataclasses.fields(cls):
+        if dc_field.metadata.get('pytree_node', _PYTREE_NODE_DEFAULT):
+            if not dc_field.init:
+                raise TypeError(
+                    f'PyTree node field {dc_field.name!r} must be included in `__init__()`. '
+                    f'Or you can explicitly set `{__name__}.field(init=False, pytree_node=False)`.',
+                )
+            children_fields[dc_field.name] = dc_field
+        elif dc_field.init:
+            metadata_fields[dc_field.name] = dc_field
+
+    child_names = tuple(children_fields)
+    meta_names = tuple(metadata_fields)
+    node_cls: Any = cls
+
+    def flatten_func(
+        obj: Any,
+        /,
+    ) -> tuple[tuple[Any, ...], tuple[tuple[str, Any], ...], tuple[str, ...]]:
+        children = tuple(getattr(obj, name) for name in child_names)
+        metadata = tuple((name, getattr(obj, name)) for name in meta_names)
+        return children, metadata, child_names
+
+    def unflatten_func(metadata: tuple[tuple[str, Any], ...], children: Iterable[Any], /) -> Any:
+        kwargs = dict(zip(child_names, children, strict=False))
+        kwargs.update(metadata)
+        return node_cls(**kwargs)
+
+    from optree.registry import register_pytree_node, unregister_pytree_node
+
+    register_pytree_node(
+        cls,  # type: ignore[arg-type]
+        flatten_func,
+        unflatten_func,  # type: ignore[arg-type]
+        path_entry_type=DataclassEntry,
+        namespace=namespace,
+    )
+    # Mark the class only once registered; undo the registration if marking fails, so that a
+    # class is never registered-but-unmarked (which would block any later registration).
+    try:
+        marker = (MappingProxyType(children_fields), MappingProxyType(metadata_fields))
+        setattr(cls, _FIELDS, marker)
+    except BaseException:
+        unregister_pytree_node(cls, namespace=namespace)
+        raise
+    return cls

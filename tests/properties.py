@@ -1,0 +1,136 @@
+"""The expressions compared between our optree and the reference for one tree.
+
+Every expression refers to names bound by :func:`tree_setup`: ``tree`` (the tree), ``leaves`` and
+``spec`` (its flattening with the keyword arguments under test), ``KW`` (those keyword arguments
+as a dict), ``bigger`` (the tree with every leaf replaced by a small subtree) and ``bigger_spec``.
+"""
+
+from __future__ import annotations
+
+import re
+
+
+def namespace_only(kwargs: str) -> str:
+    match = re.search(r"namespace=('[^']*')", kwargs)
+    return f'namespace={match.group(1)}' if match else ''
+
+
+def tree_setup(setup: str, tree_expr: str, kwargs: str) -> str:
+    """Setup source binding tree/leaves/spec/... for ``tree_expr`` flattened with ``kwargs``."""
+    return (
+        f'{setup}\n'
+        f'KW = dict({kwargs})\n'
+        f'NS = dict({namespace_only(kwargs)})\n'
+        f'tree = {tree_expr}\n'
+        'leaves, spec = optree.tree_flatten(tree, **KW)\n'
+        "bigger = optree.tree_map(lambda x: [x, {'k': (x,)}], tree, **KW)\n"
+        'bigger_spec = optree.tree_structure(bigger, **KW)\n'
+    )
+
+
+def _flatten_exprs() -> list[str]:
+    return [
+        'optree.tree_flatten(tree, **KW)',
+        'optree.tree_leaves(tree, **KW)',
+        'optree.tree_structure(tree, **KW)',
+        'str(optree.tree_structure(tree, **KW))',
+        'optree.tree_paths(tree, **KW)',
+        'optree.tree_flatten_with_path(tree, **KW)',
+        'optree.tree_accessors(tree, **KW)',
+        'optree.tree_flatten_with_accessor(tree, **KW)',
+        'list(optree.tree_iter(tree, **KW))',
+        'optree.tree_map(repr, tree, **KW)',
+        'optree.tree_map(lambda x, y: (x, y), tree, tree, **KW)',
+        'optree.tree_map_with_path(lambda p, x: (p, x), tree, **KW)',
+        'optree.tree_flatten_one_level(tree, **KW)',
+        "optree.tree_replace_nones('N', tree, **NS)",
+        'optree.tree_is_leaf(tree, **KW)',
+        'optree.all_leaves(leaves, **KW)',
+        'optree.all_leaves([tree], **KW)',
+        'optree.tree_leaves(bigger, **KW)',
+        'bigger_spec',
+    ]
+
+
+def _unflatten_exprs() -> list[str]:
+    return [
+        '_rebuild(tree, **KW)',
+        'optree.tree_unflatten(spec, leaves)',
+        'type(optree.tree_unflatten(spec, leaves))',
+        'spec.unflatten(iter(leaves))',
+        'spec.unflatten(leaves) == tree',
+        'spec.unflatten(range(spec.num_leaves))',
+        "spec.traverse(leaves, None, lambda x: ('leaf', x))",
+        "spec.traverse(leaves, lambda node: ('node', node), repr)",
+        "spec.walk(leaves, lambda t, m, xs: (t.__name__, xs), repr)",
+    ]
+
+
+def _treespec_exprs() -> list[str]:
+    return [
+        '(spec.num_leaves, spec.num_nodes, spec.num_children)',
+        '(spec.type, spec.kind, spec.namespace, spec.none_is_leaf)',
+        'len(spec)',
+        'spec.children()',
+        '[spec.child(i) for i in range(spec.num_children)]',
+        'spec.entries()',
+        '[spec.entry(i) for i in range(spec.num_children)]',
+        'spec.paths()',
+        'spec.accessors()',
+        '(spec.is_leaf(), spec.is_leaf(strict=False), spec.is_one_level())',
+        'spec.one_level()',
+        '(spec.is_prefix(spec), spec.is_prefix(spec, strict=True))',
+        '(spec.is_suffix(spec), spec.is_suffix(spec, strict=True))',
+        '(spec.is_prefix(bigger_spec), spec.is_prefix(bigger_spec, strict=True))',
+        '(bigger_spec.is_suffix(spec), bigger_spec.is_suffix(spec, strict=True))',
+        '(bigger_spec.is_prefix(spec), spec.is_suffix(bigger_spec))',
+        'spec.flatten_up_to(tree)',
+        'spec.flatten_up_to(bigger)',
+        'spec.broadcast_to_common_suffix(bigger_spec)',
+        'spec.transform(None, None)',
+        "spec.compose(optree.treespec_leaf(none_is_leaf=spec.none_is_leaf, namespace=spec.namespace))",
+        "spec.compose(optree.tree_structure((1, [2]), none_is_leaf=spec.none_is_leaf, namespace=spec.namespace))",
+        "spec.compose(optree.tree_structure((1, [2]), none_is_leaf=spec.none_is_leaf, namespace=spec.namespace)).num_leaves",
+        # Comparisons against an independently built equal spec.
+        'spec == optree.tree_structure(tree, **KW)',
+        'spec != optree.tree_structure(tree, **KW)',
+        'hash(spec) == hash(optree.tree_structure(tree, **KW))',
+        '(spec < spec, spec <= spec, spec > spec, spec >= spec)',
+        '(spec < bigger_spec, spec <= bigger_spec, spec > bigger_spec, spec >= bigger_spec)',
+        '(bigger_spec < spec, bigger_spec <= spec, spec == bigger_spec)',
+        'spec == optree.tree_structure(tree, none_is_leaf=not spec.none_is_leaf, namespace=spec.namespace)',
+        # Copies and pickles.
+        '_pickle_all(spec)',
+        '[s == spec and hash(s) == hash(spec) for s in _pickle_all(spec)]',
+        '[s.unflatten(leaves) for s in _pickle_all(spec)]',
+        '(copy.copy(spec) == spec, copy.deepcopy(spec) == spec)',
+        'repr(copy.deepcopy(spec))',
+    ]
+
+
+def property_exprs() -> list[str]:
+    return _flatten_exprs() + _unflatten_exprs() + _treespec_exprs()
+
+
+PROPERTY_EXPRS: list[str] = property_exprs()
+
+# A smaller set for generated trees.
+QUICK_EXPRS: list[str] = [
+    'optree.tree_flatten(tree, **KW)',
+    'optree.tree_flatten_with_path(tree, **KW)',
+    'optree.tree_map(repr, tree, **KW)',
+    'optree.tree_flatten_one_level(tree, **KW)',
+    "optree.tree_replace_nones('N', tree, **NS)",
+    '_rebuild(tree, **KW)',
+    '(spec.num_leaves, spec.num_nodes, spec.num_children, spec.kind, spec.type, len(spec))',
+    'spec.children()',
+    'spec.entries()',
+    'spec.accessors()',
+    '(spec.is_prefix(bigger_spec), spec.is_suffix(bigger_spec), bigger_spec.is_prefix(spec))',
+    'spec.flatten_up_to(bigger)',
+    '(spec == optree.tree_structure(tree, **KW), spec < bigger_spec, spec <= bigger_spec)',
+    'hash(spec) == hash(optree.tree_structure(tree, **KW))',
+    '[s == spec for s in _pickle_all(spec)]',
+    "_pickle_all(spec)[-1]",
+    "spec.compose(optree.tree_structure((1, [2]), none_is_leaf=spec.none_is_leaf))",
+]

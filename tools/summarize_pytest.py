@@ -1,0 +1,57 @@
+#!/usr/bin/env python3
+"""Add up the pytest summary lines of a tox log and print one closing line.
+
+Usage: tools/summarize_pytest.py LOG
+
+tox runs pytest once per environment and closes with its own report, so the pytest summaries
+("==== 120 passed, 2 skipped in 3.1s ====") sit in the middle of the log. This prints each one
+with its environment, then a plain total line::
+
+    tests: 240 passed, 0 failed, 4 skipped
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+from collections import Counter
+
+_ENV = re.compile(r'^(py3\d+t?): commands\[\d+\]>')
+_SUMMARY = re.compile(
+    r'^=+ (.*\b(?:passed|failed|error|errors|skipped|no tests ran)\b.*) in [\d.]+s'
+)
+_COUNT = re.compile(r'(\d+) (passed|failed|errors?|skipped|xfailed|xpassed|deselected)')
+
+
+def main(argv: list[str]) -> int:
+    if len(argv) != 1:
+        print(__doc__, file=sys.stderr)
+        return 2
+    env = '?'
+    totals: Counter[str] = Counter()
+    seen = 0
+    with open(argv[0], errors='replace') as fh:
+        for line in fh:
+            match = _ENV.match(line)
+            if match:
+                env = match.group(1)
+                continue
+            match = _SUMMARY.match(line.strip())
+            if not match:
+                continue
+            seen += 1
+            print(f'{env}: {match.group(1)}')
+            for number, kind in _COUNT.findall(match.group(1)):
+                totals['error' if kind.startswith('error') else kind] += int(number)
+    if not seen:
+        print('tests: no pytest summary found in the log')
+        return 0
+    line = f'tests: {totals["passed"]} passed, {totals["failed"] + totals["error"]} failed'
+    if totals['skipped']:
+        line += f', {totals["skipped"]} skipped'
+    print(line)
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main(sys.argv[1:]))
