@@ -103,13 +103,13 @@ Ref structseq_fields(PyObject* obj) {
 
 // ------------------------------------------------------------------------- classification
 
-NodeInfo classify(PyObject* obj, const Snapshot& snapshot, const TypeTable& table,
-                  const BuiltinTypes& builtins, const FlattenOptions& options) {
-  (void)snapshot;
+NodeInfo classify(PyObject* obj, RegistryView& view, const FlattenOptions& options) {
   if (options.leaf_predicate != nullptr) {
     Ref result = check_ref(PyObject_CallOneArg(options.leaf_predicate, obj));
+    view.refresh();
     if (check_int(PyObject_IsTrue(result.get()))) return {NodeKind::Leaf};
   }
+  const BuiltinTypes& builtins = view.shard().builtins();
   if (obj == Py_None) return {options.none_is_leaf ? NodeKind::Leaf : NodeKind::None};
   PyTypeObject* type = Py_TYPE(obj);
   if (type == &PyTuple_Type) return {NodeKind::Tuple};
@@ -118,7 +118,7 @@ NodeInfo classify(PyObject* obj, const Snapshot& snapshot, const TypeTable& tabl
   if (type == builtins.ordered_dict) return {NodeKind::OrderedDict};
   if (type == builtins.default_dict) return {NodeKind::DefaultDict};
   if (type == builtins.deque) return {NodeKind::Deque};
-  if (const RegistrationPtr* registration = table.find(type)) {
+  if (const RegistrationPtr* registration = view.table_for(options.ns).find(type)) {
     return {NodeKind::Custom, registration, !(*registration)->ns.empty()};
   }
   if (PyTuple_Check(obj)) {
@@ -131,10 +131,12 @@ NodeInfo classify(PyObject* obj, const Snapshot& snapshot, const TypeTable& tabl
 
 namespace {
 
-Ref unicode(const std::string& text) { return check_ref(PyUnicode_FromStringAndSize(text.data(), text.size())); }
+Ref unicode(const std::string& text) {
+  return check_ref(PyUnicode_FromStringAndSize(text.data(), static_cast<Py_ssize_t>(text.size())));
+}
 
-// Sorts dict keys like optree: natural order when the keys compare, else by (type, key), else
-// insertion order. Returns a new list.
+}  // namespace
+
 Ref sorted_keys(PyObject* keys_in_order) {
   Ref keys = check_ref(PyList_GetSlice(keys_in_order, 0, PyList_GET_SIZE(keys_in_order)));
   if (PyList_Sort(keys.get()) == 0) return keys;
@@ -164,6 +166,8 @@ Ref sorted_keys(PyObject* keys_in_order) {
   return check_ref(PyList_GetSlice(keys_in_order, 0, n));
 }
 
+namespace {
+
 bool same_order(PyObject* a, PyObject* b) {
   Py_ssize_t n = PyList_GET_SIZE(a);
   for (Py_ssize_t i = 0; i < n; ++i) {
@@ -176,7 +180,7 @@ bool same_order(PyObject* a, PyObject* b) {
 
 // Fills `node` (except counts) and the children of a non-leaf object, in flatten order.
 // `dict_order_from_namespace` is set when the namespace's dict_insertion_ordered applied.
-void expand_node(PyObject* obj, const NodeInfo& info, const Snapshot& snapshot,
+void expand_node(PyObject* obj, const NodeInfo& info, RegistryView& view,
                  const FlattenOptions& options, Node& node, std::vector<Ref>& children,
                  bool& uses_namespace) {
   node.kind = info.kind;
@@ -219,12 +223,10 @@ void expand_node(PyObject* obj, const NodeInfo& info, const Snapshot& snapshot,
       if (info.kind == NodeKind::OrderedDict) {
         keys = keys_in_order;
       } else {
-        bool insertion_ordered = snapshot.global_dict_insertion_ordered;
-        if (!insertion_ordered && !options.ns.empty() &&
-            snapshot.dict_insertion_ordered_namespaces.contains(options.ns)) {
-          insertion_ordered = true;
-          uses_namespace = true;
-        }
+        const Snapshot& snapshot = view.snapshot();
+        bool insertion_ordered = snapshot.global_dict_insertion_ordered ||
+                                 (!options.ns.empty() &&
+                                  snapshot.dict_insertion_ordered_namespaces.contains(options.ns));
         keys = insertion_ordered ? keys_in_order : sorted_keys(keys_in_order.get());
         if (!same_order(keys.get(), keys_in_order.get())) node.original_keys = keys_in_order;
       }
@@ -245,10 +247,14 @@ void expand_node(PyObject* obj, const NodeInfo& info, const Snapshot& snapshot,
       break;
     }
     case NodeKind::Custom: {
-      const Registration* registration = info.custom->get();
-      Ref flatten_func = Ref::borrow(registration->flatten_func);
-      if (!flatten_func) raise(PyExc_RuntimeError, "the interpreter owning this registration has finalized");
-      Ref result = check_ref(PyObject_CallOneArg(flatten_func.get(), obj));
+      // Copied out first: the flatten function may change the registry and unpin the snapshot.
+      node.custom = *info.custom;
+      const Registration* registration = node.custom.get();
+      if (registration->flatten_func == nullptr) {
+        raise(PyExc_RuntimeError, "the interpreter owning this registration has finalized");
+      }
+      Ref result = check_ref(PyObject_CallOneArg(registration->flatten_func, obj));
+      view.refresh();
       if (!PyTuple_Check(result.get())) result = check_ref(PySequence_Tuple(result.get()));
       Py_ssize_t size = PyTuple_GET_SIZE(result.get());
       if (size != 2 && size != 3) {
@@ -279,8 +285,6 @@ void expand_node(PyObject* obj, const NodeInfo& info, const Snapshot& snapshot,
                     std::to_string(num_entries) + ").");
         }
       }
-      // The treespec keeps the registration alive, and with it the unflatten function.
-      node.custom = *info.custom;
       if (info.uses_namespace) uses_namespace = true;
       break;
     }
@@ -296,15 +300,12 @@ void expand_node(PyObject* obj, const NodeInfo& info, const Snapshot& snapshot,
 namespace {
 
 struct Flattener {
-  Flattener(const Snapshot& snapshot_, const TypeTable& table_, const BuiltinTypes& builtins_,
-            const FlattenOptions& options_, std::vector<Node>& nodes_)
-      : snapshot(snapshot_), table(table_), builtins(builtins_), options(options_), nodes(nodes_) {}
+  Flattener(const FlattenOptions& options_, std::vector<Node>& nodes_)
+      : options(options_), nodes(nodes_) {}
   Flattener(const Flattener&) = delete;
   Flattener& operator=(const Flattener&) = delete;
 
-  const Snapshot& snapshot;
-  const TypeTable& table;
-  const BuiltinTypes& builtins;
+  RegistryView view;
   const FlattenOptions& options;
   std::vector<Node>& nodes;
   std::vector<PyObject*> leaves;        // owned references
@@ -335,7 +336,7 @@ struct Flattener {
     }
     Py_ssize_t leaves_before = static_cast<Py_ssize_t>(leaves.size());
     Py_ssize_t nodes_before = static_cast<Py_ssize_t>(nodes.size());
-    NodeInfo info = classify(obj, snapshot, table, builtins, options);
+    NodeInfo info = classify(obj, view, options);
     Node node;
     if (info.kind == NodeKind::Leaf) {
       add_leaf(obj);
@@ -352,7 +353,7 @@ struct Flattener {
       node.arity = n;
     } else {
       std::vector<Ref> children;
-      expand_node(obj, info, snapshot, options, node, children, uses_namespace);
+      expand_node(obj, info, view, options, node, children, uses_namespace);
       for (size_t i = 0; i < children.size(); ++i) {
         if (with_path) {
           Ref entry = entry_at(node, static_cast<Py_ssize_t>(i));
@@ -386,20 +387,24 @@ struct Flattener {
   }
 };
 
-// Entries must outlive the recursion that uses them as borrowed path items: keep them here.
 }  // namespace
+
+// optree records a namespace whose dict_insertion_ordered is on in every treespec flattened
+// under it, dicts or not.
+bool namespace_orders_dicts(RegistryView& view, const FlattenOptions& options) {
+  return !options.ns.empty() && view.snapshot().dict_insertion_ordered_namespaces.contains(options.ns);
+}
 
 TreeSpec TreeSpec::flatten(PyObject* tree, const FlattenOptions& options, Ref* leaves_out,
                            Ref* paths_out) {
-  RegistryView view;
-  const Snapshot& snapshot = view.snapshot();
   TreeSpec spec;
   spec.none_is_leaf = options.none_is_leaf;
-  Flattener flattener{snapshot, snapshot.table_for(options.ns), view.shard().builtins(), options,
-                      spec.nodes};
+  Flattener flattener(options, spec.nodes);
   flattener.with_path = paths_out != nullptr;
   flattener.recurse(tree, 0);
-  if (flattener.uses_namespace) spec.ns = options.ns;
+  if (flattener.uses_namespace || namespace_orders_dicts(flattener.view, options)) {
+    spec.ns = options.ns;
+  }
   auto to_list = [](std::vector<PyObject*>& items) {
     Ref list = check_ref(PyList_New(static_cast<Py_ssize_t>(items.size())));
     for (size_t i = 0; i < items.size(); ++i) {
@@ -415,23 +420,18 @@ TreeSpec TreeSpec::flatten(PyObject* tree, const FlattenOptions& options, Ref* l
 
 bool is_leaf_object(PyObject* obj, const FlattenOptions& options) {
   RegistryView view;
-  const Snapshot& snapshot = view.snapshot();
-  NodeInfo info = classify(obj, snapshot, snapshot.table_for(options.ns), view.shard().builtins(),
-                           options);
-  return info.kind == NodeKind::Leaf;
+  return classify(obj, view, options).kind == NodeKind::Leaf;
 }
 
 std::optional<std::vector<Ref>> TreeSpec::collection_children(PyObject* collection,
                                                               const FlattenOptions& options) {
   RegistryView view;
-  const Snapshot& snapshot = view.snapshot();
-  NodeInfo info = classify(collection, snapshot, snapshot.table_for(options.ns),
-                           view.shard().builtins(), options);
+  NodeInfo info = classify(collection, view, options);
   if (info.kind == NodeKind::Leaf || info.kind == NodeKind::None) return std::nullopt;
   Node node;
   std::vector<Ref> children;
   bool uses_namespace = false;
-  expand_node(collection, info, snapshot, options, node, children, uses_namespace);
+  expand_node(collection, info, view, options, node, children, uses_namespace);
   return children;
 }
 
@@ -439,9 +439,7 @@ TreeSpec TreeSpec::from_collection(PyObject* collection,
                                    const std::vector<const TreeSpec*>& children,
                                    const FlattenOptions& options) {
   RegistryView view;
-  const Snapshot& snapshot = view.snapshot();
-  NodeInfo info = classify(collection, snapshot, snapshot.table_for(options.ns),
-                           view.shard().builtins(), options);
+  NodeInfo info = classify(collection, view, options);
   TreeSpec spec;
   spec.none_is_leaf = options.none_is_leaf;
   if (info.kind == NodeKind::Leaf) return make_leaf(options.none_is_leaf);
@@ -449,17 +447,18 @@ TreeSpec TreeSpec::from_collection(PyObject* collection,
   Node node;
   std::vector<Ref> raw_children;
   bool uses_namespace = false;
-  expand_node(collection, info, snapshot, options, node, raw_children, uses_namespace);
-  if (uses_namespace) spec.ns = options.ns;
+  expand_node(collection, info, view, options, node, raw_children, uses_namespace);
+  if (uses_namespace || namespace_orders_dicts(view, options)) spec.ns = options.ns;
   for (const TreeSpec* child : children) {
     if (child->none_is_leaf != options.none_is_leaf) {
       raise(PyExc_ValueError, options.none_is_leaf ? "Expected treespec(s) with `none_is_leaf=True`."
                                                    : "Expected treespec(s) with `none_is_leaf=False`.");
     }
     if (!child->ns.empty()) {
-      if (!spec.ns.empty() && spec.ns != child->ns) {
+      const std::string& expected = spec.ns.empty() ? options.ns : spec.ns;
+      if (!expected.empty() && expected != child->ns) {
         raise(PyExc_ValueError, "Expected treespec(s) with namespace " +
-                                    repr_of(unicode(spec.ns).get()) + ", got " +
+                                    repr_of(unicode(expected).get()) + ", got " +
                                     repr_of(unicode(child->ns).get()) + ".");
       }
       spec.ns = child->ns;
@@ -479,11 +478,8 @@ LeafIterator::LeafIterator(PyObject* tree, FlattenOptions options)
 
 Ref LeafIterator::next() {
   RegistryView view;
-  const Snapshot& snapshot = view.snapshot();
-  const TypeTable& table = snapshot.table_for(options_.ns);
-  const BuiltinTypes& builtins = view.shard().builtins();
   auto visit = [&](PyObject* obj) -> Ref {
-    NodeInfo info = classify(obj, snapshot, table, builtins, options_);
+    NodeInfo info = classify(obj, view, options_);
     if (info.kind == NodeKind::Leaf) return Ref::borrow(obj);
     if (static_cast<Py_ssize_t>(stack_.size()) >= kMaxRecursionDepth) {
       raise(PyExc_RecursionError, "Maximum recursion depth exceeded during flattening the tree.");
@@ -492,7 +488,7 @@ Ref LeafIterator::next() {
     frame.object = Ref::borrow(obj);
     Node node;
     bool uses_namespace = false;
-    expand_node(obj, info, snapshot, options_, node, frame.children, uses_namespace);
+    expand_node(obj, info, view, options_, node, frame.children, uses_namespace);
     stack_.push_back(std::move(frame));
     return Ref();
   };

@@ -28,9 +28,37 @@ void check_key_list(PyObject* keys, Py_ssize_t arity) {
   }
 }
 
+// Dict keys must be hashable and distinct, and the original keys the same set.
+void validate_keys(const Node& node, PyObject* original_keys) {
+  PyObject* keys = dict_keys_of(node);
+  Ref key_set = Ref::steal(PySet_New(keys));
+  if (!key_set) {
+    if (!PyErr_ExceptionMatches(PyExc_TypeError)) throw_python_error();
+    PyErr_Clear();
+    malformed("dict keys must be hashable");
+  }
+  if (PySet_GET_SIZE(key_set.get()) != node.arity) malformed("dict keys must be distinct");
+  if (node.kind == NodeKind::OrderedDict) return;
+  if (original_keys != Py_None) {
+    if (!PyList_CheckExact(original_keys) || PyList_GET_SIZE(original_keys) != node.arity) {
+      malformed("original keys must be a list with one key per child");
+    }
+    Ref original_set = Ref::steal(PySet_New(original_keys));
+    if (!original_set) {
+      PyErr_Clear();
+      malformed("original keys must be hashable");
+    }
+    if (!check_int(PyObject_RichCompareBool(key_set.get(), original_set.get(), Py_EQ))) {
+      malformed("original keys differ from the keys");
+    }
+  }
+}
+
 }  // namespace
 
 Ref TreeSpec::pickle_state() const {
+  root();  // raises if uninitialized
+
   Ref node_states = check_ref(PyTuple_New(num_nodes()));
   for (size_t i = 0; i < nodes.size(); ++i) {
     const Node& node = nodes[i];
@@ -123,7 +151,9 @@ TreeSpec TreeSpec::from_pickle_state(PyObject* state) {
         node.node_data = Ref::borrow(data);
         break;
       case NodeKind::Deque:
-        if (data != Py_None) as_size(data, "deque maxlen");
+        if (data != Py_None && as_size(data, "deque maxlen") < node.arity) {
+          malformed("a deque has more children than its maxlen");
+        }
         node.node_data = Ref::borrow(data);
         break;
       case NodeKind::NamedTuple: {
@@ -145,7 +175,7 @@ TreeSpec TreeSpec::from_pickle_state(PyObject* state) {
         const RegistrationPtr* registration =
             table.find(reinterpret_cast<PyTypeObject*>(custom_type));
         if (registration == nullptr) {
-          raise(PyExc_ValueError, "Unknown custom type in pickled PyTreeSpec: " +
+          raise(PyExc_RuntimeError, "Unknown custom type in pickled PyTreeSpec: " +
                                       repr_of(custom_type) +
                                       (spec.ns.empty() ? std::string(" in the global namespace.")
                                                        : " in namespace " + repr_of(ns) + "."));
@@ -163,24 +193,16 @@ TreeSpec TreeSpec::from_pickle_state(PyObject* state) {
       default:
         malformed("unknown node kind");
     }
-    if (original_keys != Py_None) {
-      if (!PyList_CheckExact(original_keys) || PyList_GET_SIZE(original_keys) != node.arity) {
-        malformed("original keys must be a list with one key per child");
-      }
-      PyObject* keys = node.kind == NodeKind::DefaultDict ? PyTuple_GET_ITEM(data, 1) : data;
-      Ref a = check_ref(PySet_New(keys));
-      Ref b = check_ref(PySet_New(original_keys));
-      if (!check_int(PyObject_RichCompareBool(a.get(), b.get(), Py_EQ)) ||
-          PySet_GET_SIZE(a.get()) != node.arity) {
-        malformed("original keys differ from the keys");
-      }
-      node.original_keys = Ref::borrow(original_keys);
+    if (is_dict_kind(node.kind)) {
+      validate_keys(node, original_keys);
+      if (original_keys != Py_None) node.original_keys = Ref::borrow(original_keys);
     }
     stack.resize(stack.size() - static_cast<size_t>(node.arity));
     stack.push_back(spec.nodes.size());
     spec.nodes.push_back(std::move(node));
   }
   if (stack.size() != 1) malformed("the nodes do not form a single tree");
+
   return spec;
 }
 

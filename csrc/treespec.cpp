@@ -5,12 +5,6 @@
 
 namespace optree {
 
-namespace {
-
-Ref unicode(const std::string& text) {
-  return check_ref(PyUnicode_FromStringAndSize(text.data(), static_cast<Py_ssize_t>(text.size())));
-}
-
 PyObject* dict_keys_of(const Node& node) {
   if (node.kind == NodeKind::DefaultDict) return PyTuple_GET_ITEM(node.node_data.get(), 1);
   return node.node_data.get();
@@ -19,6 +13,13 @@ PyObject* dict_keys_of(const Node& node) {
 bool is_dict_kind(NodeKind kind) {
   return kind == NodeKind::Dict || kind == NodeKind::OrderedDict || kind == NodeKind::DefaultDict;
 }
+
+namespace {
+
+Ref unicode(const std::string& text) {
+  return check_ref(PyUnicode_FromStringAndSize(text.data(), static_cast<Py_ssize_t>(text.size())));
+}
+
 
 std::string type_name(PyObject* type) {
   Ref name = check_ref(PyObject_GetAttrString(type, "__name__"));
@@ -98,6 +99,8 @@ TreeSpec TreeSpec::subtree(Py_ssize_t root_index) const {
 }
 
 std::vector<TreeSpec> TreeSpec::children() const {
+  root();  // raises if uninitialized
+
   std::vector<TreeSpec> result;
   for (Py_ssize_t root : child_roots(num_nodes() - 1)) result.push_back(subtree(root));
   return result;
@@ -141,6 +144,8 @@ Ref TreeSpec::entry(Py_ssize_t index) const {
 }
 
 Ref TreeSpec::paths() const {
+  root();  // raises if uninitialized
+
   Ref result = check_ref(PyList_New(0));
   std::vector<PyObject*> prefix;  // borrowed from the entry lists kept in `keep`
   std::vector<Ref> keep;
@@ -168,6 +173,8 @@ Ref TreeSpec::paths() const {
 }
 
 bool TreeSpec::is_leaf(bool strict) const {
+  root();  // raises if uninitialized
+
   if (strict) return num_nodes() == 1 && root().kind == NodeKind::Leaf;
   return num_nodes() == 1;
 }
@@ -203,27 +210,74 @@ PyObject* TreeSpec::type_object() const {
 
 // ------------------------------------------------------------------------- prefix / compose
 
+namespace {
+
+// Whether a node of `b` can stand where `a` is, as flatten_up_to would accept it: dict kinds
+// are interchangeable and match by key set; deque maxlen and defaultdict factories are free.
+bool nodes_compatible(const Node& a, const Node& b) {
+  if (is_dict_kind(a.kind)) {
+    if (!is_dict_kind(b.kind) || a.arity != b.arity) return false;
+    Ref a_keys = check_ref(PySet_New(dict_keys_of(a)));
+    Ref b_keys = check_ref(PySet_New(dict_keys_of(b)));
+    return check_int(PyObject_RichCompareBool(a_keys.get(), b_keys.get(), Py_EQ)) != 0;
+  }
+  if (a.kind != b.kind || a.arity != b.arity) return false;
+  if (a.kind == NodeKind::Deque) return true;
+  return nodes_equal(a, b);
+}
+
+}  // namespace
+
+std::vector<size_t> matching_children(const Node& a, const Node& b) {
+  std::vector<size_t> order(static_cast<size_t>(a.arity));
+  if (!is_dict_kind(a.kind) || !is_dict_kind(b.kind)) {
+    for (size_t i = 0; i < order.size(); ++i) order[i] = i;
+    return order;
+  }
+  PyObject* a_keys = dict_keys_of(a);
+  PyObject* b_keys = dict_keys_of(b);
+  Ref position = check_ref(PyDict_New());
+  for (Py_ssize_t j = 0; j < PyList_GET_SIZE(b_keys); ++j) {
+    Ref index = check_ref(PyLong_FromSsize_t(j));
+    check_int(PyDict_SetItem(position.get(), PyList_GET_ITEM(b_keys, j), index.get()));
+  }
+  for (Py_ssize_t i = 0; i < PyList_GET_SIZE(a_keys); ++i) {
+    PyObject* index = PyDict_GetItemWithError(position.get(), PyList_GET_ITEM(a_keys, i));
+    if (index == nullptr) {
+      if (!PyErr_Occurred()) PyErr_SetString(PyExc_KeyError, "dictionary key mismatch");
+      throw_python_error();
+    }
+    order[static_cast<size_t>(i)] = PyLong_AsSize_t(index);
+  }
+  return order;
+}
+
 bool TreeSpec::is_prefix(const TreeSpec& other, bool strict) const {
+  root();
+  other.root();
   if (none_is_leaf != other.none_is_leaf) return false;
-  if (!ns.empty() && !other.ns.empty() && ns != other.ns) return false;
   std::function<bool(Py_ssize_t, Py_ssize_t)> walk = [&](Py_ssize_t mine, Py_ssize_t theirs) {
     const Node& a = nodes[static_cast<size_t>(mine)];
     const Node& b = other.nodes[static_cast<size_t>(theirs)];
     if (a.kind == NodeKind::Leaf) return true;
-    if (!nodes_equal(a, b)) return false;
+    if (!nodes_compatible(a, b)) return false;
     std::vector<Py_ssize_t> my_roots = child_roots(mine);
     std::vector<Py_ssize_t> their_roots = other.child_roots(theirs);
+    std::vector<size_t> order = matching_children(a, b);
     for (size_t i = 0; i < my_roots.size(); ++i) {
-      if (!walk(my_roots[i], their_roots[i])) return false;
+      if (!walk(my_roots[i], their_roots[order[i]])) return false;
     }
     return true;
   };
   if (!walk(num_nodes() - 1, other.num_nodes() - 1)) return false;
-  if (strict) return num_nodes() != other.num_nodes() || !equals(other);
-  return true;
+  // Strict: the other way round must fail (dict kinds, deques... can be mutual prefixes).
+  return !strict || !other.is_prefix(*this, false);
 }
 
 TreeSpec TreeSpec::compose(const TreeSpec& inner) const {
+  root();  // raises if uninitialized
+  inner.root();
+
   if (none_is_leaf != inner.none_is_leaf) {
     raise(PyExc_ValueError, "PyTreeSpecs must have the same none_is_leaf value.");
   }
@@ -256,19 +310,21 @@ namespace {
 
 Ref sorted_dict_keys(PyObject* dict) {
   Ref keys = check_ref(PyDict_Keys(dict));
-  Ref sorted = check_ref(PyList_GetSlice(keys.get(), 0, PyList_GET_SIZE(keys.get())));
-  if (PyList_Sort(sorted.get()) < 0) {
-    PyErr_Clear();
-    return keys;
-  }
-  return sorted;
+  return sorted_keys(keys.get());
 }
 
 std::string keys_text(PyObject* list) { return repr_of(list); }
 
+// The word optree uses for the offending object in arity messages.
+std::string container_word(const std::string& what) {
+  return what == "list" || what == "deque" ? what : "tuple";
+}
+
 }  // namespace
 
 Ref TreeSpec::flatten_up_to(PyObject* tree) const {
+  root();  // raises if uninitialized
+
   Ref result = check_ref(PyList_New(0));
   std::optional<BuiltinTypes> builtins;
   auto get_builtins = [&]() -> const BuiltinTypes& {
@@ -283,8 +339,7 @@ Ref TreeSpec::flatten_up_to(PyObject* tree) const {
       if (got != node.arity) {
         raise(PyExc_ValueError, std::string(what) + " arity mismatch; expected: " +
                                     std::to_string(node.arity) + ", got: " + std::to_string(got) +
-                                    "; " + (std::string(what) == "deque" ? "deque" : std::string(what) == "list" ? "list" : "tuple") +
-                                    ": " + repr_of(obj) + ".");
+                                    "; " + container_word(what) + ": " + repr_of(obj) + ".");
       }
     };
     switch (node.kind) {
@@ -323,20 +378,20 @@ Ref TreeSpec::flatten_up_to(PyObject* tree) const {
           raise(PyExc_ValueError,
                 "Expected an instance of collections.namedtuple, got " + repr_of(obj) + ".");
         }
+        arity_check("namedtuple", PyTuple_GET_SIZE(obj));
         if (reinterpret_cast<PyObject*>(Py_TYPE(obj)) != node.node_data.get()) {
           raise(PyExc_ValueError, "namedtuple type mismatch; expected type: " +
                                       repr_of(node.node_data.get()) + ", got type: " +
                                       repr_of(reinterpret_cast<PyObject*>(Py_TYPE(obj))) +
                                       "; tuple: " + repr_of(obj) + ".");
         }
-        arity_check("namedtuple", PyTuple_GET_SIZE(obj));
         for (Py_ssize_t i = 0; i < node.arity; ++i) children.push_back(Ref::borrow(PyTuple_GET_ITEM(obj, i)));
         break;
       }
       case NodeKind::StructSequence: {
         if (!PyTuple_Check(obj) || !is_structseq_class(reinterpret_cast<PyObject*>(Py_TYPE(obj)))) {
           raise(PyExc_ValueError,
-                "Expected an instance of PyStructSequence, got " + repr_of(obj) + ".");
+                "Expected an instance of PyStructSequence type, got " + repr_of(obj) + ".");
         }
         Py_ssize_t got = PyTuple_GET_SIZE(obj);
         if (got != node.arity) {
@@ -408,7 +463,7 @@ Ref TreeSpec::flatten_up_to(PyObject* tree) const {
         RegistryView view;
         NodeInfo info{NodeKind::Custom, &node.custom, false};
         FlattenOptions options;
-        expand_node(obj, info, view.snapshot(), options, probe, children, uses_namespace);
+        expand_node(obj, info, view, options, probe, children, uses_namespace);
         if (!objects_equal(probe.node_data.get(), node.node_data.get())) {
           raise(PyExc_ValueError, "Mismatch custom node data; expected: " +
                                       repr_of(node.node_data.get()) + ", got: " +
@@ -437,9 +492,10 @@ Ref TreeSpec::flatten_up_to(PyObject* tree) const {
 
 bool TreeSpec::equals(const TreeSpec& other) const {
   if (this == &other) return true;
-  if (none_is_leaf != other.none_is_leaf || ns != other.ns || nodes.size() != other.nodes.size()) {
-    return false;
-  }
+  root();
+  other.root();
+  // The namespace is not compared: custom nodes carry their registration's namespace already.
+  if (none_is_leaf != other.none_is_leaf || nodes.size() != other.nodes.size()) return false;
   for (size_t i = 0; i < nodes.size(); ++i) {
     const Node& a = nodes[i];
     const Node& b = other.nodes[i];
@@ -451,9 +507,9 @@ bool TreeSpec::equals(const TreeSpec& other) const {
 
 Py_hash_t TreeSpec::hash() const {
   // Only what equality compares exactly: metadata of custom nodes may be unhashable.
+  root();
   uint64_t h = 0x9e3779b97f4a7c15ULL ^ (none_is_leaf ? 1 : 0);
   auto mix = [&](uint64_t value) { h = (h ^ value) * 0x100000001b3ULL + (h >> 29); };
-  mix(std::hash<std::string>{}(ns));
   for (const Node& node : nodes) {
     mix(static_cast<uint64_t>(node.kind));
     mix(static_cast<uint64_t>(node.arity));
@@ -487,6 +543,8 @@ Py_hash_t TreeSpec::hash() const {
 // ------------------------------------------------------------------------------------ repr
 
 std::string TreeSpec::repr() const {
+  root();  // raises if uninitialized
+
   std::function<std::string(Py_ssize_t)> render = [&](Py_ssize_t index) -> std::string {
     const Node& node = nodes[static_cast<size_t>(index)];
     if (node.kind == NodeKind::Leaf) return "*";
@@ -507,7 +565,10 @@ std::string TreeSpec::repr() const {
       for (size_t i = 0; i < parts.size(); ++i) {
         items.push_back(repr_of(PyList_GET_ITEM(keys, static_cast<Py_ssize_t>(i))) + ": " + parts[i]);
       }
-      return "{" + join(items) + "}";
+      std::string out = "{";
+      out += join(items);
+      out += '}';
+      return out;
     };
     auto named_fields = [&](PyObject* fields) {
       std::vector<std::string> items;

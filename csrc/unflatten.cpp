@@ -102,6 +102,8 @@ Ref make_node(const Node& node, PyObject* const* children) {
 }
 
 Ref TreeSpec::unflatten(PyObject* leaves) const {
+  root();  // raises if uninitialized
+
   Ref sequence = check_ref(PySequence_Fast(leaves, "leaves must be iterable"));
   Py_ssize_t num_given = PySequence_Fast_GET_SIZE(sequence.get());
   PyObject** items = PySequence_Fast_ITEMS(sequence.get());

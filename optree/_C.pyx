@@ -10,6 +10,7 @@ from libcpp.vector cimport vector
 
 from optree.core cimport (
     FlattenOptions,
+    SpecCallback,
     LeafIterator,
     Ref,
     TreeSpec,
@@ -32,6 +33,7 @@ from optree.core cimport (
 )
 
 import enum
+import operator
 import sys
 import types
 import warnings
@@ -170,6 +172,31 @@ def _rebuild_treespec(state, /):
     return wrap(spec)
 
 
+cdef Py_ssize_t child_index(object index, str method) except? -1:
+    try:
+        return operator.index(index)
+    except (TypeError, OverflowError):
+        raise TypeError(f'{method}() expects an index that fits a C ssize_t, got {index!r}.') from None
+
+
+cdef inline PyObject* optional_callable(object func):
+    if func is None:
+        return NULL
+    return <PyObject*>func
+
+
+cdef int call_spec_function(void* context, const TreeSpec& input, TreeSpec* output) except -1:
+    cdef TreeSpec copy = input
+    result = (<object>context)(wrap(copy))
+    if not isinstance(result, PyTreeSpec):
+        raise TypeError(
+            f'Expected the PyTreeSpec transform function returns a PyTreeSpec, got {result!r} '
+            f'(input: {wrap(copy)!r}).'
+        )
+    output[0] = (<PyTreeSpec>result).spec
+    return 0
+
+
 cdef class PyTreeSpec:
     """Immutable description of a pytree's structure."""
 
@@ -201,7 +228,7 @@ cdef class PyTreeSpec:
 
     def entry(self, index, /):
         """The entry of the root's child at `index`."""
-        cdef Py_ssize_t i = index
+        cdef Py_ssize_t i = child_index(index, 'entry')
         if i < 0:
             i += self.spec.num_children()
         return steal(self.spec.entry(i))
@@ -213,7 +240,7 @@ cdef class PyTreeSpec:
 
     def child(self, index, /):
         """The treespec of the root's child at `index`."""
-        cdef Py_ssize_t i = index
+        cdef Py_ssize_t i = child_index(index, 'child')
         if i < 0:
             i += self.spec.num_children()
         cdef TreeSpec result = self.spec.child(i)
@@ -230,6 +257,56 @@ cdef class PyTreeSpec:
     def is_suffix(self, PyTreeSpec other not None, /, *, strict=False):
         """Whether `other` is a prefix of this structure."""
         return other.spec.is_prefix(self.spec, bool(strict))
+
+    def traverse(self, leaves, /, f_node=None, f_leaf=None):
+        """Rebuilds from leaves, mapping leaves through f_leaf and nodes through f_node."""
+        return steal(self.spec.traverse(<PyObject*>leaves, optional_callable(f_node),
+                                        optional_callable(f_leaf), False))
+
+    def walk(self, leaves, /, f_node=None, f_leaf=None):
+        """Folds the structure bottom-up with f_node(type, metadata, children)."""
+        return steal(self.spec.traverse(<PyObject*>leaves, optional_callable(f_node),
+                                        optional_callable(f_leaf), True))
+
+    def transform(self, /, f_node=None, f_leaf=None):
+        """A new treespec with each one-level node and each leaf replaced by the functions."""
+        cdef SpecCallback node_callback = NULL
+        cdef SpecCallback leaf_callback = NULL
+        if f_node is not None:
+            node_callback = call_spec_function
+        if f_leaf is not None:
+            leaf_callback = call_spec_function
+        cdef TreeSpec result = self.spec.transform(node_callback, <void*>f_node,
+                                                   leaf_callback, <void*>f_leaf)
+        return wrap(result)
+
+    def is_one_level(self, /):
+        """Whether the root is a node whose children are all leaves."""
+        return self.spec.is_one_level()
+
+    def one_level(self, /):
+        """The root node with leaf children, or None if this is a leaf."""
+        if self.spec.is_leaf(True):
+            return None
+        cdef TreeSpec result = self.spec.one_level()
+        return wrap(result)
+
+    def broadcast_to_common_suffix(self, PyTreeSpec other not None, /):
+        """The smallest structure of which both treespecs are prefixes."""
+        cdef TreeSpec result = self.spec.broadcast_to_common_suffix(other.spec)
+        return wrap(result)
+
+    def accessors(self, /):
+        """The accessor of each leaf."""
+        module_globals = globals()
+        sequence_entry = module_globals['SequenceEntry']
+        mapping_entry = module_globals['MappingEntry']
+        entry_types = (None, None, None, sequence_entry, sequence_entry, mapping_entry,
+                       module_globals['NamedTupleEntry'], mapping_entry, mapping_entry,
+                       sequence_entry, module_globals['StructSequenceEntry'], mapping_entry)
+        return steal(self.spec.accessors(<PyObject*>entry_types,
+                                         <PyObject*>module_globals['PyTreeAccessor'],
+                                         <PyObject*>_KINDS))
 
     @property
     def num_leaves(self):
@@ -305,6 +382,9 @@ cdef class PyTreeSpec:
         return steal(self.spec.pickle_state())
 
     def __setstate__(self, state, /):
+        if not self.spec.nodes.empty():
+            raise TypeError('PyTreeSpec objects are immutable: __setstate__ only initializes a '
+                            'new, uninitialized object.')
         self.spec = TreeSpec.from_pickle_state(<PyObject*>state)
 
 
@@ -467,6 +547,19 @@ def register_node(cls, /, flatten_func, unflatten_func, path_entry_type, namespa
         raise TypeError(f'Expected a callable flatten function, got {flatten_func!r}.')
     if not callable(unflatten_func):
         raise TypeError(f'Expected a callable unflatten function, got {unflatten_func!r}.')
+    if ns.size() > 0:
+        if core_is_structseq_class(<PyObject*>cls):
+            warnings.warn(
+                f'PyTree type {cls!r} is a class of `PyStructSequence`, which is already '
+                f'registered in the global namespace. Override it with custom flatten/unflatten '
+                f'functions in namespace {namespace!r}.',
+                UserWarning, stacklevel=2)
+        elif core_is_namedtuple_class(<PyObject*>cls):
+            warnings.warn(
+                f'PyTree type {cls!r} is a subclass of `collections.namedtuple`, which is already '
+                f'registered in the global namespace. Override it with custom flatten/unflatten '
+                f'functions in namespace {namespace!r}.',
+                UserWarning, stacklevel=2)
     current_shard().register_node(<PyObject*>cls, <PyObject*>flatten_func,
                                   <PyObject*>unflatten_func, <PyObject*>path_entry_type, ns)
 

@@ -45,6 +45,8 @@ cdef extern from "optree/treespec.h" namespace "optree":
     cdef cppclass Node:
         pass
 
+    ctypedef int (*SpecCallback)(void* context, const TreeSpec& input, TreeSpec* output) except -1
+
     cdef cppclass TreeSpec:
         TreeSpec()
         TreeSpec(const TreeSpec&)
@@ -80,14 +82,23 @@ cdef extern from "optree/treespec.h" namespace "optree":
         Ref entries() except +translate_exception
         Ref entry(Py_ssize_t index) except +translate_exception
         Ref paths() except +translate_exception
-        bool is_leaf(bool strict)
+        bool is_leaf(bool strict) except +translate_exception
         bool is_prefix(const TreeSpec& other, bool strict) except +translate_exception
         PyObject* type_object() except +translate_exception
+        Ref traverse(PyObject* leaves, PyObject* f_node, PyObject* f_leaf,
+                     bool walk) except +translate_exception
+        bool is_one_level() except +translate_exception
+        TreeSpec one_level() except +translate_exception
+        TreeSpec transform(SpecCallback f_node, void* node_context, SpecCallback f_leaf,
+                           void* leaf_context) except +translate_exception
+        TreeSpec broadcast_to_common_suffix(const TreeSpec& other) except +translate_exception
+        Ref accessors(PyObject* entry_types, PyObject* accessor_type,
+                      PyObject* kinds) except +translate_exception
         bool equals(const TreeSpec& other) except +translate_exception
         Py_hash_t hash() except +translate_exception
         string repr() except +translate_exception
         Ref pickle_state() except +translate_exception
-        int root_kind()
+        int root_kind() except +translate_exception
 
     bool is_leaf_object(PyObject* obj, const FlattenOptions& options) except +translate_exception
     bool is_namedtuple_class(PyObject* cls) except +translate_exception

@@ -11,9 +11,25 @@ from pathlib import Path
 import pytest
 from hypothesis import HealthCheck, settings
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+_TESTS_DIR = Path(__file__).resolve().parent
+_REPO_ROOT = _TESTS_DIR.parent
 
-import reference  # noqa: E402
+
+def _prefer_built_optree() -> None:
+    """With ``python -m pytest`` from the repo root, the source tree's ``optree/`` (which has no
+    compiled ``_C`` unless built in place) would shadow the installed package: drop the root."""
+    if 'optree' in sys.modules:
+        return
+    source = _REPO_ROOT / 'optree'
+    if any(source.glob('_C.*.so')) or any(source.glob('_C.*.pyd')):
+        return
+    sys.path[:] = [p for p in sys.path if Path(p or os.getcwd()).resolve() != _REPO_ROOT]
+
+
+_prefer_built_optree()
+sys.path.insert(0, str(_TESTS_DIR))
+
+import reference  # noqa: E402  (needs the sys.path set-up above)
 
 settings.register_profile(
     'optree-tests',
@@ -29,7 +45,7 @@ _REFERENCE_LOOKUP: tuple[str | None, str] | None = None
 
 
 def _reference_lookup() -> tuple[str | None, str]:
-    global _REFERENCE_LOOKUP  # noqa: PLW0603
+    global _REFERENCE_LOOKUP
     if _REFERENCE_LOOKUP is None:
         _REFERENCE_LOOKUP = reference.find_reference_python()
     return _REFERENCE_LOOKUP
@@ -46,7 +62,7 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
         import optree
 
         lines.append(f'optree under test: {getattr(optree, "__file__", "?")}')
-    except Exception as ex:  # noqa: BLE001
+    except Exception as ex:
         lines.append(f'optree under test: import failed: {ex!r}')
     return lines
 
@@ -107,7 +123,7 @@ class Differential:
             broken = [t for t in theirs if not t['ok'] and t['stage'] == 'setup']
             assert not broken, f'test setup fails on the reference itself: {broken[0]}'
         problems = []
-        for expr, o, t in zip(exprs, ours, theirs):
+        for expr, o, t in zip(exprs, ours, theirs, strict=True):
             diff = reference.compare_outcomes(o, t, check_message=check_message)
             if diff is not None:
                 problems.append(f'* {expr}\n  {diff}')
@@ -117,7 +133,7 @@ class Differential:
                 f'{reference.REFERENCE_VERSION}:\n' + '\n'.join(problems),
                 pytrace=False,
             )
-        return list(zip(ours, theirs))
+        return list(zip(ours, theirs, strict=True))
 
     def check_raises(
         self,

@@ -36,8 +36,6 @@ def _flatten_exprs() -> list[str]:
         'str(optree.tree_structure(tree, **KW))',
         'optree.tree_paths(tree, **KW)',
         'optree.tree_flatten_with_path(tree, **KW)',
-        'optree.tree_accessors(tree, **KW)',
-        'optree.tree_flatten_with_accessor(tree, **KW)',
         'list(optree.tree_iter(tree, **KW))',
         'optree.tree_map(repr, tree, **KW)',
         'optree.tree_map(lambda x, y: (x, y), tree, tree, **KW)',
@@ -60,9 +58,6 @@ def _unflatten_exprs() -> list[str]:
         'spec.unflatten(iter(leaves))',
         'spec.unflatten(leaves) == tree',
         'spec.unflatten(range(spec.num_leaves))',
-        "spec.traverse(leaves, None, lambda x: ('leaf', x))",
-        "spec.traverse(leaves, lambda node: ('node', node), repr)",
-        "spec.walk(leaves, lambda t, m, xs: (t.__name__, xs), repr)",
     ]
 
 
@@ -76,9 +71,7 @@ def _treespec_exprs() -> list[str]:
         'spec.entries()',
         '[spec.entry(i) for i in range(spec.num_children)]',
         'spec.paths()',
-        'spec.accessors()',
-        '(spec.is_leaf(), spec.is_leaf(strict=False), spec.is_one_level())',
-        'spec.one_level()',
+        '(spec.is_leaf(), spec.is_leaf(strict=False))',
         '(spec.is_prefix(spec), spec.is_prefix(spec, strict=True))',
         '(spec.is_suffix(spec), spec.is_suffix(spec, strict=True))',
         '(spec.is_prefix(bigger_spec), spec.is_prefix(bigger_spec, strict=True))',
@@ -86,11 +79,17 @@ def _treespec_exprs() -> list[str]:
         '(bigger_spec.is_prefix(spec), spec.is_suffix(bigger_spec))',
         'spec.flatten_up_to(tree)',
         'spec.flatten_up_to(bigger)',
-        'spec.broadcast_to_common_suffix(bigger_spec)',
-        'spec.transform(None, None)',
-        "spec.compose(optree.treespec_leaf(none_is_leaf=spec.none_is_leaf, namespace=spec.namespace))",
-        "spec.compose(optree.tree_structure((1, [2]), none_is_leaf=spec.none_is_leaf, namespace=spec.namespace))",
-        "spec.compose(optree.tree_structure((1, [2]), none_is_leaf=spec.none_is_leaf, namespace=spec.namespace)).num_leaves",
+        'spec.compose(optree.treespec_leaf(none_is_leaf=spec.none_is_leaf, '
+        'namespace=spec.namespace))',
+        'spec.compose(optree.tree_structure((1, [2]), none_is_leaf=spec.none_is_leaf, '
+        'namespace=spec.namespace))',
+        'spec.compose(optree.tree_structure((1, [2]), none_is_leaf=spec.none_is_leaf, '
+        'namespace=spec.namespace)).num_leaves',
+    ]
+
+
+def _relation_exprs() -> list[str]:
+    return [
         # Comparisons against an independently built equal spec.
         'spec == optree.tree_structure(tree, **KW)',
         'spec != optree.tree_structure(tree, **KW)',
@@ -98,8 +97,13 @@ def _treespec_exprs() -> list[str]:
         '(spec < spec, spec <= spec, spec > spec, spec >= spec)',
         '(spec < bigger_spec, spec <= bigger_spec, spec > bigger_spec, spec >= bigger_spec)',
         '(bigger_spec < spec, bigger_spec <= spec, spec == bigger_spec)',
-        'spec == optree.tree_structure(tree, none_is_leaf=not spec.none_is_leaf, namespace=spec.namespace)',
-        # Copies and pickles.
+        'spec == optree.tree_structure(tree, none_is_leaf=not spec.none_is_leaf, '
+        'namespace=spec.namespace)',
+    ]
+
+
+def _pickle_exprs() -> list[str]:
+    return [
         '_pickle_all(spec)',
         '[s == spec and hash(s) == hash(spec) for s in _pickle_all(spec)]',
         '[s.unflatten(leaves) for s in _pickle_all(spec)]',
@@ -108,11 +112,36 @@ def _treespec_exprs() -> list[str]:
     ]
 
 
-def property_exprs() -> list[str]:
-    return _flatten_exprs() + _unflatten_exprs() + _treespec_exprs()
+def _traversal_exprs() -> list[str]:
+    return [
+        "spec.traverse(leaves, None, lambda x: ('leaf', x))",
+        "spec.traverse(leaves, lambda node: ('node', node), repr)",
+        'spec.walk(leaves, lambda t, m, xs: (t.__name__, xs), repr)',
+        'spec.walk(leaves)',
+        'spec.accessors()',
+        'optree.tree_accessors(tree, **KW)',
+        'optree.tree_flatten_with_accessor(tree, **KW)',
+        '(spec.is_one_level(), spec.one_level())',
+        'spec.broadcast_to_common_suffix(bigger_spec)',
+        'spec.transform(None, None)',
+        'spec.transform(None, lambda s: optree.treespec_tuple([s, s], none_is_leaf=s.none_is_leaf,'
+        ' namespace=s.namespace))',
+        'spec.transform(lambda s: optree.treespec_list(s.children(), none_is_leaf=s.none_is_leaf,'
+        ' namespace=s.namespace) if s.kind == PyTreeKind.TUPLE else s)',
+    ]
 
 
-PROPERTY_EXPRS: list[str] = property_exprs()
+# The expressions compared for every zoo tree, in groups (one test per group).
+PROPERTY_GROUPS: dict[str, list[str]] = {
+    'flatten': _flatten_exprs(),
+    'unflatten': _unflatten_exprs(),
+    'treespec': _treespec_exprs(),
+    'relations': _relation_exprs(),
+    'pickle': _pickle_exprs(),
+    'traversal': _traversal_exprs(),
+}
+
+PROPERTY_EXPRS: list[str] = [expr for group in PROPERTY_GROUPS.values() for expr in group]
 
 # A smaller set for generated trees.
 QUICK_EXPRS: list[str] = [
@@ -125,12 +154,11 @@ QUICK_EXPRS: list[str] = [
     '(spec.num_leaves, spec.num_nodes, spec.num_children, spec.kind, spec.type, len(spec))',
     'spec.children()',
     'spec.entries()',
-    'spec.accessors()',
     '(spec.is_prefix(bigger_spec), spec.is_suffix(bigger_spec), bigger_spec.is_prefix(spec))',
     'spec.flatten_up_to(bigger)',
     '(spec == optree.tree_structure(tree, **KW), spec < bigger_spec, spec <= bigger_spec)',
     'hash(spec) == hash(optree.tree_structure(tree, **KW))',
     '[s == spec for s in _pickle_all(spec)]',
-    "_pickle_all(spec)[-1]",
-    "spec.compose(optree.tree_structure((1, [2]), none_is_leaf=spec.none_is_leaf))",
+    '_pickle_all(spec)[-1]',
+    'spec.compose(optree.tree_structure((1, [2]), none_is_leaf=spec.none_is_leaf))',
 ]

@@ -3,7 +3,8 @@
 The module has two roles:
 
 * Imported by the test suite (``import reference``), it evaluates snippets in-process with *our*
-  ``optree`` (:func:`evaluate`) and talks to a persistent reference server (:class:`ReferenceServer`).
+  ``optree`` (:func:`evaluate`) and talks to a persistent reference server
+  (:class:`ReferenceServer`).
 * Run as a script by the reference interpreter (``python -I -u reference.py --serve``), it is that
   server: it reads JSON requests from stdin, one per line, evaluates every snippet with the
   reference ``optree`` (0.20.0) and writes one JSON response line per request.
@@ -48,7 +49,7 @@ FALLBACK_REFERENCE_PYTHON = '/opt/optree-ref/bin/python'
 SERVER_TIMEOUT = 120.0  # seconds for one batch; generous, never asserted
 
 # Executed once per process on both sides; its names are copied into every snippet namespace.
-PRELUDE = '''\
+PRELUDE = """\
 import collections
 import copy
 import functools
@@ -88,7 +89,7 @@ def _rebuild(tree, **kwargs):
 
 def _pickle_all(obj):
     return [pickle.loads(pickle.dumps(obj, protocol=p)) for p in range(pickle.HIGHEST_PROTOCOL + 1)]
-'''
+"""
 
 _ADDRESS = re.compile(r'0x[0-9a-fA-F]+')
 
@@ -106,7 +107,7 @@ def _type_name(obj: Any) -> str:
 def _safe_repr(obj: Any) -> str:
     try:
         return normalize(repr(obj))
-    except BaseException as ex:  # noqa: BLE001
+    except BaseException as ex:
         return f'<repr raised {type(ex).__name__}: {normalize(str(ex))}>'
 
 
@@ -121,7 +122,7 @@ def describe(obj: Any) -> dict[str, Any]:
 def describe_exception(ex: BaseException, stage: str) -> dict[str, Any]:
     try:
         message = str(ex)
-    except BaseException:  # noqa: BLE001
+    except BaseException:
         message = '<str() raised>'
     return {
         'ok': False,
@@ -137,11 +138,11 @@ _PRELUDE_NAMES: dict[str, Any] | None = None
 
 def _prelude_names() -> dict[str, Any]:
     """Run :data:`PRELUDE` once per process in its own (picklable-by-reference) module."""
-    global _PRELUDE_NAMES  # noqa: PLW0603
+    global _PRELUDE_NAMES
     if _PRELUDE_NAMES is None:
         module = types.ModuleType(PRELUDE_MODULE)
         sys.modules[PRELUDE_MODULE] = module
-        exec(compile(PRELUDE, '<prelude>', 'exec'), module.__dict__)  # noqa: S102
+        exec(compile(PRELUDE, '<prelude>', 'exec'), module.__dict__)
         _PRELUDE_NAMES = {k: v for k, v in module.__dict__.items() if not k.startswith('__')}
     return _PRELUDE_NAMES
 
@@ -170,8 +171,8 @@ def _evaluate(setup: str, expr: str) -> dict[str, Any]:
     try:
         try:
             namespace.update(_prelude_names())
-            exec(_compile(setup, '<setup>', 'exec'), namespace)  # noqa: S102
-        except BaseException as ex:  # noqa: BLE001
+            exec(_compile(setup, '<setup>', 'exec'), namespace)
+        except BaseException as ex:
             if isinstance(ex, (KeyboardInterrupt, SystemExit)):
                 raise
             return describe_exception(ex, 'setup')
@@ -179,11 +180,11 @@ def _evaluate(setup: str, expr: str) -> dict[str, Any]:
             try:
                 code = _compile(expr, '<expr>', 'eval')
             except SyntaxError:
-                exec(_compile(expr, '<expr>', 'exec'), namespace)  # noqa: S102
+                exec(_compile(expr, '<expr>', 'exec'), namespace)
                 result = namespace.get('result')
             else:
-                result = eval(code, namespace)  # noqa: S307
-        except BaseException as ex:  # noqa: BLE001
+                result = eval(code, namespace)
+        except BaseException as ex:
             if isinstance(ex, (KeyboardInterrupt, SystemExit)):
                 raise
             return describe_exception(ex, 'expr')
@@ -202,8 +203,19 @@ def evaluate_many(cases: list[tuple[str, str]]) -> list[dict[str, Any]]:
 # ----------------------------------------------------------------------------------------------
 
 
+def _flavour() -> str:
+    """``major.minor`` of this interpreter, with a ``t`` suffix when it is free-threaded."""
+    import sysconfig
+
+    free_threaded = bool(sysconfig.get_config_var('Py_GIL_DISABLED'))
+    return '{}.{}{}'.format(*sys.version_info[:2], 't' if free_threaded else '')
+
+
 def _probe(python: str) -> tuple[str | None, str | None, str | None]:
-    """Return ``(major.minor, optree version, optree file)`` of an interpreter, or raise RuntimeError."""
+    """Return ``(flavour, optree version, optree file)`` of an interpreter (see :func:`_flavour`).
+
+    Raises RuntimeError when the interpreter cannot be run.
+    """
     code = (
         'import sys, json\n'
         'try:\n'
@@ -211,10 +223,12 @@ def _probe(python: str) -> tuple[str | None, str | None, str | None]:
         '    v, f = optree.__version__, optree.__file__\n'
         'except Exception as e:\n'
         '    v = f = None\n'
-        'print(json.dumps(["%d.%d" % sys.version_info[:2], v, f]))\n'
+        'import sysconfig\n'
+        'ft = bool(sysconfig.get_config_var("Py_GIL_DISABLED"))\n'
+        'print(json.dumps(["%d.%d%s" % (*sys.version_info[:2], "t" if ft else ""), v, f]))\n'
     )
     try:
-        proc = subprocess.run(  # noqa: S603
+        proc = subprocess.run(
             [python, '-I', '-c', code],
             capture_output=True,
             text=True,
@@ -248,7 +262,7 @@ def find_reference_python() -> tuple[str | None, str]:
     An explicitly configured ``OPTREE_REFERENCE_PYTHON`` that does not work is reported as missing
     with the reason; the caller decides whether that is a skip or (under CI) a failure.
     """
-    here = '%d.%d' % sys.version_info[:2]
+    here = _flavour()
     explicit = os.environ.get(ENV_VAR, '').strip()
     candidates: list[tuple[str, bool]] = []
     if explicit:
@@ -267,9 +281,15 @@ def find_reference_python() -> tuple[str | None, str]:
             continue
         ours = _our_optree_file()
         same_allowed = os.environ.get(ALLOW_SAME_ENV_VAR) == '1'  # validating the harness only
-        if not same_allowed and optree_file and ours and os.path.realpath(optree_file) == os.path.realpath(ours):
+        if (
+            not same_allowed
+            and optree_file
+            and ours
+            and os.path.realpath(optree_file) == os.path.realpath(ours)
+        ):
             reasons.append(
-                f'{python} imports the optree under test ({optree_file}), not the reference release',
+                f'{python} imports the optree under test ({optree_file}), not the reference '
+                'release',
             )
             continue
         if version != here:
@@ -285,7 +305,9 @@ def find_reference_python() -> tuple[str | None, str]:
             )
             continue
         return python, f'{python} (Python {version}, optree {optree_version})'
-    return None, '; '.join(reasons) + f' (set {ENV_VAR} to a Python {here} with optree=={REFERENCE_VERSION})'
+    return None, '; '.join(
+        reasons
+    ) + f' (set {ENV_VAR} to a Python {here} with optree=={REFERENCE_VERSION})'
 
 
 # ----------------------------------------------------------------------------------------------
@@ -309,7 +331,7 @@ class ReferenceServer:
 
     def _start(self) -> None:
         env = {k: v for k, v in os.environ.items() if not k.startswith('PYTHON')}
-        self.proc = subprocess.Popen(  # noqa: S603
+        self.proc = subprocess.Popen(
             [self.python, '-I', '-u', os.path.abspath(__file__), '--serve'],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
@@ -348,8 +370,13 @@ class ReferenceServer:
             )
         return json.loads(line)
 
-    def submit(self, cases: list[tuple[str, str]]) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
-        """Send the uncached cases to the server without waiting; pass the result to :meth:`collect`."""
+    def submit(
+        self, cases: list[tuple[str, str]]
+    ) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
+        """Send the uncached cases to the server without waiting.
+
+        Pass the returned handle to :meth:`collect`.
+        """
         todo = [case for case in dict.fromkeys(cases) if case not in self._cache]
         if todo:
             if self.proc is None or self.proc.poll() is not None:
@@ -363,14 +390,16 @@ class ReferenceServer:
                 raise ReferenceError_(f'cannot write to reference server: {ex}') from ex
         return cases, todo
 
-    def collect(self, pending: tuple[list[tuple[str, str]], list[tuple[str, str]]]) -> list[dict[str, Any]]:
+    def collect(
+        self, pending: tuple[list[tuple[str, str]], list[tuple[str, str]]]
+    ) -> list[dict[str, Any]]:
         cases, todo = pending
         if todo:
             response = self._read_line()
             results = response.get('results')
             if not isinstance(results, list) or len(results) != len(todo):
                 raise ReferenceError_(f'malformed response from reference server: {response!r}')
-            for case, outcome in zip(todo, results):
+            for case, outcome in zip(todo, results, strict=True):
                 self._cache[case] = outcome
         return [self._cache[case] for case in cases]
 
@@ -415,9 +444,10 @@ def evaluate_isolated(
     else:
         env = {k: v for k, v in os.environ.items() if not k.startswith('PYTHON')}
         argv = [python, '-I', '-u', os.path.abspath(__file__), '--serve']
+    env['PYTHONFAULTHANDLER'] = '1'  # a crash prints the Python stack to stderr
     request = json.dumps({'cases': [list(c) for c in cases]}) + '\n'
     try:
-        proc = subprocess.run(  # noqa: S603
+        proc = subprocess.run(
             argv,
             input=request,
             capture_output=True,
@@ -455,6 +485,7 @@ def compare_outcomes(
 ) -> str | None:
     """Return a description of the difference, or ``None`` when the outcomes agree."""
     if ours['ok'] != theirs['ok']:
+
         def show(o: dict[str, Any]) -> str:
             if o['ok']:
                 return f'returned {o["repr"]}'
@@ -469,7 +500,10 @@ def compare_outcomes(
         if ours['type'] != theirs['type']:
             return f'type differs: ours {ours["type"]}, reference {theirs["type"]}'
         if ours.get('parts') != theirs.get('parts'):
-            return f'parts differ:\n    ours:      {ours.get("parts")}\n    reference: {theirs.get("parts")}'
+            return (
+                f'parts differ:\n    ours:      {ours.get("parts")}\n'
+                f'    reference: {theirs.get("parts")}'
+            )
         return None
     if ours['exc_type'] != theirs['exc_type']:
         return (
@@ -477,7 +511,10 @@ def compare_outcomes(
             f'reference {theirs["exc_type"]}({theirs["message"]!r})'
         )
     if ours['stage'] != theirs['stage']:
-        return f'exception raised at a different stage: ours {ours["stage"]}, reference {theirs["stage"]}'
+        return (
+            'exception raised at a different stage: '
+            f'ours {ours["stage"]}, reference {theirs["stage"]}'
+        )
     if check_message and ours['message'] != theirs['message']:
         return (
             f'exception message differs:\n    ours:      {ours["message"]!r}\n'
@@ -498,7 +535,7 @@ def serve() -> int:
     hello = {
         'version': getattr(optree, '__version__', None),
         'file': getattr(optree, '__file__', None),
-        'python': '%d.%d.%d' % sys.version_info[:3],
+        'python': '{}.{}.{}'.format(*sys.version_info[:3]),
     }
     out.write(json.dumps({'hello': hello}) + '\n')
     out.flush()

@@ -8,7 +8,6 @@ import sys
 import textwrap
 
 import pytest
-
 import reference
 
 
@@ -26,14 +25,18 @@ def test_compare_outcomes_agreement_and_differences():
     assert 'type differs' in reference.compare_outcomes(_ok('1'), _ok('1', 'builtins.bool'))
     assert 'ours returned' in reference.compare_outcomes(_ok('1'), _err('ValueError', 'x'))
     assert 'exception type differs' in reference.compare_outcomes(
-        _err('TypeError', 'x'), _err('ValueError', 'x'),
+        _err('TypeError', 'x'),
+        _err('ValueError', 'x'),
     )
     assert reference.compare_outcomes(_err('ValueError', 'x'), _err('ValueError', 'y')) is None
     assert 'message differs' in reference.compare_outcomes(
-        _err('ValueError', 'x'), _err('ValueError', 'y'), check_message=True,
+        _err('ValueError', 'x'),
+        _err('ValueError', 'y'),
+        check_message=True,
     )
     assert 'stage' in reference.compare_outcomes(
-        _err('ValueError', 'x', 'setup'), _err('ValueError', 'x', 'expr'),
+        _err('ValueError', 'x', 'setup'),
+        _err('ValueError', 'x', 'expr'),
     )
     warned = {**_ok('1'), 'warnings': ['UserWarning']}
     assert 'warnings differ' in reference.compare_outcomes(warned, _ok('1'))
@@ -94,10 +97,10 @@ def test_missing_reference_skips_locally_and_fails_under_ci(tmp_path):
     test_file = tmp_path / 'test_uses_reference.py'
     test_file.write_text(
         textwrap.dedent(
-            '''
+            """
             def test_needs_reference(differential):
                 differential.check('', ['1'])
-            ''',
+            """,
         ),
     )
     conftest = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'conftest.py')
@@ -108,12 +111,19 @@ def test_missing_reference_skips_locally_and_fails_under_ci(tmp_path):
     base_env['PYTHONPATH'] = os.pathsep.join(p or os.getcwd() for p in sys.path)
     cmd = [sys.executable, '-m', 'pytest', '-q', '-p', 'no:cacheprovider', '-rs', str(test_file)]
 
-    local = subprocess.run(cmd, capture_output=True, text=True, env=base_env, cwd=tmp_path, check=False)
+    local = subprocess.run(
+        cmd, capture_output=True, text=True, env=base_env, cwd=tmp_path, check=False
+    )
     assert local.returncode == 0, local.stdout + local.stderr
     assert '1 skipped' in local.stdout and reference.ENV_VAR in local.stdout
 
     ci = subprocess.run(
-        cmd, capture_output=True, text=True, env={**base_env, 'CI': 'true'}, cwd=tmp_path, check=False,
+        cmd,
+        capture_output=True,
+        text=True,
+        env={**base_env, 'CI': 'true'},
+        cwd=tmp_path,
+        check=False,
     )
     assert ci.returncode != 0, ci.stdout
     assert 'required under CI=true' in ci.stdout
@@ -123,7 +133,7 @@ def test_server_reports_reference_identity(reference_server):
     reference_server.evaluate('', '1')
     hello = reference_server.hello
     assert hello['version'] == reference.REFERENCE_VERSION
-    assert hello['python'].startswith('%d.%d.' % sys.version_info[:2])
+    assert hello['python'].startswith('{}.{}.'.format(*sys.version_info[:2]))
 
 
 def test_server_batches_and_caches(reference_server):
@@ -142,5 +152,5 @@ def test_server_survives_a_crashing_snippet(reference_server):
 def test_isolated_evaluation_reports_crashes():
     (out,) = reference.evaluate_isolated([('', '1 + 1')])
     assert out['repr'] == '2'
-    with pytest.raises(reference.ChildCrashed, match='signal|died'):
+    with pytest.raises(reference.ChildCrashed, match=r'signal|died'):
         reference.evaluate_isolated([('', "__import__('os').abort()")])

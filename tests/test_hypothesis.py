@@ -10,7 +10,6 @@ from __future__ import annotations
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-
 from properties import QUICK_EXPRS, tree_setup
 
 LEAVES = st.one_of(
@@ -43,7 +42,9 @@ def _extend(children: st.SearchStrategy[str]) -> st.SearchStrategy[str]:
         st.dictionaries(SORTABLE_KEYS, children, max_size=4).map(lambda d: f'{{{_items(d)}}}'),
         st.dictionaries(MIXED_KEYS, children, max_size=3).map(lambda d: f'{{{_items(d)}}}'),
         st.dictionaries(KEYS, children, max_size=4).map(lambda d: f'OrderedDict({{{_items(d)}}})'),
-        st.tuples(st.sampled_from(['list', 'int', 'None']), st.dictionaries(KEYS, children, max_size=3)).map(
+        st.tuples(
+            st.sampled_from(['list', 'int', 'None']), st.dictionaries(KEYS, children, max_size=3)
+        ).map(
             lambda t: f'defaultdict({t[0]}, {{{_items(t[1])}}})',
         ),
         small.map(lambda xs: f'deque([{_seq(xs)}])'),
@@ -107,7 +108,8 @@ def test_generated_tree_pairs(differential, left, right, none_is_leaf):
         [
             '(a == b, a != b, a < b, a <= b, a > b, a >= b)',
             '(a == b) <= (hash(a) == hash(b))',
-            '(a.is_prefix(b), a.is_prefix(b, strict=True), a.is_suffix(b), b.is_suffix(a, strict=True))',
+            '(a.is_prefix(b), a.is_prefix(b, strict=True), a.is_suffix(b), b.is_suffix(a, '
+            'strict=True))',
             'a.flatten_up_to(right)',
             'b.flatten_up_to(left)',
             'a.broadcast_to_common_suffix(b)',
@@ -130,6 +132,7 @@ def test_generated_pickle_round_trip(differential, tree, protocol):
         [
             f'pickle.loads(pickle.dumps(spec, protocol={protocol}))',
             f'pickle.loads(pickle.dumps(spec, protocol={protocol})) == spec',
-            f'pickle.loads(pickle.dumps((spec, spec), protocol={protocol}))[1].unflatten(optree.tree_leaves(tree))',
+            'pickle.loads(pickle.dumps((spec, spec), '
+            f'protocol={protocol}))[1].unflatten(optree.tree_leaves(tree))',
         ],
     )

@@ -143,7 +143,11 @@ def test_registry_size_of_unused_namespace_counts_builtins_only(differential):
 
 def test_registry_size_grows_and_shrinks(namespace, registered):
     other = namespace + '-other'
-    total, in_ns, in_other = _C.get_registry_size(), _C.get_registry_size(namespace), _C.get_registry_size(other)
+    total, in_ns, in_other = (
+        _C.get_registry_size(),
+        _C.get_registry_size(namespace),
+        _C.get_registry_size(other),
+    )
     cls = registered()
     assert _C.get_registry_size(namespace) == in_ns + 1
     assert _C.get_registry_size() == total + 1
@@ -235,7 +239,8 @@ def test_registry_size_deltas_match_reference(differential, namespace):
         'size = lambda: (optree._C.get_registry_size(NS), optree._C.get_registry_size(NS + "-x"))\n'
         'start = size()\n'
         'delta = lambda: tuple(b - a for a, b in zip(start, size()))\n'
-        'reg = lambda cls, ns: optree.register_pytree_node(cls, lambda x: ((), None), lambda m, c: cls(), namespace=ns)\n'
+        'reg = lambda cls, ns: optree.register_pytree_node(cls, lambda x: ((), None), lambda m, c: '
+        'cls(), namespace=ns)\n'
     )
     differential.check(
         setup,

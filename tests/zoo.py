@@ -23,7 +23,7 @@ class ZooEntry(NamedTuple):
 
 
 # A registered class with path entries, a custom __eq__ and a readable repr.
-MYNODE_WITH_ENTRIES = f'''
+MYNODE_WITH_ENTRIES = f"""
 class MyNode:
     def __init__(self, a, b):
         self.a = a
@@ -44,10 +44,10 @@ optree.register_pytree_node(
     lambda meta, children: MyNode(*children),
     namespace={ZOO_NAMESPACE!r},
 )
-'''
+"""
 
 # Flatten function returns a 2-tuple (no entries) and a list of children.
-MYBAG_NO_ENTRIES = f'''
+MYBAG_NO_ENTRIES = f"""
 class MyBag:
     def __init__(self, *items, tag=None):
         self.items = list(items)
@@ -68,10 +68,10 @@ optree.register_pytree_node(
     lambda tag, children: MyBag(*children, tag=tag),
     namespace={ZOO_NAMESPACE!r},
 )
-'''
+"""
 
 # register_pytree_node_class with a decorator and classmethod unflatten; metadata is a dict.
-MYCLASS_DECORATED = f'''
+MYCLASS_DECORATED = f"""
 @optree.register_pytree_node_class(namespace={ZOO_NAMESPACE!r})
 class Box:
     def __init__(self, content, label='box'):
@@ -98,10 +98,10 @@ class Box:
         if metadata['keys'] is None:
             return cls(children[0], label=metadata['label'])
         return cls(dict(zip(metadata['keys'], children)), label=metadata['label'])
-'''
+"""
 
 # register_pytree_node_class used as a plain call, with a path entry type.
-MYVEC_CALL = f'''
+MYVEC_CALL = f"""
 class Vec:
     def __init__(self, *xs):
         self.xs = xs
@@ -122,10 +122,12 @@ class Vec:
         return cls(*children)
 
 
-optree.register_pytree_node_class(Vec, path_entry_type=optree.SequenceEntry, namespace={ZOO_NAMESPACE!r})
-'''
+optree.register_pytree_node_class(
+    Vec, path_entry_type=optree.SequenceEntry, namespace={ZOO_NAMESPACE!r}
+)
+"""
 
-SUBCLASSES = '''
+SUBCLASSES = """
 class SubPoint(Point):
     pass
 
@@ -144,7 +146,7 @@ class MyDict(dict):
 
 class MyOrderedDict(OrderedDict):
     pass
-'''
+"""
 
 ZOO: list[ZooEntry] = [
     # Leaves and None.
@@ -184,7 +186,7 @@ ZOO: list[ZooEntry] = [
     ZooEntry('defaultdict-int-nested', '', "defaultdict(int, {'k': defaultdict(dict, {1: 2})})"),
     ZooEntry('defaultdict-noncomparable', '', "defaultdict(str, {1: 'a', 'b': 2})"),
     # Deques.
-    ZooEntry('deque', '', "deque([1, 2, (3,)])"),
+    ZooEntry('deque', '', 'deque([1, 2, (3,)])'),
     ZooEntry('deque-maxlen', '', 'deque([1, [2, 3]], maxlen=5)'),
     ZooEntry('deque-full', '', 'deque(range(3), maxlen=3)'),
     # Namedtuples.
@@ -197,12 +199,14 @@ ZOO: list[ZooEntry] = [
     ZooEntry('float-info', '', 'sys.float_info'),
     ZooEntry('stat-result', '', 'os.stat_result(tuple(range(10)))'),
     ZooEntry('terminal-size', '', 'os.terminal_size((80, 24))'),
-    ZooEntry('structseq-in-list', '', '[os.terminal_size((1, 2)), {"t": os.terminal_size((3, 4))}]'),
+    ZooEntry(
+        'structseq-in-list', '', '[os.terminal_size((1, 2)), {"t": os.terminal_size((3, 4))}]'
+    ),
     # Subclasses of node types (namedtuple subclass is a node, others are leaves).
     ZooEntry(
         'subclasses',
         SUBCLASSES,
-        "[SubPoint(1, 2), MyTuple((3, 4)), MyList([5]), MyDict(a=6), MyOrderedDict(b=7)]",
+        '[SubPoint(1, 2), MyTuple((3, 4)), MyList([5]), MyDict(a=6), MyOrderedDict(b=7)]',
     ),
     # Mixed.
     ZooEntry(
@@ -211,14 +215,20 @@ ZOO: list[ZooEntry] = [
         "{'x': [Point(1, None), deque([OrderedDict(a=1, b=(2,))])], "
         "'y': (defaultdict(int, {'q': (2,)}), None), 'z': Pair(3, [4.5, 'six'])}",
     ),
-    ZooEntry('none-everywhere', '', "[None, (None,), {'a': None}, Point(None, None), deque([None])]"),
+    ZooEntry(
+        'none-everywhere', '', "[None, (None,), {'a': None}, Point(None, None), deque([None])]"
+    ),
     # Custom nodes.
-    ZooEntry('custom-entries', MYNODE_WITH_ENTRIES, "[MyNode(1, (2, None)), 3]"),
-    ZooEntry('custom-nested', MYNODE_WITH_ENTRIES, "MyNode(MyNode(1, 2), {'k': MyNode([3], None)})"),
+    ZooEntry('custom-entries', MYNODE_WITH_ENTRIES, '[MyNode(1, (2, None)), 3]'),
+    ZooEntry(
+        'custom-nested', MYNODE_WITH_ENTRIES, "MyNode(MyNode(1, 2), {'k': MyNode([3], None)})"
+    ),
     ZooEntry('custom-no-entries', MYBAG_NO_ENTRIES, "{'bag': MyBag(1, (2, 3), None, tag='t')}"),
     ZooEntry('custom-empty', MYBAG_NO_ENTRIES, 'MyBag(tag=0)'),
-    ZooEntry('custom-class-decorator', MYCLASS_DECORATED, "(Box({'b': 1, 'a': [2]}), Box(3, label='x'))"),
-    ZooEntry('custom-class-call', MYVEC_CALL, "Vec(1, Vec(2, 3), [Vec()])"),
+    ZooEntry(
+        'custom-class-decorator', MYCLASS_DECORATED, "(Box({'b': 1, 'a': [2]}), Box(3, label='x'))"
+    ),
+    ZooEntry('custom-class-call', MYVEC_CALL, 'Vec(1, Vec(2, 3), [Vec()])'),
     ZooEntry(
         'custom-mixed',
         MYNODE_WITH_ENTRIES + MYBAG_NO_ENTRIES,
@@ -230,7 +240,9 @@ ZOO: list[ZooEntry] = [
     ZooEntry('wide-tuple-of-lists', '', 'tuple([i, [i]] for i in range(100))'),
     # Moderately deep trees (the repr of the result must stay far from the recursion limit).
     ZooEntry('deep-list-50', '', 'functools.reduce(lambda acc, i: [i, acc], range(50), None)'),
-    ZooEntry('deep-dict-40', '', "functools.reduce(lambda acc, i: {'k': acc, 'i': i}, range(40), 0)"),
+    ZooEntry(
+        'deep-dict-40', '', "functools.reduce(lambda acc, i: {'k': acc, 'i': i}, range(40), 0)"
+    ),
 ]
 
 ZOO_BY_ID = {entry.id: entry for entry in ZOO}
@@ -243,5 +255,6 @@ VARIANTS: dict[str, str] = {
     'namespace': f'namespace={ZOO_NAMESPACE!r}',
     'none_is_leaf+namespace': f'none_is_leaf=True, namespace={ZOO_NAMESPACE!r}',
     'is_leaf-tuple': 'is_leaf=lambda x: isinstance(x, tuple)',
-    'is_leaf-small-list': f'is_leaf=lambda x: isinstance(x, list) and len(x) < 2, namespace={ZOO_NAMESPACE!r}',
+    'is_leaf-small-list': 'is_leaf=lambda x: isinstance(x, list) and len(x) < 2, '
+    f'namespace={ZOO_NAMESPACE!r}',
 }

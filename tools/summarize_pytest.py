@@ -17,8 +17,9 @@ import sys
 from collections import Counter
 
 _ENV = re.compile(r'^(py3\d+t?): commands\[\d+\]>')
+_EXIT = re.compile(r'(py3\d+t?): exit (-?\d+) \(')
 _SUMMARY = re.compile(
-    r'^=+ (.*\b(?:passed|failed|error|errors|skipped|no tests ran)\b.*) in [\d.]+s'
+    r'=+ (.*\b(?:passed|failed|error|errors|skipped|no tests ran)\b.*) in [\d.]+s'
 )
 _COUNT = re.compile(r'(\d+) (passed|failed|errors?|skipped|xfailed|xpassed|deselected)')
 
@@ -27,22 +28,42 @@ def main(argv: list[str]) -> int:
     if len(argv) != 1:
         print(__doc__, file=sys.stderr)
         return 2
-    env = '?'
+    env: str | None = None
+    summarized = False
     totals: Counter[str] = Counter()
     seen = 0
+
+    def close_env(exit_line: str = '') -> None:
+        # An env whose pytest died (a crash, a signal) leaves no summary: count it as a failure.
+        nonlocal env, seen
+        if env is not None and not summarized:
+            seen += 1
+            totals['failed'] += 1
+            detail = f' ({exit_line})' if exit_line else ''
+            print(f'{env}: pytest ended without a summary{detail}; counted as 1 failed')
+        env = None
+
     with open(argv[0], errors='replace') as fh:
-        for line in fh:
+        for raw in fh:
+            line = raw.strip()
             match = _ENV.match(line)
             if match:
-                env = match.group(1)
+                close_env()
+                env, summarized = match.group(1), False
                 continue
-            match = _SUMMARY.match(line.strip())
-            if not match:
+            match = _EXIT.search(line)
+            if match and match.group(1) == env:
+                close_env(f'exit code {match.group(2)}')
+                continue
+            match = _SUMMARY.search(line)
+            if not match or env is None:
                 continue
             seen += 1
+            summarized = True
             print(f'{env}: {match.group(1)}')
             for number, kind in _COUNT.findall(match.group(1)):
                 totals['error' if kind.startswith('error') else kind] += int(number)
+    close_env()
     if not seen:
         print('tests: no pytest summary found in the log')
         return 0

@@ -34,14 +34,22 @@ struct FlattenOptions {
   std::string ns;
 };
 
+class TreeSpec;
+// Callback of transform(): fills `output` from `input`; returns -1 with a Python error set.
+using SpecCallback = int (*)(void* context, const TreeSpec& input, TreeSpec* output);
+
 class TreeSpec {
  public:
   std::vector<Node> nodes;
   bool none_is_leaf = false;
   std::string ns;
 
-  const Node& root() const { return nodes.back(); }
-  Py_ssize_t num_leaves() const { return nodes.empty() ? 0 : root().num_leaves; }
+  // Raises for a treespec that was never initialized (made by PyTreeSpec.__new__).
+  const Node& root() const {
+    if (nodes.empty()) raise(PyExc_ValueError, "The PyTreeSpec is not initialized.");
+    return nodes.back();
+  }
+  Py_ssize_t num_leaves() const { return nodes.empty() ? 0 : nodes.back().num_leaves; }
   Py_ssize_t num_nodes() const { return static_cast<Py_ssize_t>(nodes.size()); }
 
   // Construction.
@@ -73,8 +81,22 @@ class TreeSpec {
   bool is_leaf(bool strict) const;
   bool is_prefix(const TreeSpec& other, bool strict) const;
   PyObject* type_object() const;  // borrowed; None for leaves
-  Py_ssize_t num_children() const { return root().arity; }
+  Py_ssize_t num_children() const { return nodes.empty() ? 0 : nodes.back().arity; }
   int root_kind() const { return static_cast<int>(root().kind); }
+
+  // Traversals (traversal.cpp).
+  // Rebuilds from leaves like unflatten, mapping leaves through f_leaf and rebuilt nodes
+  // through f_node (traverse), or calling f_node(type, metadata, children) instead of
+  // rebuilding (walk). Either callable may be null.
+  Ref traverse(PyObject* leaves, PyObject* f_node, PyObject* f_leaf, bool walk) const;
+  bool is_one_level() const;
+  TreeSpec one_level() const;  // root with leaf children; the root must not be a leaf
+  TreeSpec transform(SpecCallback f_node, void* node_context, SpecCallback f_leaf,
+                     void* leaf_context) const;
+  TreeSpec broadcast_to_common_suffix(const TreeSpec& other) const;
+  // One accessor_type(tuple of entries) per leaf; entry_types holds the entry class of each
+  // builtin kind by kind index, and kinds the PyTreeKind members.
+  Ref accessors(PyObject* entry_types, PyObject* accessor_type, PyObject* kinds) const;
 
   // Comparison, hashing, text, pickling.
   bool equals(const TreeSpec& other) const;
@@ -94,13 +116,22 @@ struct NodeInfo {
   const RegistrationPtr* custom = nullptr;
   bool uses_namespace = false;
 };
-NodeInfo classify(PyObject* obj, const Snapshot& snapshot, const TypeTable& table,
-                  const BuiltinTypes& builtins, const FlattenOptions& options);
+// Runs the leaf predicate (then re-pins `view`), and looks the node's type up.
+NodeInfo classify(PyObject* obj, RegistryView& view, const FlattenOptions& options);
 bool is_leaf_object(PyObject* obj, const FlattenOptions& options);
+// Dict keys in flatten order: natural order when they compare, else by (type, key), else as
+// given. Returns a new list.
+Ref sorted_keys(PyObject* keys_in_order);
+// For two compatible nodes, the index in `b` of each child of `a` (dict kinds match by key).
+std::vector<size_t> matching_children(const Node& a, const Node& b);
+bool is_dict_kind(NodeKind kind);
+PyObject* dict_keys_of(const Node& node);
 // Builds the container of a non-leaf node from its children (arity of them).
 Ref make_node(const Node& node, PyObject* const* children);
 // Fills node metadata and the children of a non-leaf object, in flatten order.
-void expand_node(PyObject* obj, const NodeInfo& info, const Snapshot& snapshot,
+// Custom flatten functions run here; `view` is re-pinned after them. `info.custom` must not
+// be used after this returns.
+void expand_node(PyObject* obj, const NodeInfo& info, RegistryView& view,
                  const FlattenOptions& options, Node& node, std::vector<Ref>& children,
                  bool& uses_namespace);
 
