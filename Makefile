@@ -18,7 +18,7 @@ PIP := $(VPY) -m pip install --disable-pip-version-check --quiet
 
 # Out-of-tree cache shared by clones on this machine: reference venvs (tools/reference_venv.py)
 # and, later, provisioned interpreters (tools/pythons.py looks in $(OPTREE_CACHE_DIR)/pythons).
-OPTREE_CACHE_DIR ?= $(HOME)/.cache/optree-dev
+OPTREE_CACHE_DIR ?= $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/optree-dev
 export OPTREE_CACHE_DIR
 
 # ninja-build and patchelf on the system keep meson-python from asking for them in every

@@ -12,7 +12,8 @@ namespace optree {
 // ------------------------------------------------------------------ namedtuple / structseq
 
 bool is_namedtuple_class(PyObject* cls) {
-  if (!PyType_Check(cls) || !PyType_IsSubtype(reinterpret_cast<PyTypeObject*>(cls), &PyTuple_Type)) {
+  if (!PyType_Check(cls) ||
+      !PyType_IsSubtype(reinterpret_cast<PyTypeObject*>(cls), &PyTuple_Type)) {
     return false;
   }
   if (reinterpret_cast<PyTypeObject*>(cls) == &PyTuple_Type) return false;
@@ -196,7 +197,8 @@ void expand_node(PyObject* obj, const NodeInfo& info, RegistryView& view,
         n = structseq_length(Py_TYPE(obj));
       }
       for (Py_ssize_t i = 0; i < n; ++i) children.push_back(Ref::borrow(PyTuple_GET_ITEM(obj, i)));
-      if (info.kind != NodeKind::Tuple) node.node_data = Ref::borrow(reinterpret_cast<PyObject*>(Py_TYPE(obj)));
+      if (info.kind != NodeKind::Tuple)
+        node.node_data = Ref::borrow(reinterpret_cast<PyObject*>(Py_TYPE(obj)));
       break;
     }
     case NodeKind::List: {
@@ -231,9 +233,11 @@ void expand_node(PyObject* obj, const NodeInfo& info, RegistryView& view,
         if (!same_order(keys.get(), keys_in_order.get())) node.original_keys = keys_in_order;
       }
       for (Py_ssize_t i = 0; i < PyList_GET_SIZE(keys.get()); ++i) {
-        PyObject* value = PyDict_GetItemWithError(snapshot_dict.get(), PyList_GET_ITEM(keys.get(), i));
+        PyObject* value =
+            PyDict_GetItemWithError(snapshot_dict.get(), PyList_GET_ITEM(keys.get(), i));
         if (value == nullptr) {
-          if (!PyErr_Occurred()) PyErr_SetString(PyExc_RuntimeError, "dictionary changed during flatten");
+          if (!PyErr_Occurred())
+            PyErr_SetString(PyExc_RuntimeError, "dictionary changed during flatten");
           throw_python_error();
         }
         children.push_back(Ref::borrow(value));
@@ -258,10 +262,9 @@ void expand_node(PyObject* obj, const NodeInfo& info, RegistryView& view,
       if (!PyTuple_Check(result.get())) result = check_ref(PySequence_Tuple(result.get()));
       Py_ssize_t size = PyTuple_GET_SIZE(result.get());
       if (size != 2 && size != 3) {
-        raise(PyExc_RuntimeError, "PyTree custom flatten function for type " +
-                                      repr_of(registration->type) +
-                                      " should return a 2- or 3-tuple, got " +
-                                      std::to_string(size) + ".");
+        raise(PyExc_RuntimeError,
+              "PyTree custom flatten function for type " + repr_of(registration->type) +
+                  " should return a 2- or 3-tuple, got " + std::to_string(size) + ".");
       }
       PyObject* raw_children = PyTuple_GET_ITEM(result.get(), 0);
       Ref iterator = Ref::steal(PyObject_GetIter(raw_children));
@@ -308,9 +311,9 @@ struct Flattener {
   RegistryView view;
   const FlattenOptions& options;
   std::vector<Node>& nodes;
-  std::vector<PyObject*> leaves;        // owned references
-  std::vector<PyObject*> paths;         // owned references; only with_path
-  std::vector<PyObject*> path_prefix;   // borrowed entries of the current path
+  std::vector<PyObject*> leaves;       // owned references
+  std::vector<PyObject*> paths;        // owned references; only with_path
+  std::vector<PyObject*> path_prefix;  // borrowed entries of the current path
   bool with_path = false;
   bool uses_namespace = false;
 
@@ -392,7 +395,8 @@ struct Flattener {
 // optree records a namespace whose dict_insertion_ordered is on in every treespec flattened
 // under it, dicts or not.
 bool namespace_orders_dicts(RegistryView& view, const FlattenOptions& options) {
-  return !options.ns.empty() && view.snapshot().dict_insertion_ordered_namespaces.contains(options.ns);
+  return !options.ns.empty() &&
+         view.snapshot().dict_insertion_ordered_namespaces.contains(options.ns);
 }
 
 TreeSpec TreeSpec::flatten(PyObject* tree, const FlattenOptions& options, Ref* leaves_out,
@@ -451,8 +455,9 @@ TreeSpec TreeSpec::from_collection(PyObject* collection,
   if (uses_namespace || namespace_orders_dicts(view, options)) spec.ns = options.ns;
   for (const TreeSpec* child : children) {
     if (child->none_is_leaf != options.none_is_leaf) {
-      raise(PyExc_ValueError, options.none_is_leaf ? "Expected treespec(s) with `none_is_leaf=True`."
-                                                   : "Expected treespec(s) with `none_is_leaf=False`.");
+      raise(PyExc_ValueError, options.none_is_leaf
+                                  ? "Expected treespec(s) with `none_is_leaf=True`."
+                                  : "Expected treespec(s) with `none_is_leaf=False`.");
     }
     if (!child->ns.empty()) {
       const std::string& expected = spec.ns.empty() ? options.ns : spec.ns;

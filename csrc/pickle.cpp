@@ -64,15 +64,16 @@ Ref TreeSpec::pickle_state() const {
     const Node& node = nodes[i];
     auto or_none = [](PyObject* obj) { return obj == nullptr ? Py_None : obj; };
     PyObject* custom_type = node.custom ? node.custom->type : Py_None;
-    Ref state = check_ref(Py_BuildValue(
-        "(inOOOnnO)", static_cast<int>(node.kind), node.arity, or_none(node.node_data.get()),
-        or_none(node.node_entries.get()), custom_type, node.num_leaves, node.num_nodes,
-        or_none(node.original_keys.get())));
+    Ref state = check_ref(
+        Py_BuildValue("(inOOOnnO)", static_cast<int>(node.kind), node.arity,
+                      or_none(node.node_data.get()), or_none(node.node_entries.get()), custom_type,
+                      node.num_leaves, node.num_nodes, or_none(node.original_keys.get())));
     PyTuple_SET_ITEM(node_states.get(), static_cast<Py_ssize_t>(i), state.release());
   }
-  Ref ns_text = check_ref(PyUnicode_FromStringAndSize(ns.data(), static_cast<Py_ssize_t>(ns.size())));
-  return check_ref(PyTuple_Pack(3, node_states.get(), none_is_leaf ? Py_True : Py_False,
-                                ns_text.get()));
+  Ref ns_text =
+      check_ref(PyUnicode_FromStringAndSize(ns.data(), static_cast<Py_ssize_t>(ns.size())));
+  return check_ref(
+      PyTuple_Pack(3, node_states.get(), none_is_leaf ? Py_True : Py_False, ns_text.get()));
 }
 
 TreeSpec TreeSpec::from_pickle_state(PyObject* state) {
@@ -98,7 +99,8 @@ TreeSpec TreeSpec::from_pickle_state(PyObject* state) {
   std::vector<size_t> stack;  // indices of subtree roots
   for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(node_states); ++i) {
     PyObject* item = PyTuple_GET_ITEM(node_states, i);
-    if (!PyTuple_Check(item) || PyTuple_GET_SIZE(item) != 8) malformed("each node must be an 8-tuple");
+    if (!PyTuple_Check(item) || PyTuple_GET_SIZE(item) != 8)
+      malformed("each node must be an 8-tuple");
     Py_ssize_t kind_value = as_size(PyTuple_GET_ITEM(item, 0), "node kind");
     if (kind_value >= static_cast<Py_ssize_t>(NodeKind::FrozenDict)) malformed("unknown node kind");
     Node node;
@@ -111,7 +113,8 @@ TreeSpec TreeSpec::from_pickle_state(PyObject* state) {
     node.num_nodes = as_size(PyTuple_GET_ITEM(item, 6), "num_nodes");
     PyObject* original_keys = PyTuple_GET_ITEM(item, 7);
 
-    if (static_cast<size_t>(node.arity) > stack.size()) malformed("a node has more children than precede it");
+    if (static_cast<size_t>(node.arity) > stack.size())
+      malformed("a node has more children than precede it");
     Py_ssize_t leaves = 0;
     Py_ssize_t count = 1;
     for (size_t c = stack.size() - static_cast<size_t>(node.arity); c < stack.size(); ++c) {
@@ -120,16 +123,20 @@ TreeSpec TreeSpec::from_pickle_state(PyObject* state) {
     }
     if (node.kind == NodeKind::Leaf) leaves = 1;
     if (node.num_leaves != leaves || node.num_nodes != count) malformed("inconsistent node counts");
-    if (node.kind != NodeKind::Custom && custom_type != Py_None) malformed("only custom nodes have a type");
-    if (node.kind != NodeKind::Custom && entries != Py_None) malformed("only custom nodes have entries");
+    if (node.kind != NodeKind::Custom && custom_type != Py_None)
+      malformed("only custom nodes have a type");
+    if (node.kind != NodeKind::Custom && entries != Py_None)
+      malformed("only custom nodes have entries");
     bool is_plain_dict = node.kind == NodeKind::Dict || node.kind == NodeKind::DefaultDict;
     if (!is_plain_dict && original_keys != Py_None) malformed("only dicts have original keys");
 
     switch (node.kind) {
       case NodeKind::Leaf:
       case NodeKind::None:
-        if (node.arity != 0 || data != Py_None) malformed("leaves and None have no children or data");
-        if (node.kind == NodeKind::None && spec.none_is_leaf) malformed("None is a leaf in this treespec");
+        if (node.arity != 0 || data != Py_None)
+          malformed("leaves and None have no children or data");
+        if (node.kind == NodeKind::None && spec.none_is_leaf)
+          malformed("None is a leaf in this treespec");
         break;
       case NodeKind::Tuple:
       case NodeKind::List:
@@ -166,7 +173,8 @@ TreeSpec TreeSpec::from_pickle_state(PyObject* state) {
       case NodeKind::StructSequence: {
         if (!is_structseq_class(data)) malformed("structseq data must be a PyStructSequence class");
         Ref fields = structseq_fields(data);
-        if (PyTuple_GET_SIZE(fields.get()) != node.arity) malformed("PyStructSequence arity mismatch");
+        if (PyTuple_GET_SIZE(fields.get()) != node.arity)
+          malformed("PyStructSequence arity mismatch");
         node.node_data = Ref::borrow(data);
         break;
       }
@@ -175,10 +183,10 @@ TreeSpec TreeSpec::from_pickle_state(PyObject* state) {
         const RegistrationPtr* registration =
             table.find(reinterpret_cast<PyTypeObject*>(custom_type));
         if (registration == nullptr) {
-          raise(PyExc_RuntimeError, "Unknown custom type in pickled PyTreeSpec: " +
-                                      repr_of(custom_type) +
-                                      (spec.ns.empty() ? std::string(" in the global namespace.")
-                                                       : " in namespace " + repr_of(ns) + "."));
+          raise(PyExc_RuntimeError,
+                "Unknown custom type in pickled PyTreeSpec: " + repr_of(custom_type) +
+                    (spec.ns.empty() ? std::string(" in the global namespace.")
+                                     : " in namespace " + repr_of(ns) + "."));
         }
         node.custom = *registration;
         node.node_data = Ref::borrow(data);

@@ -196,7 +196,7 @@ void Shard::publish(Edit&& edit) {
   std::unique_lock lock(write_mutex_, std::try_to_lock);
   if (!lock.owns_lock()) {
     Py_BEGIN_ALLOW_THREADS
-    lock.lock();
+      lock.lock();
     Py_END_ALLOW_THREADS
   }
   Snapshot* old_snapshot = current.load(std::memory_order_acquire);
@@ -212,8 +212,8 @@ void Shard::publish(Edit&& edit) {
 
 void Shard::register_node(PyObject* type, PyObject* flatten, PyObject* unflatten,
                           PyObject* path_entry_type, const std::string& ns) {
-  auto registration = std::make_shared<const Registration>(type, flatten, unflatten,
-                                                           path_entry_type, ns);
+  auto registration =
+      std::make_shared<const Registration>(type, flatten, unflatten, path_entry_type, ns);
   publish([&](Snapshot& snapshot) {
     auto& entries = snapshot.by_namespace[ns];
     auto key = reinterpret_cast<PyTypeObject*>(type);
@@ -269,9 +269,7 @@ RegistryView::RegistryView() : shard_(&current_shard()) {
   snapshot_ = guard_.protect(shard_->current);
 }
 
-int64_t current_interpreter_id() {
-  return PyInterpreterState_GetID(PyInterpreterState_Get());
-}
+int64_t current_interpreter_id() { return PyInterpreterState_GetID(PyInterpreterState_Get()); }
 
 int64_t main_interpreter_id() { return PyInterpreterState_GetID(PyInterpreterState_Main()); }
 

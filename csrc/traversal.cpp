@@ -197,11 +197,10 @@ TreeSpec TreeSpec::broadcast_to_common_suffix(const TreeSpec& other) const {
     raise(PyExc_ValueError, "PyTreeSpecs must have the same none_is_leaf value.");
   }
   if (!ns.empty() && !other.ns.empty() && ns != other.ns) {
-    raise(PyExc_ValueError, "PyTreeSpecs must have the same namespace, got " +
-                                repr_of(Ref::steal(check(PyUnicode_FromString(ns.c_str()))).get()) +
-                                " vs. " +
-                                repr_of(Ref::steal(check(PyUnicode_FromString(other.ns.c_str()))).get()) +
-                                ".");
+    raise(PyExc_ValueError,
+          "PyTreeSpecs must have the same namespace, got " +
+              repr_of(Ref::steal(check(PyUnicode_FromString(ns.c_str()))).get()) + " vs. " +
+              repr_of(Ref::steal(check(PyUnicode_FromString(other.ns.c_str()))).get()) + ".");
   }
   TreeSpec result;
   result.none_is_leaf = none_is_leaf;
@@ -221,9 +220,9 @@ TreeSpec TreeSpec::broadcast_to_common_suffix(const TreeSpec& other) const {
     }
     bool a_dict = is_dict_kind(a.kind);
     if (a.kind != b.kind && !(a_dict && is_dict_kind(b.kind))) {
-      raise(PyExc_ValueError, "PyTreeSpecs have incompatible node types; expected type: " +
-                                  kind_name(*this, mine) + ", got: " + kind_name(other, theirs) +
-                                  ".");
+      raise(PyExc_ValueError,
+            "PyTreeSpecs have incompatible node types; expected type: " + kind_name(*this, mine) +
+                ", got: " + kind_name(other, theirs) + ".");
     }
     if (a_dict) {
       PyObject* a_keys = dict_keys_of(a);
@@ -237,7 +236,8 @@ TreeSpec TreeSpec::broadcast_to_common_suffix(const TreeSpec& other) const {
           Ref list = check_ref(PyList_New(0));
           for (Py_ssize_t i = 0; i < PyList_GET_SIZE(source); ++i) {
             PyObject* key = PyList_GET_ITEM(source, i);
-            if (check_int(PySet_Contains(selection, key))) check_int(PyList_Append(list.get(), key));
+            if (check_int(PySet_Contains(selection, key)))
+              check_int(PyList_Append(list.get(), key));
           }
           return list;
         };
@@ -252,23 +252,23 @@ TreeSpec TreeSpec::broadcast_to_common_suffix(const TreeSpec& other) const {
         raise(PyExc_ValueError, message + ".");
       }
     } else if (a.arity != b.arity) {
-      raise(PyExc_ValueError, kind_name(*this, mine) + " arity mismatch; expected: " +
-                                  std::to_string(a.arity) + ", got: " + std::to_string(b.arity) +
-                                  ".");
+      raise(PyExc_ValueError, kind_name(*this, mine) +
+                                  " arity mismatch; expected: " + std::to_string(a.arity) +
+                                  ", got: " + std::to_string(b.arity) + ".");
     } else if (a.kind == NodeKind::Custom || a.kind == NodeKind::NamedTuple ||
                a.kind == NodeKind::StructSequence || a.kind == NodeKind::Deque) {
       Ref a_type = node_type(*this, mine);
       Ref b_type = node_type(other, theirs);
       if (a_type.get() != b_type.get()) {
-        raise(PyExc_ValueError, "PyTreeSpecs have incompatible node types; expected type: " +
-                                    kind_name(*this, mine) + ", got: " +
-                                    kind_name(other, theirs) + ".");
+        raise(PyExc_ValueError,
+              "PyTreeSpecs have incompatible node types; expected type: " + kind_name(*this, mine) +
+                  ", got: " + kind_name(other, theirs) + ".");
       }
       if (a.kind == NodeKind::Custom &&
           !check_int(PyObject_RichCompareBool(a.node_data.get(), b.node_data.get(), Py_EQ))) {
-        raise(PyExc_ValueError, "Mismatch custom node data; expected: " +
-                                    repr_of(a.node_data.get()) + ", got: " +
-                                    repr_of(b.node_data.get()) + ".");
+        raise(PyExc_ValueError,
+              "Mismatch custom node data; expected: " + repr_of(a.node_data.get()) +
+                  ", got: " + repr_of(b.node_data.get()) + ".");
       }
     }
     std::vector<Py_ssize_t> my_roots = child_roots(mine);
@@ -309,8 +309,8 @@ Ref TreeSpec::accessors(PyObject* entry_types, PyObject* accessor_type, PyObject
     std::vector<Py_ssize_t> roots = child_roots(index);
     for (size_t i = 0; i < roots.size(); ++i) {
       PyObject* entry = PyList_GET_ITEM(entries.get(), static_cast<Py_ssize_t>(i));
-      prefix.push_back(check_ref(
-          PyObject_CallFunctionObjArgs(entry_type, entry, type.get(), kind, nullptr)));
+      prefix.push_back(
+          check_ref(PyObject_CallFunctionObjArgs(entry_type, entry, type.get(), kind, nullptr)));
       visit(roots[i]);
       prefix.pop_back();
     }

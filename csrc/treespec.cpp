@@ -1,7 +1,7 @@
 // Structure queries, matching, comparison, hashing, text and pickling of treespecs.
-#include <functional>
-
 #include "optree/treespec.h"
+
+#include <functional>
 
 namespace optree {
 
@@ -19,7 +19,6 @@ namespace {
 Ref unicode(const std::string& text) {
   return check_ref(PyUnicode_FromStringAndSize(text.data(), static_cast<Py_ssize_t>(text.size())));
 }
-
 
 std::string type_name(PyObject* type) {
   Ref name = check_ref(PyObject_GetAttrString(type, "__name__"));
@@ -354,14 +353,16 @@ Ref TreeSpec::flatten_up_to(PyObject* tree) const {
           raise(PyExc_ValueError, "Expected an instance of tuple, got " + repr_of(obj) + ".");
         }
         arity_check("tuple", PyTuple_GET_SIZE(obj));
-        for (Py_ssize_t i = 0; i < node.arity; ++i) children.push_back(Ref::borrow(PyTuple_GET_ITEM(obj, i)));
+        for (Py_ssize_t i = 0; i < node.arity; ++i)
+          children.push_back(Ref::borrow(PyTuple_GET_ITEM(obj, i)));
         break;
       case NodeKind::List:
         if (!PyList_CheckExact(obj)) {
           raise(PyExc_ValueError, "Expected an instance of list, got " + repr_of(obj) + ".");
         }
         arity_check("list", PyList_GET_SIZE(obj));
-        for (Py_ssize_t i = 0; i < node.arity; ++i) children.push_back(Ref::borrow(PyList_GET_ITEM(obj, i)));
+        for (Py_ssize_t i = 0; i < node.arity; ++i)
+          children.push_back(Ref::borrow(PyList_GET_ITEM(obj, i)));
         break;
       case NodeKind::Deque: {
         if (Py_TYPE(obj) != get_builtins().deque) {
@@ -370,22 +371,25 @@ Ref TreeSpec::flatten_up_to(PyObject* tree) const {
         }
         Ref items = check_ref(PySequence_Tuple(obj));
         arity_check("deque", PyTuple_GET_SIZE(items.get()));
-        for (Py_ssize_t i = 0; i < node.arity; ++i) children.push_back(Ref::borrow(PyTuple_GET_ITEM(items.get(), i)));
+        for (Py_ssize_t i = 0; i < node.arity; ++i)
+          children.push_back(Ref::borrow(PyTuple_GET_ITEM(items.get(), i)));
         break;
       }
       case NodeKind::NamedTuple: {
-        if (!PyTuple_Check(obj) || !is_namedtuple_class(reinterpret_cast<PyObject*>(Py_TYPE(obj)))) {
+        if (!PyTuple_Check(obj) ||
+            !is_namedtuple_class(reinterpret_cast<PyObject*>(Py_TYPE(obj)))) {
           raise(PyExc_ValueError,
                 "Expected an instance of collections.namedtuple, got " + repr_of(obj) + ".");
         }
         arity_check("namedtuple", PyTuple_GET_SIZE(obj));
         if (reinterpret_cast<PyObject*>(Py_TYPE(obj)) != node.node_data.get()) {
-          raise(PyExc_ValueError, "namedtuple type mismatch; expected type: " +
-                                      repr_of(node.node_data.get()) + ", got type: " +
-                                      repr_of(reinterpret_cast<PyObject*>(Py_TYPE(obj))) +
-                                      "; tuple: " + repr_of(obj) + ".");
+          raise(PyExc_ValueError,
+                "namedtuple type mismatch; expected type: " + repr_of(node.node_data.get()) +
+                    ", got type: " + repr_of(reinterpret_cast<PyObject*>(Py_TYPE(obj))) +
+                    "; tuple: " + repr_of(obj) + ".");
         }
-        for (Py_ssize_t i = 0; i < node.arity; ++i) children.push_back(Ref::borrow(PyTuple_GET_ITEM(obj, i)));
+        for (Py_ssize_t i = 0; i < node.arity; ++i)
+          children.push_back(Ref::borrow(PyTuple_GET_ITEM(obj, i)));
         break;
       }
       case NodeKind::StructSequence: {
@@ -395,17 +399,18 @@ Ref TreeSpec::flatten_up_to(PyObject* tree) const {
         }
         Py_ssize_t got = PyTuple_GET_SIZE(obj);
         if (got != node.arity) {
-          raise(PyExc_ValueError, "PyStructSequence arity mismatch; expected: " +
-                                      std::to_string(node.arity) + ", got: " + std::to_string(got) +
-                                      "; tuple: " + repr_of(obj) + ".");
+          raise(PyExc_ValueError,
+                "PyStructSequence arity mismatch; expected: " + std::to_string(node.arity) +
+                    ", got: " + std::to_string(got) + "; tuple: " + repr_of(obj) + ".");
         }
         if (reinterpret_cast<PyObject*>(Py_TYPE(obj)) != node.node_data.get()) {
-          raise(PyExc_ValueError, "PyStructSequence type mismatch; expected type: " +
-                                      repr_of(node.node_data.get()) + ", got type: " +
-                                      repr_of(reinterpret_cast<PyObject*>(Py_TYPE(obj))) +
-                                      "; tuple: " + repr_of(obj) + ".");
+          raise(PyExc_ValueError,
+                "PyStructSequence type mismatch; expected type: " + repr_of(node.node_data.get()) +
+                    ", got type: " + repr_of(reinterpret_cast<PyObject*>(Py_TYPE(obj))) +
+                    "; tuple: " + repr_of(obj) + ".");
         }
-        for (Py_ssize_t i = 0; i < node.arity; ++i) children.push_back(Ref::borrow(PyTuple_GET_ITEM(obj, i)));
+        for (Py_ssize_t i = 0; i < node.arity; ++i)
+          children.push_back(Ref::borrow(PyTuple_GET_ITEM(obj, i)));
         break;
       }
       case NodeKind::Dict:
@@ -423,21 +428,23 @@ Ref TreeSpec::flatten_up_to(PyObject* tree) const {
         Ref got_keys = sorted_dict_keys(obj);
         Ref got_set = check_ref(PySet_New(got_keys.get()));
         if (!check_int(PyObject_RichCompareBool(expected_set.get(), got_set.get(), Py_EQ))) {
-          std::string message = "dictionary key mismatch; expected key(s): " +
-                                keys_text(expected_keys) + ", got key(s): " +
-                                keys_text(got_keys.get());
+          std::string message =
+              "dictionary key mismatch; expected key(s): " + keys_text(expected_keys) +
+              ", got key(s): " + keys_text(got_keys.get());
           Ref missing = check_ref(PyNumber_Subtract(expected_set.get(), got_set.get()));
           Ref extra = check_ref(PyNumber_Subtract(got_set.get(), expected_set.get()));
           auto ordered = [](PyObject* source, PyObject* selection) {
             Ref list = check_ref(PyList_New(0));
             for (Py_ssize_t i = 0; i < PyList_GET_SIZE(source); ++i) {
               PyObject* key = PyList_GET_ITEM(source, i);
-              if (check_int(PySet_Contains(selection, key))) check_int(PyList_Append(list.get(), key));
+              if (check_int(PySet_Contains(selection, key)))
+                check_int(PyList_Append(list.get(), key));
             }
             return list;
           };
           if (PySet_GET_SIZE(missing.get()) > 0) {
-            message += ", missing key(s): " + keys_text(ordered(expected_keys, missing.get()).get());
+            message +=
+                ", missing key(s): " + keys_text(ordered(expected_keys, missing.get()).get());
           }
           if (PySet_GET_SIZE(extra.get()) > 0) {
             message += ", extra key(s): " + keys_text(ordered(got_keys.get(), extra.get()).get());
@@ -453,10 +460,10 @@ Ref TreeSpec::flatten_up_to(PyObject* tree) const {
       case NodeKind::Custom: {
         PyObject* expected_type = node.custom->type;
         if (reinterpret_cast<PyObject*>(Py_TYPE(obj)) != expected_type) {
-          raise(PyExc_ValueError, "Custom node type mismatch; expected type: " +
-                                      repr_of(expected_type) + ", got type: " +
-                                      repr_of(reinterpret_cast<PyObject*>(Py_TYPE(obj))) +
-                                      "; value: " + repr_of(obj) + ".");
+          raise(PyExc_ValueError,
+                "Custom node type mismatch; expected type: " + repr_of(expected_type) +
+                    ", got type: " + repr_of(reinterpret_cast<PyObject*>(Py_TYPE(obj))) +
+                    "; value: " + repr_of(obj) + ".");
         }
         Node probe;
         bool uses_namespace = false;
@@ -465,16 +472,14 @@ Ref TreeSpec::flatten_up_to(PyObject* tree) const {
         FlattenOptions options;
         expand_node(obj, info, view, options, probe, children, uses_namespace);
         if (!objects_equal(probe.node_data.get(), node.node_data.get())) {
-          raise(PyExc_ValueError, "Mismatch custom node data; expected: " +
-                                      repr_of(node.node_data.get()) + ", got: " +
-                                      repr_of(probe.node_data.get()) + "; value: " + repr_of(obj) +
-                                      ".");
+          raise(PyExc_ValueError,
+                "Mismatch custom node data; expected: " + repr_of(node.node_data.get()) +
+                    ", got: " + repr_of(probe.node_data.get()) + "; value: " + repr_of(obj) + ".");
         }
         if (probe.arity != node.arity) {
-          raise(PyExc_ValueError, "Custom type arity mismatch; expected: " +
-                                      std::to_string(node.arity) + ", got: " +
-                                      std::to_string(probe.arity) + "; value: " + repr_of(obj) +
-                                      ".");
+          raise(PyExc_ValueError,
+                "Custom type arity mismatch; expected: " + std::to_string(node.arity) +
+                    ", got: " + std::to_string(probe.arity) + "; value: " + repr_of(obj) + ".");
         }
         break;
       }
@@ -563,7 +568,8 @@ std::string TreeSpec::repr() const {
     auto dict_body = [&](PyObject* keys) {
       std::vector<std::string> items;
       for (size_t i = 0; i < parts.size(); ++i) {
-        items.push_back(repr_of(PyList_GET_ITEM(keys, static_cast<Py_ssize_t>(i))) + ": " + parts[i]);
+        items.push_back(repr_of(PyList_GET_ITEM(keys, static_cast<Py_ssize_t>(i))) + ": " +
+                        parts[i]);
       }
       std::string out = "{";
       out += join(items);
@@ -588,7 +594,8 @@ std::string TreeSpec::repr() const {
       case NodeKind::Dict:
         return dict_body(node.node_data.get());
       case NodeKind::OrderedDict:
-        return parts.empty() ? "OrderedDict()" : "OrderedDict(" + dict_body(node.node_data.get()) + ")";
+        return parts.empty() ? "OrderedDict()"
+                             : "OrderedDict(" + dict_body(node.node_data.get()) + ")";
       case NodeKind::DefaultDict:
         return "defaultdict(" + repr_of(PyTuple_GET_ITEM(node.node_data.get(), 0)) + ", " +
                dict_body(PyTuple_GET_ITEM(node.node_data.get(), 1)) + ")";

@@ -71,8 +71,8 @@ Ref make_node(const Node& node, PyObject* const* children) {
       PyObject* factory = PyTuple_GET_ITEM(node.node_data.get(), 0);
       Ref dict = check_ref(PyObject_CallOneArg(
           reinterpret_cast<PyObject*>(current_shard().builtins().default_dict), factory));
-      fill_mapping(dict.get(), PyTuple_GET_ITEM(node.node_data.get(), 1),
-                   node.original_keys.get(), children);
+      fill_mapping(dict.get(), PyTuple_GET_ITEM(node.node_data.get(), 1), node.original_keys.get(),
+                   children);
       return dict;
     }
     case NodeKind::Deque: {

@@ -59,7 +59,8 @@ class TreeSpec {
   static TreeSpec make_none(bool none_is_leaf);
   // A treespec whose root is the node of `collection`, with `children` as its subtrees.
   // `collection` must be a container; children are matched to it in flatten order.
-  static TreeSpec from_collection(PyObject* collection, const std::vector<const TreeSpec*>& children,
+  static TreeSpec from_collection(PyObject* collection,
+                                  const std::vector<const TreeSpec*>& children,
                                   const FlattenOptions& options);
   // Flattens one level of `collection` and returns the children in flatten order (for
   // from_collection); returns std::nullopt if it is a leaf.
@@ -148,7 +149,7 @@ class LeafIterator {
 
  private:
   struct Frame {
-    Ref object;            // the container being walked
+    Ref object;  // the container being walked
     std::vector<Ref> children;
     size_t position = 0;
   };
