@@ -473,7 +473,7 @@ TreeSpec TreeSpec::from_collection(PyObject* collection,
   }
   node.num_nodes = static_cast<Py_ssize_t>(spec.nodes.size()) + 1;
   spec.nodes.push_back(std::move(node));
-  return spec;
+  return std::move(spec).checked_depth();
 }
 
 // ------------------------------------------------------------------------ leaf iterator

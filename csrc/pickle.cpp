@@ -210,8 +210,7 @@ TreeSpec TreeSpec::from_pickle_state(PyObject* state) {
     spec.nodes.push_back(std::move(node));
   }
   if (stack.size() != 1) malformed("the nodes do not form a single tree");
-
-  return spec;
+  return std::move(spec).checked_depth();
 }
 
 }  // namespace optree

@@ -186,7 +186,7 @@ TreeSpec TreeSpec::transform(SpecCallback f_node, void* node_context, SpecCallba
   }
   result.nodes = std::move(stack.back());
   recount(result.nodes);
-  return result;
+  return std::move(result).checked_depth();
 }
 
 TreeSpec TreeSpec::broadcast_to_common_suffix(const TreeSpec& other) const {

@@ -1,6 +1,7 @@
 // Structure queries, matching, comparison, hashing, text and pickling of treespecs.
 #include "optree/treespec.h"
 
+#include <algorithm>
 #include <functional>
 
 namespace optree {
@@ -56,6 +57,24 @@ bool nodes_equal(const Node& a, const Node& b) {
 }
 
 }  // namespace
+
+TreeSpec&& TreeSpec::checked_depth() && {
+  std::vector<Py_ssize_t> depths;  // depth of each pending subtree, post-order
+  for (const Node& node : nodes) {
+    Py_ssize_t deepest = 0;
+    for (Py_ssize_t i = 0; i < node.arity; ++i) {
+      deepest = std::max(deepest, depths.back());
+      depths.pop_back();
+    }
+    if (deepest + 1 > kMaxTreeSpecDepth) {
+      raise(PyExc_RecursionError,
+            "Maximum PyTreeSpec depth exceeded: a treespec may have at most " +
+                std::to_string(kMaxTreeSpecDepth) + " levels.");
+    }
+    depths.push_back(deepest + 1);
+  }
+  return std::move(*this);
+}
 
 TreeSpec TreeSpec::make_leaf(bool none_is_leaf) {
   TreeSpec spec;
@@ -300,7 +319,7 @@ TreeSpec TreeSpec::compose(const TreeSpec& inner) const {
     copy.num_leaves = node.num_leaves * inner_leaves;
     result.nodes.push_back(std::move(copy));
   }
-  return result;
+  return std::move(result).checked_depth();
 }
 
 // ---------------------------------------------------------------------------- flatten_up_to

@@ -105,6 +105,9 @@ class TreeSpec {
   std::string repr() const;
   Ref pickle_state() const;
 
+  // Raises RecursionError if deeper than kMaxTreeSpecDepth; returns *this for chaining.
+  TreeSpec&& checked_depth() &&;
+
   // Helpers shared by the algorithms.
   // Index of each child's root, in order, for the node at `index`.
   std::vector<Py_ssize_t> child_roots(Py_ssize_t index) const;
