@@ -37,6 +37,22 @@ bool is_namedtuple_class(PyObject* cls) {
   return true;
 }
 
+namespace {
+
+// An entry of a type's own __dict__ (not its bases'), or null. Static builtin types keep their
+// dict per interpreter from 3.12 on, with tp_dict left null: ask for it.
+Ref own_type_attribute(PyTypeObject* type, const char* name) {
+#if PY_VERSION_HEX >= 0x030C0000
+  Ref dict = Ref::steal(PyType_GetDict(type));
+#else
+  Ref dict = Ref::borrow(type->tp_dict);
+#endif
+  if (!dict) return Ref();
+  return Ref::borrow(PyDict_GetItemString(dict.get(), name));
+}
+
+}  // namespace
+
 bool is_structseq_class(PyObject* cls) {
   if (!PyType_Check(cls)) return false;
   auto* type = reinterpret_cast<PyTypeObject*>(cls);
@@ -44,8 +60,8 @@ bool is_structseq_class(PyObject* cls) {
   // Structure sequences are final: a subclass would not be one.
   if (PyType_HasFeature(type, Py_TPFLAGS_BASETYPE)) return false;
   for (const char* name : {"n_sequence_fields", "n_fields", "n_unnamed_fields"}) {
-    PyObject* value = PyDict_GetItemString(type->tp_dict, name);  // borrowed
-    if (value == nullptr || !PyLong_CheckExact(value)) return false;
+    Ref value = own_type_attribute(type, name);
+    if (!value || !PyLong_CheckExact(value.get())) return false;
   }
   return true;
 }
@@ -57,9 +73,9 @@ PyObject* type_of(PyObject* obj) {
 }
 
 Py_ssize_t structseq_length(PyTypeObject* type) {
-  PyObject* value = PyDict_GetItemString(type->tp_dict, "n_sequence_fields");
-  if (value == nullptr) raise(PyExc_TypeError, "not a PyStructSequence type");
-  Py_ssize_t n = PyLong_AsSsize_t(value);
+  Ref value = own_type_attribute(type, "n_sequence_fields");
+  if (!value) raise(PyExc_TypeError, "not a PyStructSequence type");
+  Py_ssize_t n = PyLong_AsSsize_t(value.get());
   if (n == -1 && PyErr_Occurred()) throw_python_error();
   return n;
 }
