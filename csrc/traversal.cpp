@@ -225,31 +225,8 @@ TreeSpec TreeSpec::broadcast_to_common_suffix(const TreeSpec& other) const {
                 ", got: " + kind_name(other, theirs) + ".");
     }
     if (a_dict) {
-      PyObject* a_keys = dict_keys_of(a);
-      PyObject* b_keys = dict_keys_of(b);
-      Ref a_set = check_ref(PySet_New(a_keys));
-      Ref b_set = check_ref(PySet_New(b_keys));
-      if (!check_int(PyObject_RichCompareBool(a_set.get(), b_set.get(), Py_EQ))) {
-        Ref missing = check_ref(PyNumber_Subtract(a_set.get(), b_set.get()));
-        Ref extra = check_ref(PyNumber_Subtract(b_set.get(), a_set.get()));
-        auto ordered = [](PyObject* source, PyObject* selection) {
-          Ref list = check_ref(PyList_New(0));
-          for (Py_ssize_t i = 0; i < PyList_GET_SIZE(source); ++i) {
-            PyObject* key = PyList_GET_ITEM(source, i);
-            if (check_int(PySet_Contains(selection, key)))
-              check_int(PyList_Append(list.get(), key));
-          }
-          return list;
-        };
-        std::string message = "dictionary key mismatch; expected key(s): " + repr_of(a_keys) +
-                              ", got key(s): " + repr_of(b_keys);
-        if (PySet_GET_SIZE(missing.get()) > 0) {
-          message += ", missing key(s): " + repr_of(ordered(a_keys, missing.get()).get());
-        }
-        if (PySet_GET_SIZE(extra.get()) > 0) {
-          message += ", extra key(s): " + repr_of(ordered(b_keys, extra.get()).get());
-        }
-        raise(PyExc_ValueError, message + ".");
+      if (auto mismatch = dict_key_mismatch(dict_keys_of(a), dict_keys_of(b))) {
+        raise(PyExc_ValueError, *mismatch + ".");
       }
     } else if (a.arity != b.arity) {
       raise(PyExc_ValueError, kind_name(*this, mine) +

@@ -246,6 +246,34 @@ bool nodes_compatible(const Node& a, const Node& b) {
 
 }  // namespace
 
+std::optional<std::string> dict_key_mismatch(PyObject* expected_keys, PyObject* got_keys) {
+  Ref expected_set = check_ref(PySet_New(expected_keys));
+  Ref got_set = check_ref(PySet_New(got_keys));
+  if (check_int(PyObject_RichCompareBool(expected_set.get(), got_set.get(), Py_EQ))) {
+    return std::nullopt;
+  }
+  // The keys of `source` that are in `selection`, in the order of `source`.
+  auto ordered = [](PyObject* source, PyObject* selection) {
+    Ref list = check_ref(PyList_New(0));
+    for (Py_ssize_t i = 0; i < PyList_GET_SIZE(source); ++i) {
+      PyObject* key = PyList_GET_ITEM(source, i);
+      if (check_int(PySet_Contains(selection, key))) check_int(PyList_Append(list.get(), key));
+    }
+    return list;
+  };
+  std::string message = "dictionary key mismatch; expected key(s): " + repr_of(expected_keys) +
+                        ", got key(s): " + repr_of(got_keys);
+  Ref missing = check_ref(PyNumber_Subtract(expected_set.get(), got_set.get()));
+  Ref extra = check_ref(PyNumber_Subtract(got_set.get(), expected_set.get()));
+  if (PySet_GET_SIZE(missing.get()) > 0) {
+    message += ", missing key(s): " + repr_of(ordered(expected_keys, missing.get()).get());
+  }
+  if (PySet_GET_SIZE(extra.get()) > 0) {
+    message += ", extra key(s): " + repr_of(ordered(got_keys, extra.get()).get());
+  }
+  return message;
+}
+
 std::vector<size_t> matching_children(const Node& a, const Node& b) {
   std::vector<size_t> order(static_cast<size_t>(a.arity));
   if (!is_dict_kind(a.kind) || !is_dict_kind(b.kind)) {
@@ -330,8 +358,6 @@ Ref sorted_dict_keys(PyObject* dict) {
   Ref keys = check_ref(PyDict_Keys(dict));
   return sorted_keys(keys.get());
 }
-
-std::string keys_text(PyObject* list) { return repr_of(list); }
 
 // The word optree uses for the offending object in arity messages.
 std::string container_word(const std::string& what) {
@@ -443,32 +469,9 @@ Ref TreeSpec::flatten_up_to(PyObject* tree) const {
                 std::string("Expected an instance of ") + expected + ", got " + repr_of(obj) + ".");
         }
         PyObject* expected_keys = dict_keys_of(node);
-        Ref expected_set = check_ref(PySet_New(expected_keys));
         Ref got_keys = sorted_dict_keys(obj);
-        Ref got_set = check_ref(PySet_New(got_keys.get()));
-        if (!check_int(PyObject_RichCompareBool(expected_set.get(), got_set.get(), Py_EQ))) {
-          std::string message =
-              "dictionary key mismatch; expected key(s): " + keys_text(expected_keys) +
-              ", got key(s): " + keys_text(got_keys.get());
-          Ref missing = check_ref(PyNumber_Subtract(expected_set.get(), got_set.get()));
-          Ref extra = check_ref(PyNumber_Subtract(got_set.get(), expected_set.get()));
-          auto ordered = [](PyObject* source, PyObject* selection) {
-            Ref list = check_ref(PyList_New(0));
-            for (Py_ssize_t i = 0; i < PyList_GET_SIZE(source); ++i) {
-              PyObject* key = PyList_GET_ITEM(source, i);
-              if (check_int(PySet_Contains(selection, key)))
-                check_int(PyList_Append(list.get(), key));
-            }
-            return list;
-          };
-          if (PySet_GET_SIZE(missing.get()) > 0) {
-            message +=
-                ", missing key(s): " + keys_text(ordered(expected_keys, missing.get()).get());
-          }
-          if (PySet_GET_SIZE(extra.get()) > 0) {
-            message += ", extra key(s): " + keys_text(ordered(got_keys.get(), extra.get()).get());
-          }
-          raise(PyExc_ValueError, message + "; dict: " + repr_of(obj) + ".");
+        if (auto mismatch = dict_key_mismatch(expected_keys, got_keys.get())) {
+          raise(PyExc_ValueError, *mismatch + "; dict: " + repr_of(obj) + ".");
         }
         for (Py_ssize_t i = 0; i < node.arity; ++i) {
           PyObject* value = PyObject_GetItem(obj, PyList_GET_ITEM(expected_keys, i));

@@ -548,17 +548,16 @@ def register_node(cls, /, flatten_func, unflatten_func, path_entry_type, namespa
     if not callable(unflatten_func):
         raise TypeError(f'Expected a callable unflatten function, got {unflatten_func!r}.')
     if ns.size() > 0:
+        builtin_family = None
         if core_is_structseq_class(<PyObject*>cls):
-            warnings.warn(
-                f'PyTree type {cls!r} is a class of `PyStructSequence`, which is already '
-                f'registered in the global namespace. Override it with custom flatten/unflatten '
-                f'functions in namespace {namespace!r}.',
-                UserWarning, stacklevel=2)
+            builtin_family = 'a class of `PyStructSequence`'
         elif core_is_namedtuple_class(<PyObject*>cls):
+            builtin_family = 'a subclass of `collections.namedtuple`'
+        if builtin_family is not None:
             warnings.warn(
-                f'PyTree type {cls!r} is a subclass of `collections.namedtuple`, which is already '
-                f'registered in the global namespace. Override it with custom flatten/unflatten '
-                f'functions in namespace {namespace!r}.',
+                f'PyTree type {cls!r} is {builtin_family}, which is already registered in the '
+                f'global namespace. Override it with custom flatten/unflatten functions in '
+                f'namespace {namespace!r}.',
                 UserWarning, stacklevel=2)
     current_shard().register_node(<PyObject*>cls, <PyObject*>flatten_func,
                                   <PyObject*>unflatten_func, <PyObject*>path_entry_type, ns)

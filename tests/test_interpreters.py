@@ -54,7 +54,14 @@ LOW_LEVEL_API = textwrap.dedent(
 def _low_level_api():
     namespace: dict = {}
     exec(LOW_LEVEL_API, namespace)
-    return namespace['create'], namespace['run'], namespace['destroy']
+    low_level_run = namespace['run']
+
+    def run(interpreter_id: int, code: str) -> None:
+        # A subinterpreter builds its own sys.path, which may put the work tree (whose optree/
+        # has no compiled _C) first: give it the path this process imported optree from.
+        low_level_run(interpreter_id, f'import sys\nsys.path[:] = {sys.path!r}\n' + code)
+
+    return namespace['create'], run, namespace['destroy']
 
 
 SUB_CODE = textwrap.dedent(
@@ -120,7 +127,7 @@ def test_repeated_interpreter_cycles_leave_no_shards_behind():
     assert _C.get_num_interpreters_seen() == seen_before + cycles
 
 
-def test_process_exits_cleanly_with_a_live_subinterpreter():
+def test_process_exits_cleanly_with_a_live_subinterpreter(tmp_path):
     # The main interpreter finishes while a subinterpreter that imported optree is alive.
     script = (
         f'import sys\nsys.path[:0] = {sys.path!r}\n'
@@ -128,8 +135,15 @@ def test_process_exits_cleanly_with_a_live_subinterpreter():
         + f'interpreter_id = create()\nrun(interpreter_id, {SUB_CODE!r})\n'
         + 'import optree\nprint(optree.tree_leaves([1, (2, 3)]))\n'
     )
+    # Isolated and away from the work tree, whose optree/ (no compiled _C) would otherwise
+    # shadow the installed package in the subinterpreter, which builds its own sys.path.
     result = subprocess.run(
-        [sys.executable, '-c', script], capture_output=True, text=True, timeout=120, check=False
+        [sys.executable, '-I', '-c', script],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+        cwd=tmp_path,
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == '[1, 2, 3]'

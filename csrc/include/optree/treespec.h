@@ -126,6 +126,8 @@ bool is_leaf_object(PyObject* obj, const FlattenOptions& options);
 // Dict keys in flatten order: natural order when they compare, else by (type, key), else as
 // given. Returns a new list.
 Ref sorted_keys(PyObject* keys_in_order);
+// optree's "dictionary key mismatch; ..." text when the two key lists differ as sets.
+std::optional<std::string> dict_key_mismatch(PyObject* expected_keys, PyObject* got_keys);
 // For two compatible nodes, the index in `b` of each child of `a` (dict kinds match by key).
 std::vector<size_t> matching_children(const Node& a, const Node& b);
 bool is_dict_kind(NodeKind kind);
