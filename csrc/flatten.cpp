@@ -1,6 +1,7 @@
 // Flatten: node classification, per-kind child extraction, the recursive flatten and the lazy
 // leaf iterator. A node kind's flatten logic lives in expand_node(); unflatten.cpp holds the
 // matching rebuild logic.
+#include <algorithm>
 #include <cstddef>
 
 #include "optree/treespec.h"
@@ -120,8 +121,19 @@ Ref structseq_fields(PyObject* obj) {
 
 // ------------------------------------------------------------------------- classification
 
-NodeInfo classify(PyObject* obj, RegistryView& view, const FlattenOptions& options) {
-  if (options.leaf_predicate != nullptr) {
+namespace {
+
+NodeInfo classify_tuple_subclass(PyTypeObject* type) {
+  auto* cls = reinterpret_cast<PyObject*>(type);
+  if (is_namedtuple_class(cls)) return {NodeKind::NamedTuple};
+  if (is_structseq_class(cls)) return {NodeKind::StructSequence};
+  return {NodeKind::Leaf};
+}
+
+// Inlined into the flatten loop: most nodes are decided by the first few pointer compares.
+[[gnu::always_inline]] inline NodeInfo classify(PyObject* obj, RegistryView& view,
+                                                const FlattenOptions& options) {
+  if (options.leaf_predicate != nullptr) [[unlikely]] {
     Ref result = check_ref(PyObject_CallOneArg(options.leaf_predicate, obj));
     view.refresh();
     if (check_int(PyObject_IsTrue(result.get()))) return {NodeKind::Leaf};
@@ -138,13 +150,12 @@ NodeInfo classify(PyObject* obj, RegistryView& view, const FlattenOptions& optio
   if (const RegistrationPtr* registration = view.table_for(options.ns).find(type)) {
     return {NodeKind::Custom, registration, !(*registration)->ns.empty()};
   }
-  if (PyTuple_Check(obj)) {
-    auto* cls = reinterpret_cast<PyObject*>(type);
-    if (is_namedtuple_class(cls)) return {NodeKind::NamedTuple};
-    if (is_structseq_class(cls)) return {NodeKind::StructSequence};
-  }
+  if (PyTuple_Check(obj)) [[unlikely]]
+    return classify_tuple_subclass(type);
   return {NodeKind::Leaf};
 }
+
+}  // namespace
 
 namespace {
 
@@ -353,26 +364,44 @@ struct Flattener {
     if (depth > kMaxRecursionDepth) {
       raise(PyExc_RecursionError, "Maximum recursion depth exceeded during flattening the tree.");
     }
-    Py_ssize_t leaves_before = static_cast<Py_ssize_t>(leaves.size());
-    Py_ssize_t nodes_before = static_cast<Py_ssize_t>(nodes.size());
     NodeInfo info = classify(obj, view, options);
-    Node node;
     if (info.kind == NodeKind::Leaf) {
       add_leaf(obj);
-      node.num_leaves = 1;
-      node.num_nodes = 1;
-      nodes.push_back(std::move(node));
+      Node& leaf = nodes.emplace_back();
+      leaf.num_leaves = 1;
+      leaf.num_nodes = 1;
       return;
     }
+    Py_ssize_t leaves_before = static_cast<Py_ssize_t>(leaves.size());
+    Py_ssize_t nodes_before = static_cast<Py_ssize_t>(nodes.size());
+    Node node;
     if (!with_path && info.kind == NodeKind::Tuple) {
-      // The most common container: no intermediate child list.
+      // The most common containers: no intermediate child list.
       Py_ssize_t n = PyTuple_GET_SIZE(obj);
+      reserve_for(n);
       for (Py_ssize_t i = 0; i < n; ++i) recurse(PyTuple_GET_ITEM(obj, i), depth + 1);
       node.kind = NodeKind::Tuple;
       node.arity = n;
+#ifndef Py_GIL_DISABLED
+    } else if (!with_path && info.kind == NodeKind::List) {
+      // With a GIL only Python code run by a leaf predicate or a flatten function can change
+      // the list under us; hold each child while it is visited and fail if the size changes.
+      Py_ssize_t n = PyList_GET_SIZE(obj);
+      reserve_for(n);
+      for (Py_ssize_t i = 0; i < n; ++i) {
+        if (PyList_GET_SIZE(obj) != n) {
+          raise(PyExc_RuntimeError, "list changed size during flattening");
+        }
+        Ref child = Ref::borrow(PyList_GET_ITEM(obj, i));
+        recurse(child.get(), depth + 1);
+      }
+      node.kind = NodeKind::List;
+      node.arity = n;
+#endif
     } else {
       std::vector<Ref> children;
       expand_node(obj, info, view, options, node, children, uses_namespace);
+      reserve_for(static_cast<Py_ssize_t>(children.size()));
       for (size_t i = 0; i < children.size(); ++i) {
         if (with_path) {
           Ref entry = entry_at(node, static_cast<Py_ssize_t>(i));
@@ -387,6 +416,15 @@ struct Flattener {
     node.num_leaves = static_cast<Py_ssize_t>(leaves.size()) - leaves_before;
     node.num_nodes = static_cast<Py_ssize_t>(nodes.size()) - nodes_before + 1;
     nodes.push_back(std::move(node));
+  }
+
+  // Room for at least `children` more leaves and nodes, so wide containers do not reallocate
+  // (and move every node built so far) again and again.
+  void reserve_for(Py_ssize_t children) {
+    size_t wanted = nodes.size() + static_cast<size_t>(children) + 1;
+    if (wanted > nodes.capacity()) nodes.reserve(std::max(wanted, 2 * nodes.capacity()));
+    wanted = leaves.size() + static_cast<size_t>(children);
+    if (wanted > leaves.capacity()) leaves.reserve(std::max(wanted, 2 * leaves.capacity()));
   }
 
   // The path entry of child i; borrowed from node data where possible, kept alive by `node`.

@@ -120,8 +120,6 @@ struct NodeInfo {
   const RegistrationPtr* custom = nullptr;
   bool uses_namespace = false;
 };
-// Runs the leaf predicate (then re-pins `view`), and looks the node's type up.
-NodeInfo classify(PyObject* obj, RegistryView& view, const FlattenOptions& options);
 bool is_leaf_object(PyObject* obj, const FlattenOptions& options);
 // Dict keys in flatten order: natural order when they compare, else by (type, key), else as
 // given. Returns a new list.
