@@ -12,13 +12,11 @@ namespace optree {
 
 // ------------------------------------------------------------------ namedtuple / structseq
 
-bool is_namedtuple_class(PyObject* cls) {
-  if (!PyType_Check(cls) ||
-      !PyType_IsSubtype(reinterpret_cast<PyTypeObject*>(cls), &PyTuple_Type)) {
-    return false;
-  }
-  if (reinterpret_cast<PyTypeObject*>(cls) == &PyTuple_Type) return false;
-  Ref fields = Ref::steal(PyObject_GetAttrString(cls, "_fields"));
+bool is_namedtuple_class(PyObject* cls, const BuiltinTypes& builtins) {
+  if (!PyType_Check(cls)) return false;
+  auto* type = reinterpret_cast<PyTypeObject*>(cls);
+  if (type == &PyTuple_Type || !PyType_IsSubtype(type, &PyTuple_Type)) return false;
+  Ref fields = Ref::steal(PyObject_GetAttr(cls, builtins.name_fields));
   if (!fields) {
     PyErr_Clear();
     return false;
@@ -27,8 +25,8 @@ bool is_namedtuple_class(PyObject* cls) {
   for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(fields.get()); ++i) {
     if (!PyUnicode_Check(PyTuple_GET_ITEM(fields.get(), i))) return false;
   }
-  for (const char* method : {"_make", "_asdict"}) {
-    Ref attr = Ref::steal(PyObject_GetAttrString(cls, method));
+  for (PyObject* method : {builtins.name_make, builtins.name_asdict}) {
+    Ref attr = Ref::steal(PyObject_GetAttr(cls, method));
     if (!attr) {
       PyErr_Clear();
       return false;
@@ -36,6 +34,10 @@ bool is_namedtuple_class(PyObject* cls) {
     if (!PyCallable_Check(attr.get())) return false;
   }
   return true;
+}
+
+bool is_namedtuple_class(PyObject* cls) {
+  return is_namedtuple_class(cls, current_shard().builtins());
 }
 
 namespace {
@@ -123,9 +125,9 @@ Ref structseq_fields(PyObject* obj) {
 
 namespace {
 
-NodeInfo classify_tuple_subclass(PyTypeObject* type) {
+NodeInfo classify_tuple_subclass(PyTypeObject* type, const BuiltinTypes& builtins) {
   auto* cls = reinterpret_cast<PyObject*>(type);
-  if (is_namedtuple_class(cls)) return {NodeKind::NamedTuple};
+  if (is_namedtuple_class(cls, builtins)) return {NodeKind::NamedTuple};
   if (is_structseq_class(cls)) return {NodeKind::StructSequence};
   return {NodeKind::Leaf};
 }
@@ -151,7 +153,7 @@ NodeInfo classify_tuple_subclass(PyTypeObject* type) {
     return {NodeKind::Custom, registration, !(*registration)->ns.empty()};
   }
   if (PyTuple_Check(obj)) [[unlikely]]
-    return classify_tuple_subclass(type);
+    return classify_tuple_subclass(type, builtins);
   return {NodeKind::Leaf};
 }
 

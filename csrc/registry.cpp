@@ -148,6 +148,9 @@ Shard::Shard(int64_t interpreter_id) : interpreter_id_(interpreter_id) {
   builtins_.ordered_dict = import_type("collections", "OrderedDict");
   builtins_.default_dict = import_type("collections", "defaultdict");
   builtins_.deque = import_type("collections", "deque");
+  builtins_.name_fields = check(PyUnicode_InternFromString("_fields"));
+  builtins_.name_make = check(PyUnicode_InternFromString("_make"));
+  builtins_.name_asdict = check(PyUnicode_InternFromString("_asdict"));
   inbox_ = std::make_shared<ReclaimInbox>();
   auto* first = new Snapshot();
   first->inbox = inbox_;
@@ -177,6 +180,9 @@ Shard::~Shard() {
   Py_DECREF(builtins_.ordered_dict);
   Py_DECREF(builtins_.default_dict);
   Py_DECREF(builtins_.deque);
+  Py_DECREF(builtins_.name_fields);
+  Py_DECREF(builtins_.name_make);
+  Py_DECREF(builtins_.name_asdict);
 }
 
 void Shard::drain_inbox() {

@@ -102,11 +102,15 @@ struct Snapshot {
   }
 };
 
-// Builtin container types that are not static types, so each interpreter has its own.
+// Per-interpreter objects the core uses on hot paths: the builtin container types that are not
+// static types, and interned attribute names (which hit CPython's type attribute cache).
 struct BuiltinTypes {
   PyTypeObject* ordered_dict = nullptr;
   PyTypeObject* default_dict = nullptr;
   PyTypeObject* deque = nullptr;
+  PyObject* name_fields = nullptr;  // '_fields'
+  PyObject* name_make = nullptr;    // '_make'
+  PyObject* name_asdict = nullptr;  // '_asdict'
 };
 
 class Shard {
