@@ -406,7 +406,7 @@ struct Flattener {
       reserve_for(static_cast<Py_ssize_t>(children.size()));
       for (size_t i = 0; i < children.size(); ++i) {
         if (with_path) {
-          Ref entry = entry_at(node, static_cast<Py_ssize_t>(i));
+          Ref entry = node_entry(node, static_cast<Py_ssize_t>(i));
           path_prefix.push_back(entry.get());
           recurse(children[i].get(), depth + 1);
           path_prefix.pop_back();
@@ -427,22 +427,6 @@ struct Flattener {
     if (wanted > nodes.capacity()) nodes.reserve(std::max(wanted, 2 * nodes.capacity()));
     wanted = leaves.size() + static_cast<size_t>(children);
     if (wanted > leaves.capacity()) leaves.reserve(std::max(wanted, 2 * leaves.capacity()));
-  }
-
-  // The path entry of child i; borrowed from node data where possible, kept alive by `node`.
-  Ref entry_at(const Node& node, Py_ssize_t i) {
-    switch (node.kind) {
-      case NodeKind::Dict:
-      case NodeKind::OrderedDict:
-        return Ref::borrow(PyList_GET_ITEM(node.node_data.get(), i));
-      case NodeKind::DefaultDict:
-        return Ref::borrow(PyList_GET_ITEM(PyTuple_GET_ITEM(node.node_data.get(), 1), i));
-      case NodeKind::Custom:
-        if (node.node_entries) return Ref::borrow(PyTuple_GET_ITEM(node.node_entries.get(), i));
-        [[fallthrough]];
-      default:
-        return check_ref(PyLong_FromSsize_t(i));
-    }
   }
 };
 

@@ -164,7 +164,8 @@ TreeSpec TreeSpec::from_pickle_state(PyObject* state) {
         node.node_data = Ref::borrow(data);
         break;
       case NodeKind::NamedTuple: {
-        if (!is_namedtuple_class(data)) malformed("namedtuple data must be a namedtuple class");
+        if (!is_namedtuple_class(data, view.shard().builtins()))
+          malformed("namedtuple data must be a namedtuple class");
         Ref fields = namedtuple_fields(data);
         if (PyTuple_GET_SIZE(fields.get()) != node.arity) malformed("namedtuple arity mismatch");
         node.node_data = Ref::borrow(data);

@@ -19,11 +19,8 @@ PyObject* node_metadata(const Node& node) {
   }
 }
 
-Ref node_type(const TreeSpec& spec, Py_ssize_t index) {
-  // type_object() reads the root; a one-node view gives the node's type.
-  TreeSpec view;
-  view.nodes.push_back(spec.nodes[static_cast<size_t>(index)]);
-  return Ref::borrow(view.type_object());
+Ref node_type(const TreeSpec& spec, Py_ssize_t index, LazyBuiltins& builtins) {
+  return Ref::borrow(node_type_object(spec.nodes[static_cast<size_t>(index)], builtins));
 }
 
 // Recomputes counts of a post-order node list in place.
@@ -45,7 +42,8 @@ void recount(std::vector<Node>& nodes) {
 }
 
 std::string kind_name(const TreeSpec& spec, Py_ssize_t index) {
-  Ref type = node_type(spec, index);
+  LazyBuiltins builtins;
+  Ref type = node_type(spec, index, builtins);
   if (type.get() == Py_None) return "leaf";
   Ref name = check_ref(PyObject_GetAttrString(type.get(), "__name__"));
   return str_of(name.get());
@@ -58,6 +56,7 @@ Ref TreeSpec::traverse(PyObject* leaves, PyObject* f_node, PyObject* f_leaf, boo
 
   Ref iterator = check_ref(PyObject_GetIter(leaves));
   std::vector<Ref> stack;
+  LazyBuiltins builtins;
   for (size_t index = 0; index < nodes.size(); ++index) {
     const Node& node = nodes[index];
     if (node.kind == NodeKind::Leaf) {
@@ -79,11 +78,11 @@ Ref TreeSpec::traverse(PyObject* leaves, PyObject* f_node, PyObject* f_leaf, boo
       for (Py_ssize_t i = 0; i < node.arity; ++i) {
         PyTuple_SET_ITEM(child_tuple.get(), i, Py_NewRef(children[static_cast<size_t>(i)]));
       }
-      Ref type = node_type(*this, static_cast<Py_ssize_t>(index));
+      Ref type = node_type(*this, static_cast<Py_ssize_t>(index), builtins);
       built = check_ref(PyObject_CallFunctionObjArgs(f_node, type.get(), node_metadata(node),
                                                      child_tuple.get(), nullptr));
     } else {
-      built = make_node(node, children.data());
+      built = make_node(node, children.data(), builtins);
       if (f_node != nullptr) built = check_ref(PyObject_CallOneArg(f_node, built.get()));
     }
     stack.resize(first);
@@ -234,8 +233,9 @@ TreeSpec TreeSpec::broadcast_to_common_suffix(const TreeSpec& other) const {
                                   ", got: " + std::to_string(b.arity) + ".");
     } else if (a.kind == NodeKind::Custom || a.kind == NodeKind::NamedTuple ||
                a.kind == NodeKind::StructSequence || a.kind == NodeKind::Deque) {
-      Ref a_type = node_type(*this, mine);
-      Ref b_type = node_type(other, theirs);
+      LazyBuiltins builtins;
+      Ref a_type = node_type(*this, mine, builtins);
+      Ref b_type = node_type(other, theirs, builtins);
       if (a_type.get() != b_type.get()) {
         raise(PyExc_ValueError,
               "PyTreeSpecs have incompatible node types; expected type: " + kind_name(*this, mine) +
@@ -261,8 +261,8 @@ TreeSpec TreeSpec::broadcast_to_common_suffix(const TreeSpec& other) const {
 
 Ref TreeSpec::accessors(PyObject* entry_types, PyObject* accessor_type, PyObject* kinds) const {
   root();  // raises if uninitialized
-
   Ref result = check_ref(PyList_New(0));
+  LazyBuiltins builtins;
   std::vector<Ref> prefix;
   std::function<void(Py_ssize_t)> visit = [&](Py_ssize_t index) {
     const Node& node = nodes[static_cast<size_t>(index)];
@@ -279,10 +279,9 @@ Ref TreeSpec::accessors(PyObject* entry_types, PyObject* accessor_type, PyObject
     PyObject* entry_type = node.kind == NodeKind::Custom
                                ? node.custom->path_entry_type
                                : PyTuple_GET_ITEM(entry_types, static_cast<Py_ssize_t>(node.kind));
-    Ref type = node_type(*this, index);
+    Ref type = node_type(*this, index, builtins);
     PyObject* kind = PyTuple_GET_ITEM(kinds, static_cast<Py_ssize_t>(node.kind));
-    TreeSpec view = subtree(index);
-    Ref entries = view.entries();
+    Ref entries = node_entries(node);
     std::vector<Py_ssize_t> roots = child_roots(index);
     for (size_t i = 0; i < roots.size(); ++i) {
       PyObject* entry = PyList_GET_ITEM(entries.get(), static_cast<Py_ssize_t>(i));

@@ -131,34 +131,29 @@ TreeSpec TreeSpec::child(Py_ssize_t index) const {
   return subtree(child_roots(num_nodes() - 1)[static_cast<size_t>(index)]);
 }
 
-namespace {
+Ref node_entry(const Node& node, Py_ssize_t index) {
+  if (is_dict_kind(node.kind)) return Ref::borrow(PyList_GET_ITEM(dict_keys_of(node), index));
+  if (node.kind == NodeKind::Custom && node.node_entries) {
+    return Ref::borrow(PyTuple_GET_ITEM(node.node_entries.get(), index));
+  }
+  return check_ref(PyLong_FromSsize_t(index));
+}
 
-Ref node_entries_list(const Node& node) {
+Ref node_entries(const Node& node) {
   Ref list = check_ref(PyList_New(node.arity));
   for (Py_ssize_t i = 0; i < node.arity; ++i) {
-    PyObject* entry;
-    if (is_dict_kind(node.kind)) {
-      entry = Py_NewRef(PyList_GET_ITEM(dict_keys_of(node), i));
-    } else if (node.kind == NodeKind::Custom && node.node_entries) {
-      entry = Py_NewRef(PyTuple_GET_ITEM(node.node_entries.get(), i));
-    } else {
-      entry = check(PyLong_FromSsize_t(i));
-    }
-    PyList_SET_ITEM(list.get(), i, entry);
+    PyList_SET_ITEM(list.get(), i, node_entry(node, i).release());
   }
   return list;
 }
 
-}  // namespace
-
-Ref TreeSpec::entries() const { return node_entries_list(root()); }
+Ref TreeSpec::entries() const { return node_entries(root()); }
 
 Ref TreeSpec::entry(Py_ssize_t index) const {
   if (index < 0 || index >= root().arity) {
     raise(PyExc_IndexError, "PyTreeSpec::Entry() index out of range.");
   }
-  Ref all = entries();
-  return Ref::borrow(PyList_GET_ITEM(all.get(), index));
+  return node_entry(root(), index);
 }
 
 Ref TreeSpec::paths() const {
@@ -177,7 +172,7 @@ Ref TreeSpec::paths() const {
       check_int(PyList_Append(result.get(), path.get()));
       return;
     }
-    keep.push_back(node_entries_list(node));
+    keep.push_back(node_entries(node));
     PyObject* entries = keep.back().get();
     std::vector<Py_ssize_t> roots = child_roots(index);
     for (size_t i = 0; i < roots.size(); ++i) {
@@ -197,11 +192,8 @@ bool TreeSpec::is_leaf(bool strict) const {
   return num_nodes() == 1;
 }
 
-PyObject* TreeSpec::type_object() const {
-  const Node& node = root();
+PyObject* node_type_object(const Node& node, LazyBuiltins& builtins) {
   switch (node.kind) {
-    case NodeKind::Leaf:
-      return Py_None;
     case NodeKind::None:
       return reinterpret_cast<PyObject*>(Py_TYPE(Py_None));
     case NodeKind::Tuple:
@@ -211,11 +203,11 @@ PyObject* TreeSpec::type_object() const {
     case NodeKind::Dict:
       return reinterpret_cast<PyObject*>(&PyDict_Type);
     case NodeKind::OrderedDict:
-      return reinterpret_cast<PyObject*>(current_shard().builtins().ordered_dict);
+      return reinterpret_cast<PyObject*>(builtins.get().ordered_dict);
     case NodeKind::DefaultDict:
-      return reinterpret_cast<PyObject*>(current_shard().builtins().default_dict);
+      return reinterpret_cast<PyObject*>(builtins.get().default_dict);
     case NodeKind::Deque:
-      return reinterpret_cast<PyObject*>(current_shard().builtins().deque);
+      return reinterpret_cast<PyObject*>(builtins.get().deque);
     case NodeKind::NamedTuple:
     case NodeKind::StructSequence:
       return node.node_data.get();
@@ -224,6 +216,11 @@ PyObject* TreeSpec::type_object() const {
     default:
       return Py_None;
   }
+}
+
+PyObject* TreeSpec::type_object() const {
+  LazyBuiltins builtins;
+  return node_type_object(root(), builtins);
 }
 
 // ------------------------------------------------------------------------- prefix / compose
@@ -370,11 +367,8 @@ Ref TreeSpec::flatten_up_to(PyObject* tree) const {
   root();  // raises if uninitialized
 
   Ref result = check_ref(PyList_New(0));
-  std::optional<BuiltinTypes> builtins;
-  auto get_builtins = [&]() -> const BuiltinTypes& {
-    if (!builtins) builtins = current_shard().builtins();
-    return *builtins;
-  };
+  LazyBuiltins builtins;
+  std::optional<RegistryView> view;
   std::function<void(Py_ssize_t, PyObject*)> walk = [&](Py_ssize_t index, PyObject* obj) {
     const Node& node = nodes[static_cast<size_t>(index)];
     std::vector<Py_ssize_t> roots;
@@ -410,7 +404,7 @@ Ref TreeSpec::flatten_up_to(PyObject* tree) const {
           children.push_back(Ref::borrow(PyList_GET_ITEM(obj, i)));
         break;
       case NodeKind::Deque: {
-        if (Py_TYPE(obj) != get_builtins().deque) {
+        if (Py_TYPE(obj) != builtins.get().deque) {
           raise(PyExc_ValueError,
                 "Expected an instance of collections.deque, got " + repr_of(obj) + ".");
         }
@@ -422,7 +416,7 @@ Ref TreeSpec::flatten_up_to(PyObject* tree) const {
       }
       case NodeKind::NamedTuple: {
         if (!PyTuple_Check(obj) ||
-            !is_namedtuple_class(reinterpret_cast<PyObject*>(Py_TYPE(obj)))) {
+            !is_namedtuple_class(reinterpret_cast<PyObject*>(Py_TYPE(obj)), builtins.get())) {
           raise(PyExc_ValueError,
                 "Expected an instance of collections.namedtuple, got " + repr_of(obj) + ".");
         }
@@ -489,10 +483,10 @@ Ref TreeSpec::flatten_up_to(PyObject* tree) const {
         }
         Node probe;
         bool uses_namespace = false;
-        RegistryView view;
+        if (!view) view.emplace();  // one registry pin per call, taken at the first custom node
         NodeInfo info{NodeKind::Custom, &node.custom, false};
         FlattenOptions options;
-        expand_node(obj, info, view, options, probe, children, uses_namespace);
+        expand_node(obj, info, *view, options, probe, children, uses_namespace);
         if (!objects_equal(probe.node_data.get(), node.node_data.get())) {
           raise(PyExc_ValueError,
                 "Mismatch custom node data; expected: " + repr_of(node.node_data.get()) +

@@ -45,7 +45,7 @@ void fill_mapping(PyObject* target, PyObject* keys, PyObject* original_keys,
 
 }  // namespace
 
-Ref make_node(const Node& node, PyObject* const* children) {
+Ref make_node(const Node& node, PyObject* const* children, LazyBuiltins& builtins) {
   Py_ssize_t n = node.arity;
   switch (node.kind) {
     case NodeKind::Leaf:
@@ -62,24 +62,24 @@ Ref make_node(const Node& node, PyObject* const* children) {
       return dict;
     }
     case NodeKind::OrderedDict: {
-      Ref dict = check_ref(PyObject_CallNoArgs(
-          reinterpret_cast<PyObject*>(current_shard().builtins().ordered_dict)));
+      Ref dict =
+          check_ref(PyObject_CallNoArgs(reinterpret_cast<PyObject*>(builtins.get().ordered_dict)));
       fill_mapping(dict.get(), node.node_data.get(), nullptr, children);
       return dict;
     }
     case NodeKind::DefaultDict: {
       PyObject* factory = PyTuple_GET_ITEM(node.node_data.get(), 0);
-      Ref dict = check_ref(PyObject_CallOneArg(
-          reinterpret_cast<PyObject*>(current_shard().builtins().default_dict), factory));
+      Ref dict = check_ref(
+          PyObject_CallOneArg(reinterpret_cast<PyObject*>(builtins.get().default_dict), factory));
       fill_mapping(dict.get(), PyTuple_GET_ITEM(node.node_data.get(), 1), node.original_keys.get(),
                    children);
       return dict;
     }
     case NodeKind::Deque: {
       Ref items = list_of(children, n);
-      return check_ref(PyObject_CallFunctionObjArgs(
-          reinterpret_cast<PyObject*>(current_shard().builtins().deque), items.get(),
-          node.node_data.get(), nullptr));
+      return check_ref(
+          PyObject_CallFunctionObjArgs(reinterpret_cast<PyObject*>(builtins.get().deque),
+                                       items.get(), node.node_data.get(), nullptr));
     }
     case NodeKind::NamedTuple: {
       Ref args = tuple_of(children, n);
@@ -125,13 +125,14 @@ Ref TreeSpec::unflatten(PyObject* leaves) const {
     }
   } cleanup{stack};
   Py_ssize_t leaf_index = 0;
+  LazyBuiltins builtins;
   for (const Node& node : nodes) {
     if (node.kind == NodeKind::Leaf) {
       stack.push_back(Py_NewRef(items[leaf_index++]));
       continue;
     }
     size_t first = stack.size() - static_cast<size_t>(node.arity);
-    Ref built = make_node(node, stack.data() + first);
+    Ref built = make_node(node, stack.data() + first, builtins);
     for (size_t i = first; i < stack.size(); ++i) Py_DECREF(stack[i]);
     stack.resize(first);
     stack.push_back(built.release());

@@ -171,6 +171,18 @@ void create_current_shard();   // at module exec
 void destroy_current_shard();  // at the interpreter's finalization
 Shard& current_shard();        // raises RuntimeError if this interpreter has no shard
 
+// This interpreter's builtins, looked up on first use: at most one shard lookup per call.
+class LazyBuiltins {
+ public:
+  const BuiltinTypes& get() {
+    if (builtins_ == nullptr) builtins_ = &current_shard().builtins();
+    return *builtins_;
+  }
+
+ private:
+  const BuiltinTypes* builtins_ = nullptr;
+};
+
 // Introspection.
 Py_ssize_t registry_size(const std::string* ns);  // ns == nullptr: every namespace
 bool is_dict_insertion_ordered(const std::string& ns, bool inherit_global);

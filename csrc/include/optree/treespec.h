@@ -131,7 +131,13 @@ std::vector<size_t> matching_children(const Node& a, const Node& b);
 bool is_dict_kind(NodeKind kind);
 PyObject* dict_keys_of(const Node& node);
 // Builds the container of a non-leaf node from its children (arity of them).
-Ref make_node(const Node& node, PyObject* const* children);
+Ref make_node(const Node& node, PyObject* const* children, LazyBuiltins& builtins);
+// The entry (path key) of a node's child: dict key, custom entry, or position.
+Ref node_entry(const Node& node, Py_ssize_t index);
+// The entries of a node's children, as a new list.
+Ref node_entries(const Node& node);
+// The Python type of a node (borrowed); None for a leaf.
+PyObject* node_type_object(const Node& node, LazyBuiltins& builtins);
 // Fills node metadata and the children of a non-leaf object, in flatten order.
 // Custom flatten functions run here; `view` is re-pinned after them. `info.custom` must not
 // be used after this returns.
