@@ -49,6 +49,43 @@ std::string kind_name(const TreeSpec& spec, Py_ssize_t index) {
   return str_of(name.get());
 }
 
+// Raises unless nodes `mine` of `spec` and `theirs` of `other` (both non-leaves) can be
+// merged. Kept out of the recursion so its frame (error messages) is not on the stack per level.
+[[gnu::noinline]] void check_broadcastable(const TreeSpec& spec, Py_ssize_t mine,
+                                           const TreeSpec& other, Py_ssize_t theirs) {
+  const Node& a = spec.nodes[static_cast<size_t>(mine)];
+  const Node& b = other.nodes[static_cast<size_t>(theirs)];
+  bool a_dict = is_dict_kind(a.kind);
+  if (a.kind != b.kind && !(a_dict && is_dict_kind(b.kind))) {
+    raise(PyExc_ValueError, "PyTreeSpecs have incompatible node types; expected type: " +
+                                kind_name(spec, mine) + ", got: " + kind_name(other, theirs) + ".");
+  }
+  if (a_dict) {
+    if (auto mismatch = dict_key_mismatch(dict_keys_of(a), dict_keys_of(b))) {
+      raise(PyExc_ValueError, *mismatch + ".");
+    }
+  } else if (a.arity != b.arity) {
+    raise(PyExc_ValueError, kind_name(spec, mine) +
+                                " arity mismatch; expected: " + std::to_string(a.arity) +
+                                ", got: " + std::to_string(b.arity) + ".");
+  } else if (a.kind == NodeKind::Custom || a.kind == NodeKind::NamedTuple ||
+             a.kind == NodeKind::StructSequence || a.kind == NodeKind::Deque) {
+    LazyBuiltins builtins;
+    Ref a_type = node_type(spec, mine, builtins);
+    Ref b_type = node_type(other, theirs, builtins);
+    if (a_type.get() != b_type.get()) {
+      raise(PyExc_ValueError,
+            "PyTreeSpecs have incompatible node types; expected type: " + kind_name(spec, mine) +
+                ", got: " + kind_name(other, theirs) + ".");
+    }
+    if (a.kind == NodeKind::Custom &&
+        !check_int(PyObject_RichCompareBool(a.node_data.get(), b.node_data.get(), Py_EQ))) {
+      raise(PyExc_ValueError, "Mismatch custom node data; expected: " + repr_of(a.node_data.get()) +
+                                  ", got: " + repr_of(b.node_data.get()) + ".");
+    }
+  }
+}
+
 }  // namespace
 
 Ref TreeSpec::traverse(PyObject* leaves, PyObject* f_node, PyObject* f_leaf, bool walk) const {
@@ -217,37 +254,7 @@ TreeSpec TreeSpec::broadcast_to_common_suffix(const TreeSpec& other) const {
                           nodes.begin() + mine + 1);
       return;
     }
-    bool a_dict = is_dict_kind(a.kind);
-    if (a.kind != b.kind && !(a_dict && is_dict_kind(b.kind))) {
-      raise(PyExc_ValueError,
-            "PyTreeSpecs have incompatible node types; expected type: " + kind_name(*this, mine) +
-                ", got: " + kind_name(other, theirs) + ".");
-    }
-    if (a_dict) {
-      if (auto mismatch = dict_key_mismatch(dict_keys_of(a), dict_keys_of(b))) {
-        raise(PyExc_ValueError, *mismatch + ".");
-      }
-    } else if (a.arity != b.arity) {
-      raise(PyExc_ValueError, kind_name(*this, mine) +
-                                  " arity mismatch; expected: " + std::to_string(a.arity) +
-                                  ", got: " + std::to_string(b.arity) + ".");
-    } else if (a.kind == NodeKind::Custom || a.kind == NodeKind::NamedTuple ||
-               a.kind == NodeKind::StructSequence || a.kind == NodeKind::Deque) {
-      LazyBuiltins builtins;
-      Ref a_type = node_type(*this, mine, builtins);
-      Ref b_type = node_type(other, theirs, builtins);
-      if (a_type.get() != b_type.get()) {
-        raise(PyExc_ValueError,
-              "PyTreeSpecs have incompatible node types; expected type: " + kind_name(*this, mine) +
-                  ", got: " + kind_name(other, theirs) + ".");
-      }
-      if (a.kind == NodeKind::Custom &&
-          !check_int(PyObject_RichCompareBool(a.node_data.get(), b.node_data.get(), Py_EQ))) {
-        raise(PyExc_ValueError,
-              "Mismatch custom node data; expected: " + repr_of(a.node_data.get()) +
-                  ", got: " + repr_of(b.node_data.get()) + ".");
-      }
-    }
+    check_broadcastable(*this, mine, other, theirs);
     std::vector<Py_ssize_t> my_roots = child_roots(mine);
     std::vector<Py_ssize_t> their_roots = other.child_roots(theirs);
     std::vector<size_t> order = matching_children(a, b);

@@ -229,7 +229,7 @@ namespace {
 
 // Whether a node of `b` can stand where `a` is, as flatten_up_to would accept it: dict kinds
 // are interchangeable and match by key set; deque maxlen and defaultdict factories are free.
-bool nodes_compatible(const Node& a, const Node& b) {
+[[gnu::noinline]] bool nodes_compatible(const Node& a, const Node& b) {
   if (is_dict_kind(a.kind)) {
     if (!is_dict_kind(b.kind) || a.arity != b.arity) return false;
     Ref a_keys = check_ref(PySet_New(dict_keys_of(a)));
@@ -363,146 +363,161 @@ std::string container_word(const std::string& what) {
 
 }  // namespace
 
+namespace {
+
+// Checks that `obj` matches the non-leaf node `node` as flatten_up_to requires and returns its
+// children in treespec order. Kept out of the recursion so its large frame (error messages)
+// is not on the stack once per level.
+[[gnu::noinline]] std::vector<Ref> match_node(const Node& node, PyObject* obj,
+                                              LazyBuiltins& builtins,
+                                              std::optional<RegistryView>& view) {
+  std::vector<Ref> children;
+  auto arity_check = [&](const char* what, Py_ssize_t got) {
+    if (got != node.arity) {
+      raise(PyExc_ValueError, std::string(what) + " arity mismatch; expected: " +
+                                  std::to_string(node.arity) + ", got: " + std::to_string(got) +
+                                  "; " + container_word(what) + ": " + repr_of(obj) + ".");
+    }
+  };
+  switch (node.kind) {
+    case NodeKind::Leaf:
+      break;
+    case NodeKind::None:
+      if (obj != Py_None) raise(PyExc_ValueError, "Expected None, got " + repr_of(obj) + ".");
+      break;
+    case NodeKind::Tuple:
+      if (!PyTuple_CheckExact(obj)) {
+        raise(PyExc_ValueError, "Expected an instance of tuple, got " + repr_of(obj) + ".");
+      }
+      arity_check("tuple", PyTuple_GET_SIZE(obj));
+      for (Py_ssize_t i = 0; i < node.arity; ++i)
+        children.push_back(Ref::borrow(PyTuple_GET_ITEM(obj, i)));
+      break;
+    case NodeKind::List:
+      if (!PyList_CheckExact(obj)) {
+        raise(PyExc_ValueError, "Expected an instance of list, got " + repr_of(obj) + ".");
+      }
+      arity_check("list", PyList_GET_SIZE(obj));
+      for (Py_ssize_t i = 0; i < node.arity; ++i)
+        children.push_back(Ref::borrow(PyList_GET_ITEM(obj, i)));
+      break;
+    case NodeKind::Deque: {
+      if (Py_TYPE(obj) != builtins.get().deque) {
+        raise(PyExc_ValueError,
+              "Expected an instance of collections.deque, got " + repr_of(obj) + ".");
+      }
+      Ref items = check_ref(PySequence_Tuple(obj));
+      arity_check("deque", PyTuple_GET_SIZE(items.get()));
+      for (Py_ssize_t i = 0; i < node.arity; ++i)
+        children.push_back(Ref::borrow(PyTuple_GET_ITEM(items.get(), i)));
+      break;
+    }
+    case NodeKind::NamedTuple: {
+      if (!PyTuple_Check(obj) ||
+          !is_namedtuple_class(reinterpret_cast<PyObject*>(Py_TYPE(obj)), builtins.get())) {
+        raise(PyExc_ValueError,
+              "Expected an instance of collections.namedtuple, got " + repr_of(obj) + ".");
+      }
+      arity_check("namedtuple", PyTuple_GET_SIZE(obj));
+      if (reinterpret_cast<PyObject*>(Py_TYPE(obj)) != node.node_data.get()) {
+        raise(PyExc_ValueError,
+              "namedtuple type mismatch; expected type: " + repr_of(node.node_data.get()) +
+                  ", got type: " + repr_of(reinterpret_cast<PyObject*>(Py_TYPE(obj))) +
+                  "; tuple: " + repr_of(obj) + ".");
+      }
+      for (Py_ssize_t i = 0; i < node.arity; ++i)
+        children.push_back(Ref::borrow(PyTuple_GET_ITEM(obj, i)));
+      break;
+    }
+    case NodeKind::StructSequence: {
+      if (!PyTuple_Check(obj) || !is_structseq_class(reinterpret_cast<PyObject*>(Py_TYPE(obj)))) {
+        raise(PyExc_ValueError,
+              "Expected an instance of PyStructSequence type, got " + repr_of(obj) + ".");
+      }
+      Py_ssize_t got = PyTuple_GET_SIZE(obj);
+      if (got != node.arity) {
+        raise(PyExc_ValueError,
+              "PyStructSequence arity mismatch; expected: " + std::to_string(node.arity) +
+                  ", got: " + std::to_string(got) + "; tuple: " + repr_of(obj) + ".");
+      }
+      if (reinterpret_cast<PyObject*>(Py_TYPE(obj)) != node.node_data.get()) {
+        raise(PyExc_ValueError,
+              "PyStructSequence type mismatch; expected type: " + repr_of(node.node_data.get()) +
+                  ", got type: " + repr_of(reinterpret_cast<PyObject*>(Py_TYPE(obj))) +
+                  "; tuple: " + repr_of(obj) + ".");
+      }
+      for (Py_ssize_t i = 0; i < node.arity; ++i)
+        children.push_back(Ref::borrow(PyTuple_GET_ITEM(obj, i)));
+      break;
+    }
+    case NodeKind::Dict:
+    case NodeKind::OrderedDict:
+    case NodeKind::DefaultDict: {
+      if (!PyDict_Check(obj)) {
+        const char* expected = node.kind == NodeKind::Dict          ? "dict"
+                               : node.kind == NodeKind::OrderedDict ? "collections.OrderedDict"
+                                                                    : "collections.defaultdict";
+        raise(PyExc_ValueError,
+              std::string("Expected an instance of ") + expected + ", got " + repr_of(obj) + ".");
+      }
+      PyObject* expected_keys = dict_keys_of(node);
+      Ref got_keys = sorted_dict_keys(obj);
+      if (auto mismatch = dict_key_mismatch(expected_keys, got_keys.get())) {
+        raise(PyExc_ValueError, *mismatch + "; dict: " + repr_of(obj) + ".");
+      }
+      for (Py_ssize_t i = 0; i < node.arity; ++i) {
+        PyObject* value = PyObject_GetItem(obj, PyList_GET_ITEM(expected_keys, i));
+        children.push_back(check_ref(value));
+      }
+      break;
+    }
+    case NodeKind::Custom: {
+      PyObject* expected_type = node.custom->type;
+      if (reinterpret_cast<PyObject*>(Py_TYPE(obj)) != expected_type) {
+        raise(PyExc_ValueError,
+              "Custom node type mismatch; expected type: " + repr_of(expected_type) +
+                  ", got type: " + repr_of(reinterpret_cast<PyObject*>(Py_TYPE(obj))) +
+                  "; value: " + repr_of(obj) + ".");
+      }
+      Node probe;
+      bool uses_namespace = false;
+      if (!view) view.emplace();  // one registry pin per call, taken at the first custom node
+      NodeInfo info{NodeKind::Custom, &node.custom, false};
+      FlattenOptions options;
+      expand_node(obj, info, *view, options, probe, children, uses_namespace);
+      if (!objects_equal(probe.node_data.get(), node.node_data.get())) {
+        raise(PyExc_ValueError,
+              "Mismatch custom node data; expected: " + repr_of(node.node_data.get()) +
+                  ", got: " + repr_of(probe.node_data.get()) + "; value: " + repr_of(obj) + ".");
+      }
+      if (probe.arity != node.arity) {
+        raise(PyExc_ValueError,
+              "Custom type arity mismatch; expected: " + std::to_string(node.arity) +
+                  ", got: " + std::to_string(probe.arity) + "; value: " + repr_of(obj) + ".");
+      }
+      break;
+    }
+    default:
+      raise(PyExc_SystemError, "unsupported node kind");
+  }
+  return children;
+}
+
+}  // namespace
+
 Ref TreeSpec::flatten_up_to(PyObject* tree) const {
   root();  // raises if uninitialized
-
   Ref result = check_ref(PyList_New(0));
   LazyBuiltins builtins;
   std::optional<RegistryView> view;
   std::function<void(Py_ssize_t, PyObject*)> walk = [&](Py_ssize_t index, PyObject* obj) {
     const Node& node = nodes[static_cast<size_t>(index)];
-    std::vector<Py_ssize_t> roots;
-    std::vector<Ref> children;
-    auto arity_check = [&](const char* what, Py_ssize_t got) {
-      if (got != node.arity) {
-        raise(PyExc_ValueError, std::string(what) + " arity mismatch; expected: " +
-                                    std::to_string(node.arity) + ", got: " + std::to_string(got) +
-                                    "; " + container_word(what) + ": " + repr_of(obj) + ".");
-      }
-    };
-    switch (node.kind) {
-      case NodeKind::Leaf:
-        check_int(PyList_Append(result.get(), obj));
-        return;
-      case NodeKind::None:
-        if (obj != Py_None) raise(PyExc_ValueError, "Expected None, got " + repr_of(obj) + ".");
-        return;
-      case NodeKind::Tuple:
-        if (!PyTuple_CheckExact(obj)) {
-          raise(PyExc_ValueError, "Expected an instance of tuple, got " + repr_of(obj) + ".");
-        }
-        arity_check("tuple", PyTuple_GET_SIZE(obj));
-        for (Py_ssize_t i = 0; i < node.arity; ++i)
-          children.push_back(Ref::borrow(PyTuple_GET_ITEM(obj, i)));
-        break;
-      case NodeKind::List:
-        if (!PyList_CheckExact(obj)) {
-          raise(PyExc_ValueError, "Expected an instance of list, got " + repr_of(obj) + ".");
-        }
-        arity_check("list", PyList_GET_SIZE(obj));
-        for (Py_ssize_t i = 0; i < node.arity; ++i)
-          children.push_back(Ref::borrow(PyList_GET_ITEM(obj, i)));
-        break;
-      case NodeKind::Deque: {
-        if (Py_TYPE(obj) != builtins.get().deque) {
-          raise(PyExc_ValueError,
-                "Expected an instance of collections.deque, got " + repr_of(obj) + ".");
-        }
-        Ref items = check_ref(PySequence_Tuple(obj));
-        arity_check("deque", PyTuple_GET_SIZE(items.get()));
-        for (Py_ssize_t i = 0; i < node.arity; ++i)
-          children.push_back(Ref::borrow(PyTuple_GET_ITEM(items.get(), i)));
-        break;
-      }
-      case NodeKind::NamedTuple: {
-        if (!PyTuple_Check(obj) ||
-            !is_namedtuple_class(reinterpret_cast<PyObject*>(Py_TYPE(obj)), builtins.get())) {
-          raise(PyExc_ValueError,
-                "Expected an instance of collections.namedtuple, got " + repr_of(obj) + ".");
-        }
-        arity_check("namedtuple", PyTuple_GET_SIZE(obj));
-        if (reinterpret_cast<PyObject*>(Py_TYPE(obj)) != node.node_data.get()) {
-          raise(PyExc_ValueError,
-                "namedtuple type mismatch; expected type: " + repr_of(node.node_data.get()) +
-                    ", got type: " + repr_of(reinterpret_cast<PyObject*>(Py_TYPE(obj))) +
-                    "; tuple: " + repr_of(obj) + ".");
-        }
-        for (Py_ssize_t i = 0; i < node.arity; ++i)
-          children.push_back(Ref::borrow(PyTuple_GET_ITEM(obj, i)));
-        break;
-      }
-      case NodeKind::StructSequence: {
-        if (!PyTuple_Check(obj) || !is_structseq_class(reinterpret_cast<PyObject*>(Py_TYPE(obj)))) {
-          raise(PyExc_ValueError,
-                "Expected an instance of PyStructSequence type, got " + repr_of(obj) + ".");
-        }
-        Py_ssize_t got = PyTuple_GET_SIZE(obj);
-        if (got != node.arity) {
-          raise(PyExc_ValueError,
-                "PyStructSequence arity mismatch; expected: " + std::to_string(node.arity) +
-                    ", got: " + std::to_string(got) + "; tuple: " + repr_of(obj) + ".");
-        }
-        if (reinterpret_cast<PyObject*>(Py_TYPE(obj)) != node.node_data.get()) {
-          raise(PyExc_ValueError,
-                "PyStructSequence type mismatch; expected type: " + repr_of(node.node_data.get()) +
-                    ", got type: " + repr_of(reinterpret_cast<PyObject*>(Py_TYPE(obj))) +
-                    "; tuple: " + repr_of(obj) + ".");
-        }
-        for (Py_ssize_t i = 0; i < node.arity; ++i)
-          children.push_back(Ref::borrow(PyTuple_GET_ITEM(obj, i)));
-        break;
-      }
-      case NodeKind::Dict:
-      case NodeKind::OrderedDict:
-      case NodeKind::DefaultDict: {
-        if (!PyDict_Check(obj)) {
-          const char* expected = node.kind == NodeKind::Dict          ? "dict"
-                                 : node.kind == NodeKind::OrderedDict ? "collections.OrderedDict"
-                                                                      : "collections.defaultdict";
-          raise(PyExc_ValueError,
-                std::string("Expected an instance of ") + expected + ", got " + repr_of(obj) + ".");
-        }
-        PyObject* expected_keys = dict_keys_of(node);
-        Ref got_keys = sorted_dict_keys(obj);
-        if (auto mismatch = dict_key_mismatch(expected_keys, got_keys.get())) {
-          raise(PyExc_ValueError, *mismatch + "; dict: " + repr_of(obj) + ".");
-        }
-        for (Py_ssize_t i = 0; i < node.arity; ++i) {
-          PyObject* value = PyObject_GetItem(obj, PyList_GET_ITEM(expected_keys, i));
-          children.push_back(check_ref(value));
-        }
-        break;
-      }
-      case NodeKind::Custom: {
-        PyObject* expected_type = node.custom->type;
-        if (reinterpret_cast<PyObject*>(Py_TYPE(obj)) != expected_type) {
-          raise(PyExc_ValueError,
-                "Custom node type mismatch; expected type: " + repr_of(expected_type) +
-                    ", got type: " + repr_of(reinterpret_cast<PyObject*>(Py_TYPE(obj))) +
-                    "; value: " + repr_of(obj) + ".");
-        }
-        Node probe;
-        bool uses_namespace = false;
-        if (!view) view.emplace();  // one registry pin per call, taken at the first custom node
-        NodeInfo info{NodeKind::Custom, &node.custom, false};
-        FlattenOptions options;
-        expand_node(obj, info, *view, options, probe, children, uses_namespace);
-        if (!objects_equal(probe.node_data.get(), node.node_data.get())) {
-          raise(PyExc_ValueError,
-                "Mismatch custom node data; expected: " + repr_of(node.node_data.get()) +
-                    ", got: " + repr_of(probe.node_data.get()) + "; value: " + repr_of(obj) + ".");
-        }
-        if (probe.arity != node.arity) {
-          raise(PyExc_ValueError,
-                "Custom type arity mismatch; expected: " + std::to_string(node.arity) +
-                    ", got: " + std::to_string(probe.arity) + "; value: " + repr_of(obj) + ".");
-        }
-        break;
-      }
-      default:
-        raise(PyExc_SystemError, "unsupported node kind");
+    if (node.kind == NodeKind::Leaf) {
+      check_int(PyList_Append(result.get(), obj));
+      return;
     }
-    roots = child_roots(index);
+    std::vector<Ref> children = match_node(node, obj, builtins, view);
+    std::vector<Py_ssize_t> roots = child_roots(index);
     for (size_t i = 0; i < roots.size(); ++i) walk(roots[i], children[i].get());
   };
   walk(num_nodes() - 1, tree);
@@ -563,83 +578,90 @@ Py_hash_t TreeSpec::hash() const {
 
 // ------------------------------------------------------------------------------------ repr
 
+namespace {
+
+// The text of one non-leaf node, given the text of its children. Kept out of the recursion so
+// its frame (many string temporaries) is not on the stack once per level.
+[[gnu::noinline]] std::string format_node(const Node& node, const std::vector<std::string>& parts) {
+  auto join = [&](const std::vector<std::string>& items) {
+    std::string out;
+    for (size_t i = 0; i < items.size(); ++i) {
+      if (i > 0) out += ", ";
+      out += items[i];
+    }
+    return out;
+  };
+  auto dict_body = [&](PyObject* keys) {
+    std::vector<std::string> items;
+    for (size_t i = 0; i < parts.size(); ++i) {
+      items.push_back(repr_of(PyList_GET_ITEM(keys, static_cast<Py_ssize_t>(i))) + ": " + parts[i]);
+    }
+    std::string out = "{";
+    out += join(items);
+    out += '}';
+    return out;
+  };
+  auto named_fields = [&](PyObject* fields) {
+    std::vector<std::string> items;
+    for (size_t i = 0; i < parts.size(); ++i) {
+      PyObject* field = PyTuple_GET_ITEM(fields, static_cast<Py_ssize_t>(i));
+      std::string name = str_of(field);
+      if (name == PyStructSequence_UnnamedField) name = "<unnamed@" + std::to_string(i) + ">";
+      items.push_back(name + "=" + parts[i]);
+    }
+    return join(items);
+  };
+  switch (node.kind) {
+    case NodeKind::Tuple:
+      return parts.size() == 1 ? "(" + parts[0] + ",)" : "(" + join(parts) + ")";
+    case NodeKind::List:
+      return "[" + join(parts) + "]";
+    case NodeKind::Dict:
+      return dict_body(node.node_data.get());
+    case NodeKind::OrderedDict:
+      return parts.empty() ? "OrderedDict()"
+                           : "OrderedDict(" + dict_body(node.node_data.get()) + ")";
+    case NodeKind::DefaultDict:
+      return "defaultdict(" + repr_of(PyTuple_GET_ITEM(node.node_data.get(), 0)) + ", " +
+             dict_body(PyTuple_GET_ITEM(node.node_data.get(), 1)) + ")";
+    case NodeKind::Deque: {
+      std::string out = "deque(";
+      if (!parts.empty() || node.node_data.get() == Py_None) out += "[" + join(parts) + "]";
+      if (node.node_data.get() != Py_None) {
+        if (!parts.empty()) out += ", ";
+        out += "maxlen=" + repr_of(node.node_data.get());
+      }
+      if (parts.empty() && node.node_data.get() == Py_None) out = "deque(";
+      return out + ")";
+    }
+    case NodeKind::NamedTuple: {
+      Ref fields = namedtuple_fields(node.node_data.get());
+      return type_name(node.node_data.get()) + "(" + named_fields(fields.get()) + ")";
+    }
+    case NodeKind::StructSequence: {
+      Ref fields = structseq_fields(node.node_data.get());
+      std::string name = reinterpret_cast<PyTypeObject*>(node.node_data.get())->tp_name;
+      return name + "(" + named_fields(fields.get()) + ")";
+    }
+    case NodeKind::Custom:
+      return "CustomTreeNode(" + type_name(node.custom->type) + "[" +
+             repr_of(node.node_data.get()) + "], [" + join(parts) + "])";
+    default:
+      return "?";
+  }
+}
+
+}  // namespace
+
 std::string TreeSpec::repr() const {
   root();  // raises if uninitialized
-
   std::function<std::string(Py_ssize_t)> render = [&](Py_ssize_t index) -> std::string {
     const Node& node = nodes[static_cast<size_t>(index)];
     if (node.kind == NodeKind::Leaf) return "*";
     if (node.kind == NodeKind::None) return "None";
-    std::vector<Py_ssize_t> roots = child_roots(index);
     std::vector<std::string> parts;
-    for (Py_ssize_t root : roots) parts.push_back(render(root));
-    auto join = [&](const std::vector<std::string>& items) {
-      std::string out;
-      for (size_t i = 0; i < items.size(); ++i) {
-        if (i > 0) out += ", ";
-        out += items[i];
-      }
-      return out;
-    };
-    auto dict_body = [&](PyObject* keys) {
-      std::vector<std::string> items;
-      for (size_t i = 0; i < parts.size(); ++i) {
-        items.push_back(repr_of(PyList_GET_ITEM(keys, static_cast<Py_ssize_t>(i))) + ": " +
-                        parts[i]);
-      }
-      std::string out = "{";
-      out += join(items);
-      out += '}';
-      return out;
-    };
-    auto named_fields = [&](PyObject* fields) {
-      std::vector<std::string> items;
-      for (size_t i = 0; i < parts.size(); ++i) {
-        PyObject* field = PyTuple_GET_ITEM(fields, static_cast<Py_ssize_t>(i));
-        std::string name = str_of(field);
-        if (name == PyStructSequence_UnnamedField) name = "<unnamed@" + std::to_string(i) + ">";
-        items.push_back(name + "=" + parts[i]);
-      }
-      return join(items);
-    };
-    switch (node.kind) {
-      case NodeKind::Tuple:
-        return parts.size() == 1 ? "(" + parts[0] + ",)" : "(" + join(parts) + ")";
-      case NodeKind::List:
-        return "[" + join(parts) + "]";
-      case NodeKind::Dict:
-        return dict_body(node.node_data.get());
-      case NodeKind::OrderedDict:
-        return parts.empty() ? "OrderedDict()"
-                             : "OrderedDict(" + dict_body(node.node_data.get()) + ")";
-      case NodeKind::DefaultDict:
-        return "defaultdict(" + repr_of(PyTuple_GET_ITEM(node.node_data.get(), 0)) + ", " +
-               dict_body(PyTuple_GET_ITEM(node.node_data.get(), 1)) + ")";
-      case NodeKind::Deque: {
-        std::string out = "deque(";
-        if (!parts.empty() || node.node_data.get() == Py_None) out += "[" + join(parts) + "]";
-        if (node.node_data.get() != Py_None) {
-          if (!parts.empty()) out += ", ";
-          out += "maxlen=" + repr_of(node.node_data.get());
-        }
-        if (parts.empty() && node.node_data.get() == Py_None) out = "deque(";
-        return out + ")";
-      }
-      case NodeKind::NamedTuple: {
-        Ref fields = namedtuple_fields(node.node_data.get());
-        return type_name(node.node_data.get()) + "(" + named_fields(fields.get()) + ")";
-      }
-      case NodeKind::StructSequence: {
-        Ref fields = structseq_fields(node.node_data.get());
-        std::string name = reinterpret_cast<PyTypeObject*>(node.node_data.get())->tp_name;
-        return name + "(" + named_fields(fields.get()) + ")";
-      }
-      case NodeKind::Custom:
-        return "CustomTreeNode(" + type_name(node.custom->type) + "[" +
-               repr_of(node.node_data.get()) + "], [" + join(parts) + "])";
-      default:
-        return "?";
-    }
+    for (Py_ssize_t root : child_roots(index)) parts.push_back(render(root));
+    return format_node(node, parts);
   };
   std::string out = "PyTreeSpec(" + render(num_nodes() - 1);
   if (none_is_leaf) out += ", NoneIsLeaf";
