@@ -195,7 +195,7 @@ void Shard::drain_inbox() {
 }
 
 template <typename Edit>
-void Shard::publish(Edit&& edit) {
+bool Shard::publish(Edit&& edit) {
   ensure_thread_attached();
   // Writers are rare; a blocking wait must not hold this thread's Python state, or a
   // free-threaded stop-the-world would deadlock against us.
@@ -207,54 +207,57 @@ void Shard::publish(Edit&& edit) {
   }
   Snapshot* old_snapshot = current.load(std::memory_order_acquire);
   auto next = std::make_unique<Snapshot>(*old_snapshot);
-  edit(*next);  // may throw; nothing is published then
+  // No Python code runs under the lock: an edit only reports whether it applies.
+  if (!edit(*next)) return false;
   next->rebuild_tables();
   current.store(next.release(), std::memory_order_release);
   cds::gc::DHP::retire<SnapshotDisposer>(old_snapshot);
   lock.unlock();
   cds::gc::DHP::scan();
   drain_inbox();
+  return true;
 }
+
+namespace {
+
+[[noreturn]] void raise_registration_error(PyObject* type, const std::string& ns,
+                                           const char* state) {
+  std::string where = "the global namespace";
+  if (!ns.empty()) {
+    where = "namespace " + repr_of(Ref::steal(check(PyUnicode_FromString(ns.c_str()))).get());
+  }
+  raise(PyExc_ValueError, "PyTree type " + repr_of(type) + " is " + state + " in " + where + ".");
+}
+
+}  // namespace
 
 void Shard::register_node(PyObject* type, PyObject* flatten, PyObject* unflatten,
                           PyObject* path_entry_type, const std::string& ns) {
   auto registration =
       std::make_shared<const Registration>(type, flatten, unflatten, path_entry_type, ns);
-  publish([&](Snapshot& snapshot) {
-    auto& entries = snapshot.by_namespace[ns];
-    auto key = reinterpret_cast<PyTypeObject*>(type);
-    if (entries.contains(key)) {
-      if (ns.empty()) {
-        raise(PyExc_ValueError,
-              "PyTree type " + repr_of(type) + " is already registered in the global namespace.");
-      }
-      raise(PyExc_ValueError,
-            "PyTree type " + repr_of(type) + " is already registered in namespace " +
-                repr_of(Ref::steal(check(PyUnicode_FromString(ns.c_str()))).get()) + ".");
-    }
-    entries.emplace(key, registration);
+  bool added = publish([&](Snapshot& snapshot) {
+    auto [it, inserted] =
+        snapshot.by_namespace[ns].emplace(reinterpret_cast<PyTypeObject*>(type), registration);
+    if (!inserted) return false;
+    // Under the write lock: registrations race with each other on free-threaded builds.
+    std::erase_if(created_, [](const auto& weak) { return weak.expired(); });
+    created_.push_back(registration);
+    return true;
   });
-  created_.erase(std::remove_if(created_.begin(), created_.end(),
-                                [](const auto& weak) { return weak.expired(); }),
-                 created_.end());
-  created_.push_back(registration);
+  if (!added) raise_registration_error(type, ns, "already registered");
 }
 
 void Shard::unregister_node(PyObject* type, const std::string& ns) {
-  publish([&](Snapshot& snapshot) {
+  bool removed = publish([&](Snapshot& snapshot) {
     auto it = snapshot.by_namespace.find(ns);
-    auto key = reinterpret_cast<PyTypeObject*>(type);
-    if (it == snapshot.by_namespace.end() || it->second.erase(key) == 0) {
-      if (ns.empty()) {
-        raise(PyExc_ValueError,
-              "PyTree type " + repr_of(type) + " is not registered in the global namespace.");
-      }
-      raise(PyExc_ValueError,
-            "PyTree type " + repr_of(type) + " is not registered in namespace " +
-                repr_of(Ref::steal(check(PyUnicode_FromString(ns.c_str()))).get()) + ".");
+    if (it == snapshot.by_namespace.end() ||
+        it->second.erase(reinterpret_cast<PyTypeObject*>(type)) == 0) {
+      return false;
     }
     if (it->second.empty()) snapshot.by_namespace.erase(it);
+    return true;
   });
+  if (!removed) raise_registration_error(type, ns, "not registered");
 }
 
 void Shard::set_dict_insertion_ordered(bool mode, const std::string& ns) {
@@ -266,6 +269,7 @@ void Shard::set_dict_insertion_ordered(bool mode, const std::string& ns) {
     } else {
       snapshot.dict_insertion_ordered_namespaces.erase(ns);
     }
+    return true;
   });
 }
 

@@ -129,14 +129,18 @@ class Shard {
   std::atomic<Snapshot*> current;
 
  private:
+  // Applies `edit` to a copy of the current snapshot and publishes it, unless the edit returns
+  // false (then nothing changes). Returns what the edit returned.
   template <typename Edit>
-  void publish(Edit&& edit);
+  bool publish(Edit&& edit);
   void drain_inbox();
 
   int64_t interpreter_id_;
   BuiltinTypes builtins_;
   std::mutex write_mutex_;
   std::shared_ptr<ReclaimInbox> inbox_;
+  // Every registration this shard made and that may still be alive (guarded by write_mutex_),
+  // so that finalization can stop them releasing references into a dead interpreter.
   std::vector<std::weak_ptr<const Registration>> created_;
 };
 
