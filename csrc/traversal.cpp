@@ -226,21 +226,7 @@ TreeSpec TreeSpec::transform(SpecCallback f_node, void* node_context, SpecCallba
 }
 
 TreeSpec TreeSpec::broadcast_to_common_suffix(const TreeSpec& other) const {
-  root();  // raises if uninitialized
-  other.root();
-
-  if (none_is_leaf != other.none_is_leaf) {
-    raise(PyExc_ValueError, "PyTreeSpecs must have the same none_is_leaf value.");
-  }
-  if (!ns.empty() && !other.ns.empty() && ns != other.ns) {
-    raise(PyExc_ValueError,
-          "PyTreeSpecs must have the same namespace, got " +
-              repr_of(Ref::steal(check(PyUnicode_FromString(ns.c_str()))).get()) + " vs. " +
-              repr_of(Ref::steal(check(PyUnicode_FromString(other.ns.c_str()))).get()) + ".");
-  }
-  TreeSpec result;
-  result.none_is_leaf = none_is_leaf;
-  result.ns = ns.empty() ? other.ns : ns;
+  TreeSpec result = empty_combination(other);
   std::function<void(Py_ssize_t, Py_ssize_t)> merge = [&](Py_ssize_t mine, Py_ssize_t theirs) {
     const Node& a = nodes[static_cast<size_t>(mine)];
     const Node& b = other.nodes[static_cast<size_t>(theirs)];

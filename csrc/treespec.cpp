@@ -317,21 +317,25 @@ bool TreeSpec::is_prefix(const TreeSpec& other, bool strict) const {
   return !strict || !other.is_prefix(*this, false);
 }
 
-TreeSpec TreeSpec::compose(const TreeSpec& inner) const {
+TreeSpec TreeSpec::empty_combination(const TreeSpec& other) const {
   root();  // raises if uninitialized
-  inner.root();
-
-  if (none_is_leaf != inner.none_is_leaf) {
+  other.root();
+  if (none_is_leaf != other.none_is_leaf) {
     raise(PyExc_ValueError, "PyTreeSpecs must have the same none_is_leaf value.");
   }
-  if (!ns.empty() && !inner.ns.empty() && ns != inner.ns) {
+  if (!ns.empty() && !other.ns.empty() && ns != other.ns) {
     raise(PyExc_ValueError, "PyTreeSpecs must have the same namespace, got " +
                                 repr_of(unicode(ns).get()) + " vs. " +
-                                repr_of(unicode(inner.ns).get()) + ".");
+                                repr_of(unicode(other.ns).get()) + ".");
   }
   TreeSpec result;
   result.none_is_leaf = none_is_leaf;
-  result.ns = ns.empty() ? inner.ns : ns;
+  result.ns = ns.empty() ? other.ns : ns;
+  return result;
+}
+
+TreeSpec TreeSpec::compose(const TreeSpec& inner) const {
+  TreeSpec result = empty_combination(inner);
   Py_ssize_t inner_leaves = inner.num_leaves();
   Py_ssize_t inner_nodes = inner.num_nodes();
   for (const Node& node : nodes) {

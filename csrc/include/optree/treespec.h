@@ -109,6 +109,8 @@ class TreeSpec {
   TreeSpec&& checked_depth() &&;
 
   // Helpers shared by the algorithms.
+  // A treespec with no nodes and the settings of both, which must agree (compose, broadcast).
+  TreeSpec empty_combination(const TreeSpec& other) const;
   // Index of each child's root, in order, for the node at `index`.
   std::vector<Py_ssize_t> child_roots(Py_ssize_t index) const;
   TreeSpec subtree(Py_ssize_t root_index) const;
