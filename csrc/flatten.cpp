@@ -159,13 +159,7 @@ NodeInfo classify_tuple_subclass(PyTypeObject* type, const BuiltinTypes& builtin
 
 }  // namespace
 
-namespace {
-
-Ref unicode(const std::string& text) {
-  return check_ref(PyUnicode_FromStringAndSize(text.data(), static_cast<Py_ssize_t>(text.size())));
-}
-
-}  // namespace
+namespace {}  // namespace
 
 Ref sorted_keys(PyObject* keys_in_order) {
   Ref keys = check_ref(PyList_GetSlice(keys_in_order, 0, PyList_GET_SIZE(keys_in_order)));

@@ -70,8 +70,7 @@ Ref TreeSpec::pickle_state() const {
                       node.num_leaves, node.num_nodes, or_none(node.original_keys.get())));
     PyTuple_SET_ITEM(node_states.get(), static_cast<Py_ssize_t>(i), state.release());
   }
-  Ref ns_text =
-      check_ref(PyUnicode_FromStringAndSize(ns.data(), static_cast<Py_ssize_t>(ns.size())));
+  Ref ns_text = unicode(ns);
   return check_ref(
       PyTuple_Pack(3, node_states.get(), none_is_leaf ? Py_True : Py_False, ns_text.get()));
 }

@@ -224,7 +224,7 @@ namespace {
                                            const char* state) {
   std::string where = "the global namespace";
   if (!ns.empty()) {
-    where = "namespace " + repr_of(Ref::steal(check(PyUnicode_FromString(ns.c_str()))).get());
+    where = "namespace " + repr_of(unicode(ns).get());
   }
   raise(PyExc_ValueError, "PyTree type " + repr_of(type) + " is " + state + " in " + where + ".");
 }
@@ -363,6 +363,11 @@ std::string repr_of(PyObject* obj) {
   const char* utf8 = PyUnicode_AsUTF8(text.get());
   if (utf8 == nullptr) throw_python_error();
   return utf8;
+}
+
+std::string type_name(PyObject* type) {
+  Ref name = check_ref(PyObject_GetAttrString(type, "__name__"));
+  return str_of(name.get());
 }
 
 std::string str_of(PyObject* obj) {

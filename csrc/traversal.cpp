@@ -45,8 +45,7 @@ std::string kind_name(const TreeSpec& spec, Py_ssize_t index) {
   LazyBuiltins builtins;
   Ref type = node_type(spec, index, builtins);
   if (type.get() == Py_None) return "leaf";
-  Ref name = check_ref(PyObject_GetAttrString(type.get(), "__name__"));
-  return str_of(name.get());
+  return type_name(type.get());
 }
 
 // Raises unless nodes `mine` of `spec` and `theirs` of `other` (both non-leaves) can be
@@ -169,8 +168,8 @@ TreeSpec TreeSpec::transform(SpecCallback f_node, void* node_context, SpecCallba
       if (!result.ns.empty() && result.ns != output.ns) {
         raise(PyExc_ValueError,
               "Expected the PyTreeSpec transform function returns a PyTreeSpec with namespace " +
-                  repr_of(Ref::steal(check(PyUnicode_FromString(result.ns.c_str()))).get()) +
-                  ", got " + output.repr() + " (input: " + input.repr() + ").");
+                  repr_of(unicode(result.ns).get()) + ", got " + output.repr() +
+                  " (input: " + input.repr() + ").");
       }
       result.ns = output.ns;
     }

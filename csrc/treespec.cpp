@@ -17,15 +17,6 @@ bool is_dict_kind(NodeKind kind) {
 
 namespace {
 
-Ref unicode(const std::string& text) {
-  return check_ref(PyUnicode_FromStringAndSize(text.data(), static_cast<Py_ssize_t>(text.size())));
-}
-
-std::string type_name(PyObject* type) {
-  Ref name = check_ref(PyObject_GetAttrString(type, "__name__"));
-  return str_of(name.get());
-}
-
 bool objects_equal(PyObject* a, PyObject* b) {
   if (a == b) return true;
   if (a == nullptr || b == nullptr) return false;

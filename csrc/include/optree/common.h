@@ -84,9 +84,16 @@ inline void translate_exception() {
   }
 }
 
+// A new str object holding `text`; throws on error.
+inline Ref unicode(const std::string& text) {
+  return check_ref(PyUnicode_FromStringAndSize(text.data(), static_cast<Py_ssize_t>(text.size())));
+}
+
 // repr(obj) as UTF-8; throws on error.
 std::string repr_of(PyObject* obj);
 // str(obj) as UTF-8; throws on error.
 std::string str_of(PyObject* obj);
+// type.__name__ as UTF-8; throws on error.
+std::string type_name(PyObject* type);
 
 }  // namespace optree
