@@ -34,7 +34,6 @@ if sys.version_info >= (3, 14):
 if sys.version_info >= (3, 13):
     import _interpreters
 
-    FLAVOUR = '_interpreters'
     if sys.version_info < (3, 14):
         FLAVOUR = '_interpreters'
 elif sys.version_info >= (3, 12):

@@ -107,7 +107,13 @@ def test_process_exits_cleanly_with_live_subinterpreters():
     result = run_python(code, timeout=SCENARIO_TIMEOUT)
     assert result.returncode == 0, result.describe()
     assert result.stdout.strip() == '[1, 2, 3]', result.describe()
-    assert result.stderr == '', result.describe()
+    # CPython 3.14 itself warns about interpreters left open at exit; nothing else may appear.
+    stderr = [
+        line
+        for line in result.stderr.splitlines()
+        if 'RuntimeWarning: remaining subinterpreters' not in line
+    ]
+    assert stderr == [], result.describe()
 
 
 @pytest.mark.skipif(sys.version_info < (3, 14), reason='InterpreterPoolExecutor is new in 3.14')
