@@ -41,7 +41,7 @@ SOURCES := $(shell find csrc optree -type f ! -name '*.pyc' ! -name '*.so' 2>/de
            meson.build pyproject.toml
 CSRC_FILES = $(shell find csrc \( -name '*.h' -o -name '*.hpp' -o -name '*.cpp' \) 2>/dev/null)
 
-.PHONY: help system venv install reference test bench lint format docs clean clean-cache
+.PHONY: help system venv install reference test bench bench-scaling lint format docs clean clean-cache
 
 help:
 	@echo 'make test        build and test with tox on every CPython 3.11+ found (skips missing)'
@@ -106,6 +106,29 @@ bench: install
 	echo; echo '>>> side by side with optree 0.20.0'; \
 	$(VPY) -I benchmarks/flatten_side_by_side.py --ours $(VPY) --reference "$$ref" \
 		--output results/flatten_side_by_side.json $(BENCH_ARGS)
+	@$(MAKE) --no-print-directory bench-scaling
+
+# Parallel scaling on 3.14t threads and 3.14 subinterpreters (benchmarks/scaling.py): ours is
+# built into one venv per interpreter under build/, optree 0.20.0 comes from the reference venvs.
+SCALING_ARGS ?=
+bench-scaling: $(VENV)/.stamp-tools
+	@links=$(BUILD_DIR)/scaling/interpreters; mkdir -p $$links; \
+	found="$$($(VPY) tools/pythons.py --link-dir $$links py314 py314t 2>/dev/null || true)"; \
+	if [[ ",$$found," != *,py314,* || ",$$found," != *,py314t,* ]]; then \
+		echo '>>> scaling: skipped: no 3.14 and 3.14t, run make test to provision'; exit 0; fi; \
+	$(PIP) matplotlib; args=(); \
+	for flavour in 3.14 3.14t; do \
+		venv=$(BUILD_DIR)/scaling/venv-$$flavour; \
+		[ -x $$venv/bin/python ] || $$links/python$$flavour -m venv $$venv; \
+		echo ">>> scaling: installing optree into $$venv"; \
+		$$venv/bin/python -m pip install --disable-pip-version-check --quiet $(BUILD_REQS); \
+		$$venv/bin/python -m pip install --disable-pip-version-check --quiet \
+			--no-build-isolation -Cbuild-dir=$(BUILD_DIR)/scaling/build-$$flavour .; \
+		ref="$$($(VPY) tools/reference_venv.py $$links/python$$flavour)"; \
+		if [ $$flavour = 3.14t ]; then args+=(--threads $$venv/bin/python "$$ref"); \
+		else args+=(--interpreters $$venv/bin/python "$$ref"); fi; \
+	done; \
+	$(VPY) -I benchmarks/scaling.py "$${args[@]}" --output-dir results $(SCALING_ARGS)
 
 $(VENV)/.stamp-lint: $(VENV)/.stamp-tools
 	@$(PIP) $(LINT_REQS)

@@ -89,15 +89,32 @@ struct SnapshotDisposer {
 // ---------------------------------------------------------------------------------------------
 
 Registration::Registration(PyObject* type_, PyObject* flatten, PyObject* unflatten,
-                           PyObject* path_entry_type_, std::string ns_)
+                           PyObject* path_entry_type_, std::string ns_, int64_t interpreter_id_)
     : type(Py_NewRef(type_)),
       flatten_func(Py_NewRef(flatten)),
       unflatten_func(Py_NewRef(unflatten)),
       path_entry_type(Py_NewRef(path_entry_type_)),
-      ns(std::move(ns_)) {}
+      ns(std::move(ns_)),
+      interpreter_id(interpreter_id_) {}
+
+namespace {
+
+// Whether this thread runs Python code of interpreter `id` now. IDs are never reused, so this
+// is false for good once that interpreter is gone.
+bool attached_to_interpreter(int64_t id) {
+#if PY_VERSION_HEX >= 0x030D0000
+  PyThreadState* thread_state = PyThreadState_GetUnchecked();
+#else
+  PyThreadState* thread_state = _PyThreadState_UncheckedGet();
+#endif
+  return thread_state != nullptr &&
+         PyInterpreterState_GetID(PyThreadState_GetInterpreter(thread_state)) == id;
+}
+
+}  // namespace
 
 Registration::~Registration() {
-  if (owns_references) {
+  if (attached_to_interpreter(interpreter_id)) {
     Py_DECREF(type);
     Py_DECREF(flatten_func);
     Py_DECREF(unflatten_func);
@@ -168,15 +185,9 @@ Shard::~Shard() {
   to_free.push_back(current.exchange(nullptr));
   for (Snapshot* snapshot : to_free) delete snapshot;
   // Snapshots still waiting in other threads' retired lists are freed by their disposer later,
-  // possibly on a thread of another interpreter: from now on they must not release anything.
-  for (const auto& weak : created_) {
-    if (auto registration = weak.lock()) {
-      // Treespecs of this interpreter may still hold it; release what we own here, where it is
-      // still safe, and leave the shell to whoever drops the last reference.
-      Py_CLEAR(const_cast<Registration*>(registration.get())->flatten_func);
-      registration->owns_references = false;
-    }
-  }
+  // possibly on a thread of another interpreter: ~Registration abandons what it holds there.
+  // Registrations that treespecs still hold are released when those die, later in this
+  // interpreter's finalization.
   Py_DECREF(builtins_.ordered_dict);
   Py_DECREF(builtins_.default_dict);
   Py_DECREF(builtins_.deque);
@@ -233,16 +244,12 @@ namespace {
 
 void Shard::register_node(PyObject* type, PyObject* flatten, PyObject* unflatten,
                           PyObject* path_entry_type, const std::string& ns) {
-  auto registration =
-      std::make_shared<const Registration>(type, flatten, unflatten, path_entry_type, ns);
+  auto registration = std::make_shared<const Registration>(type, flatten, unflatten,
+                                                           path_entry_type, ns, interpreter_id_);
   bool added = publish([&](Snapshot& snapshot) {
-    auto [it, inserted] =
-        snapshot.by_namespace[ns].emplace(reinterpret_cast<PyTypeObject*>(type), registration);
-    if (!inserted) return false;
-    // Under the write lock: registrations race with each other on free-threaded builds.
-    std::erase_if(created_, [](const auto& weak) { return weak.expired(); });
-    created_.push_back(registration);
-    return true;
+    return snapshot.by_namespace[ns]
+        .emplace(reinterpret_cast<PyTypeObject*>(type), registration)
+        .second;
   });
   if (!added) raise_registration_error(type, ns, "already registered");
 }

@@ -1,150 +1,143 @@
-"""The registry is sharded per interpreter: each subinterpreter gets its own shard, which
-disappears when the interpreter is destroyed, and nothing it registers reaches another one.
+"""The registry is sharded per interpreter: subinterpreters with their own GIL run optree at
+once, each with its own registry, which disappears (releasing what it held) when the
+interpreter is destroyed; nothing one interpreter does reaches another.
 
 Subinterpreters with their own GIL exist from CPython 3.12 (``_xxsubinterpreters``), 3.13
-(``_interpreters``) and 3.14 (``concurrent.interpreters``); on 3.11 these tests are skipped.
+(``_interpreters``) and 3.14 (``concurrent.interpreters``); ``subinterpreters.py`` hides the
+differences. On 3.11 these tests are skipped. Each scenario (``interpreter_scenarios.py``) runs
+in a child process under a timeout, so a crash or a deadlock fails one test, not the session.
 """
 
 from __future__ import annotations
 
-import subprocess
 import sys
-import textwrap
 
 import pytest
+import subinterpreters
+from subinterpreters import run_python, run_scenario
 
-import optree
-import optree._C as _C
+pytestmark = pytest.mark.skipif(subinterpreters.FLAVOUR is None, reason=subinterpreters.SKIP_REASON)
 
-pytestmark = pytest.mark.skipif(
-    sys.version_info < (3, 12), reason='subinterpreters with their own GIL need CPython 3.12+'
-)
+SCENARIO_TIMEOUT = 300  # seconds; the slowest scenario takes a few seconds on 2 loaded cores
 
 
-# Defines create() -> id, run(id, code) and destroy(id) for the running CPython; shared with the
-# child process of the exit test.
-LOW_LEVEL_API = textwrap.dedent(
-    """
+def _passes(result: subinterpreters.ChildResult) -> None:
+    assert result.returncode == 0, result.describe()
+    assert 'Traceback' not in result.stderr, result.describe()
+
+
+def _show(capsys: pytest.CaptureFixture[str], name: str, figures: dict) -> None:
+    with capsys.disabled():
+        print(f'\n[{name} on {sys.version.split()[0]} via {subinterpreters.FLAVOUR}] {figures}')
+
+
+def test_eight_interpreters_at_once_agree_with_the_main_interpreter(capsys):
+    result = run_scenario(
+        'interpreter_scenarios', 'scenario_concurrent_interpreters', timeout=SCENARIO_TIMEOUT,
+        count=8, rounds=20,
+    )
+    _passes(result)
+    assert result.figures['interpreters'] == 8
+    _show(capsys, 'concurrent interpreters', result.figures)
+
+
+def test_registrations_and_dict_order_stay_in_their_interpreter():
+    _passes(
+        run_scenario(
+            'interpreter_scenarios',
+            'scenario_registrations_stay_in_their_interpreter',
+            timeout=SCENARIO_TIMEOUT,
+        )
+    )
+
+
+def test_subinterpreters_leave_the_main_registry_alone(capsys):
+    result = run_scenario(
+        'interpreter_scenarios',
+        'scenario_subinterpreters_leave_the_main_registry_alone',
+        timeout=SCENARIO_TIMEOUT,
+        count=4,
+        rounds=50,
+    )
+    _passes(result)
+    # The main interpreter checked its registry while the subinterpreters churned theirs.
+    assert result.figures['main_checks_during_churn'] >= 1
+    _show(capsys, 'main registry checks during churn', result.figures)
+
+
+def test_destroying_an_interpreter_drops_its_shard_and_releases_its_registrations():
+    _passes(
+        run_scenario(
+            'interpreter_scenarios',
+            'scenario_destroy_releases_shard_and_registrations',
+            timeout=SCENARIO_TIMEOUT,
+        )
+    )
+
+
+def test_process_exits_cleanly_with_live_subinterpreters():
+    # The main interpreter finishes while subinterpreters that imported optree, registered
+    # types, hold treespecs and ordered dicts are alive (one of them also ran in a thread).
+    code = """
     import sys
+    import threading
+    import optree
+    from subinterpreters import Subinterpreter
 
+    setup = '''
+    import interpreter_scenarios as s
+    s.register_everything()
+    spec = s.optree.tree_structure([s.Box(1), {'b': 2, 'a': 3}])
+    assert s.optree.tree_leaves({'b': 2, 'a': 3}) == [2, 3]
+    '''
+    alive = [Subinterpreter() for _ in range(3)]
+    for interpreter in alive[:2]:
+        interpreter.exec(setup)
     if sys.version_info >= (3, 13):
-        import _interpreters
-
-        def create():
-            return _interpreters.create('isolated')
-
-        def run(interpreter_id, code):
-            error = _interpreters.exec(interpreter_id, code)
-            if error is not None:
-                raise RuntimeError(f'subinterpreter failed: {error}')
-
-        destroy = _interpreters.destroy
+        worker = threading.Thread(target=alive[2].exec, args=(setup,))
+        worker.start()
+        worker.join()
     else:
-        import _xxsubinterpreters
-
-        def create():
-            return _xxsubinterpreters.create(isolated=True)
-
-        run = _xxsubinterpreters.run_string
-        destroy = _xxsubinterpreters.destroy
+        # CPython 3.12 hangs at exit (in the subinterpreter's threading._shutdown) when a live
+        # subinterpreter imported threading on a thread other than its creator's, with or
+        # without optree.
+        alive[2].exec(setup)
+    print(optree.tree_leaves([1, (2, 3)]))
     """
-)
+    result = run_python(code, timeout=SCENARIO_TIMEOUT)
+    assert result.returncode == 0, result.describe()
+    assert result.stdout.strip() == '[1, 2, 3]', result.describe()
+    # CPython 3.14 itself warns about interpreters left open at exit; nothing else may appear.
+    stderr = [
+        line
+        for line in result.stderr.splitlines()
+        if 'RuntimeWarning: remaining subinterpreters' not in line
+    ]
+    assert stderr == [], result.describe()
 
 
-def _low_level_api():
-    namespace: dict = {}
-    exec(LOW_LEVEL_API, namespace)
-    low_level_run = namespace['run']
-
-    def run(interpreter_id: int, code: str) -> None:
-        # A subinterpreter builds its own sys.path, which may put the work tree (whose optree/
-        # has no compiled _C) first: give it the path this process imported optree from.
-        low_level_run(interpreter_id, f'import sys\nsys.path[:] = {sys.path!r}\n' + code)
-
-    return namespace['create'], run, namespace['destroy']
-
-
-SUB_CODE = textwrap.dedent(
-    """
-    import optree, optree._C as C
-
-    class Pair:
-        def __init__(self, a, b):
-            self.a, self.b = a, b
-
-    optree.register_pytree_node(
-        Pair, lambda p: ((p.a, p.b), None), lambda _, c: Pair(*c), namespace='sub'
+@pytest.mark.skipif(sys.version_info < (3, 14), reason='InterpreterPoolExecutor is new in 3.14')
+def test_interpreter_pool_executor_maps_over_interpreters(capsys):
+    result = run_scenario(
+        'interpreter_scenarios', 'scenario_interpreter_pool', timeout=SCENARIO_TIMEOUT, workers=8
     )
-    leaves, spec = optree.tree_flatten({'b': (1, [2, None]), 'a': Pair(3, 4)}, namespace='sub')
-    assert leaves == [3, 4, 1, 2], leaves
-    assert repr(spec) == (
-        "PyTreeSpec({'a': CustomTreeNode(Pair[None], [*, *]), 'b': (*, [*, None])}, "
-        "namespace='sub')"
-    ), repr(spec)
-    assert optree.tree_unflatten(spec, leaves)['b'] == (1, [2, None])
-    assert not C.is_current_interpreter_main()
-    assert C.get_current_interpreter_id() in C.get_alive_interpreter_ids()
-    assert C.get_registry_size('sub') == C.get_registry_size('') + 1
-    """
-)
+    _passes(result)
+    assert result.figures['distinct_interpreters'] >= 2
+    _show(capsys, 'InterpreterPoolExecutor', result.figures)
 
 
-def test_subinterpreter_gets_its_own_shard_and_releases_it():
-    create, run, destroy = _low_level_api()
-    alive_before = _C.get_alive_interpreter_ids()
-    seen_before = _C.get_num_interpreters_seen()
-    size_before = _C.get_registry_size()
-
-    interpreter_id = create()
-    try:
-        run(interpreter_id, SUB_CODE)
-        assert _C.get_alive_interpreter_ids() == alive_before | {interpreter_id}
-        assert _C.get_num_interpreters_alive() == len(alive_before) + 1
-        assert _C.get_num_interpreters_seen() == seen_before + 1
-        # The subinterpreter's registration is not visible here.
-        assert _C.get_registry_size() == size_before
-        assert _C.get_registry_size('sub') == _C.get_registry_size('')
-    finally:
-        destroy(interpreter_id)
-
-    assert _C.get_alive_interpreter_ids() == alive_before
-    assert _C.get_num_interpreters_seen() == seen_before + 1
-    assert optree.tree_leaves({'b': 1, 'a': 2}) == [2, 1]
+# Create, import optree, register (globally and in a namespace), flatten, unflatten, destroy:
+# 1,000 times. Live shards must return to the baseline exactly. Memory: see the scenario.
+CYCLES = 1000
 
 
-def test_repeated_interpreter_cycles_leave_no_shards_behind():
-    create, run, destroy = _low_level_api()
-    alive_before = _C.get_alive_interpreter_ids()
-    seen_before = _C.get_num_interpreters_seen()
-    cycles = 20
-    for _ in range(cycles):
-        interpreter_id = create()
-        try:
-            run(interpreter_id, SUB_CODE)
-        finally:
-            destroy(interpreter_id)
-    assert _C.get_alive_interpreter_ids() == alive_before
-    assert _C.get_num_interpreters_seen() == seen_before + cycles
-
-
-def test_process_exits_cleanly_with_a_live_subinterpreter(tmp_path):
-    # The main interpreter finishes while a subinterpreter that imported optree is alive.
-    script = (
-        f'import sys\nsys.path[:0] = {sys.path!r}\n'
-        + LOW_LEVEL_API
-        + f'interpreter_id = create()\nrun(interpreter_id, {SUB_CODE!r})\n'
-        + 'import optree\nprint(optree.tree_leaves([1, (2, 3)]))\n'
+def test_thousand_interpreter_cycles_leave_no_shards_and_bounded_memory(capsys):
+    result = run_scenario(
+        'interpreter_scenarios',
+        'scenario_interpreter_cycles',
+        timeout=1800,
+        cycles=CYCLES,
+        warmup=20,
     )
-    # Isolated and away from the work tree, whose optree/ (no compiled _C) would otherwise
-    # shadow the installed package in the subinterpreter, which builds its own sys.path.
-    result = subprocess.run(
-        [sys.executable, '-I', '-c', script],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-        cwd=tmp_path,
-    )
-    assert result.returncode == 0, result.stderr
-    assert result.stdout.strip() == '[1, 2, 3]'
-    assert 'Traceback' not in result.stderr
+    _show(capsys, f'{CYCLES} interpreter cycles', result.figures)
+    _passes(result)

@@ -38,7 +38,7 @@ enum class NodeKind : uint8_t {
 // A user-registered node type. Immutable once built; shared by snapshots and treespecs.
 struct Registration {
   Registration(PyObject* type, PyObject* flatten, PyObject* unflatten, PyObject* path_entry_type,
-               std::string ns);
+               std::string ns, int64_t interpreter_id);
   ~Registration();
   Registration(const Registration&) = delete;
   Registration& operator=(const Registration&) = delete;
@@ -48,9 +48,10 @@ struct Registration {
   PyObject* unflatten_func;
   PyObject* path_entry_type;
   std::string ns;
-  // Cleared when the owning interpreter finalizes: afterwards the references are abandoned
-  // instead of released, because their interpreter is gone.
-  mutable bool owns_references = true;
+  // The interpreter whose objects these are. The last holder may be a treespec freed late in
+  // that interpreter's finalization (release there), or a retired snapshot freed by a thread of
+  // another interpreter after the owner is gone (then the references are abandoned).
+  int64_t interpreter_id;
 };
 using RegistrationPtr = std::shared_ptr<const Registration>;
 
@@ -139,9 +140,6 @@ class Shard {
   BuiltinTypes builtins_;
   std::mutex write_mutex_;
   std::shared_ptr<ReclaimInbox> inbox_;
-  // Every registration this shard made and that may still be alive (guarded by write_mutex_),
-  // so that finalization can stop them releasing references into a dead interpreter.
-  std::vector<std::weak_ptr<const Registration>> created_;
 };
 
 // Pins this interpreter's current snapshot for as long as it lives. Callers re-pin with
