@@ -296,7 +296,7 @@ class PyTree(Generic[T]):  # pragma: no cover
 class PyTreeTypeVar:  # pragma: no cover
     """Named pytree annotation: ``PyTreeTypeVar('Tree', int)`` is ``PyTree[int, 'Tree']``."""
 
-    def __new__(cls, /, name: str, param: type | TypeAliasType) -> Any:  # type: ignore[misc]
+    def __new__(cls, /, name: str, param: type | TypeAliasType) -> TypeAliasType:  # type: ignore[misc]
         """Return ``PyTree[param, name]``."""
         if not isinstance(name, str):
             raise TypeError(f'{cls.__name__} only supports a string of type name, got {name!r}.')
