@@ -1,0 +1,43 @@
+"""When a third-party library of optree.integrations is missing: skip here, fail under CI.
+
+The libraries come from pyproject.toml's ``test-integrations`` extra, which tox installs (and
+tools/reference_venv.py installs next to the reference). numpy and attrs are there on every
+Python; torch (the CPU wheel on this machine's disk) and jax only on Python 3.11.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import sys
+
+import pytest
+
+# Library -> the Python versions on which the test-integrations extra installs it.
+_INSTALLED_ON = {
+    'numpy': None,  # every version
+    'attrs': None,
+    'torch': {(3, 11)},
+    'jax': {(3, 11)},
+}
+
+
+def _in_ci() -> bool:
+    return os.environ.get('CI', '').strip().lower() in {'1', 'true', 'yes'}
+
+
+def require(library: str) -> None:
+    """Skip the calling test unless ``library`` imports; a library the extra provides for this
+    Python must be there under CI=true."""
+    if importlib.util.find_spec(library) is not None:
+        return
+    versions = _INSTALLED_ON[library]
+    expected = versions is None or sys.version_info[:2] in versions
+    if expected and _in_ci():
+        pytest.fail(
+            f'{library} is not installed, but the test-integrations extra installs it on '
+            f'Python {sys.version_info[0]}.{sys.version_info[1]}',
+            pytrace=False,
+        )
+    where = 'this Python' if expected else f'Python {sys.version_info[0]}.{sys.version_info[1]}'
+    pytest.skip(f'{library} is not installed (test-integrations extra) for {where}')
