@@ -150,7 +150,7 @@ NodeInfo classify_tuple_subclass(PyTypeObject* type, const BuiltinTypes& builtin
   if (type == builtins.default_dict) return {NodeKind::DefaultDict};
   if (type == builtins.deque) return {NodeKind::Deque};
   if (const RegistrationPtr* registration = view.table_for(options.ns).find(type)) {
-    return {NodeKind::Custom, registration, !(*registration)->ns.empty()};
+    return {NodeKind::Custom, registration};
   }
   if (PyTuple_Check(obj)) [[unlikely]]
     return classify_tuple_subclass(type, builtins);
@@ -311,7 +311,9 @@ void expand_node(PyObject* obj, const NodeInfo& info, RegistryView& view,
                     std::to_string(num_entries) + ").");
         }
       }
-      if (info.uses_namespace) uses_namespace = true;
+      // optree records the namespace in the treespec once any custom node is met, even one
+      // registered globally (the namespace may be the empty global one: that is a no-op).
+      uses_namespace = true;
       break;
     }
     case NodeKind::FrozenDict:

@@ -477,7 +477,7 @@ namespace {
       Node probe;
       bool uses_namespace = false;
       if (!view) view.emplace();  // one registry pin per call, taken at the first custom node
-      NodeInfo info{NodeKind::Custom, &node.custom, false};
+      NodeInfo info{NodeKind::Custom, &node.custom};
       FlattenOptions options;
       expand_node(obj, info, *view, options, probe, children, uses_namespace);
       if (!objects_equal(probe.node_data.get(), node.node_data.get())) {
