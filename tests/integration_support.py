@@ -1,8 +1,9 @@
-"""When a third-party library of optree.integrations is missing: skip here, fail under CI.
+"""When an optional test library is missing: skip here, fail under CI where tox installs it.
 
-The libraries come from pyproject.toml's ``test-integrations`` extra, which tox installs (and
-tools/reference_venv.py installs next to the reference). numpy and attrs are there on every
-Python; torch (the CPU wheel on this machine's disk) and jax only on Python 3.11.
+The libraries of optree.integrations come from pyproject.toml's ``test-integrations`` extra,
+which tox installs (and tools/reference_venv.py installs next to the reference): numpy and attrs
+on every Python, torch (the CPU wheel on this machine's disk) and jax only on Python 3.11. mypy
+comes from the ``test`` extra, on Python 3.11.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ _INSTALLED_ON = {
     'attrs': None,
     'torch': {(3, 11)},
     'jax': {(3, 11)},
+    'mypy': {(3, 11)},
 }
 
 
@@ -35,9 +37,9 @@ def require(library: str) -> None:
     expected = versions is None or sys.version_info[:2] in versions
     if expected and _in_ci():
         pytest.fail(
-            f'{library} is not installed, but the test-integrations extra installs it on '
+            f'{library} is not installed, but the test extras install it on '
             f'Python {sys.version_info[0]}.{sys.version_info[1]}',
             pytrace=False,
         )
     where = 'this Python' if expected else f'Python {sys.version_info[0]}.{sys.version_info[1]}'
-    pytest.skip(f'{library} is not installed (test-integrations extra) for {where}')
+    pytest.skip(f'{library} is not installed (the test extras install it) for {where}')

@@ -134,7 +134,9 @@ def _traversal_exprs() -> list[str]:
 def _operation_exprs() -> list[str]:
     """In-place maps, accessor maps, partition, transpose, broadcast, reductions, prefix errors."""
     paired = 'optree.tree_map(lambda x: [x, repr(x)], tree, **KW)'
-    inner = 'optree.tree_structure([0, 0], none_is_leaf=spec.none_is_leaf, namespace=spec.namespace)'
+    inner = (
+        'optree.tree_structure([0, 0], none_is_leaf=spec.none_is_leaf, namespace=spec.namespace)'
+    )
     sizes = 'optree.tree_map(lambda x: len(repr(x)), tree, **KW)'
     return [
         'optree.tree_map_(lambda x: None, tree, **KW) is tree',

@@ -60,8 +60,8 @@ ENTRY_EXPRS = [
     "MappingEntry('k', dict, K.DICT).key",
     "MappingEntry('k', dict, K.DICT).codify('m')",
     "NamedTupleEntry(1, Point, K.NAMEDTUPLE)",
-    "(NamedTupleEntry(1, Point, K.NAMEDTUPLE).fields, NamedTupleEntry(1, Point, K.NAMEDTUPLE).field,"
-    " NamedTupleEntry(1, Point, K.NAMEDTUPLE).name)",
+    "(NamedTupleEntry(1, Point, K.NAMEDTUPLE).fields, "
+    "NamedTupleEntry(1, Point, K.NAMEDTUPLE).field, NamedTupleEntry(1, Point, K.NAMEDTUPLE).name)",
     "NamedTupleEntry(1, Point, K.NAMEDTUPLE)(Point(3, 4))",
     "NamedTupleEntry(1, Point, K.NAMEDTUPLE).codify('p')",
     "StructSequenceEntry(0, type(ST), K.STRUCTSEQUENCE)",
@@ -99,8 +99,8 @@ ENTRY_EXPRS = [
     "PyTreeAccessor((MappingEntry('a', dict, K.DICT), SequenceEntry(1, list, K.LIST)))"
     "({'a': [0, 9]})",
     "PyTreeAccessor((MappingEntry('a', dict, K.DICT), SequenceEntry(1, list, K.LIST))).path",
-    "PyTreeAccessor((MappingEntry('a', dict, K.DICT), GetAttrEntry('inner.value', Outer, K.CUSTOM)))"
-    ".codify('root')",
+    "PyTreeAccessor((MappingEntry('a', dict, K.DICT), "
+    "GetAttrEntry('inner.value', Outer, K.CUSTOM))).codify('root')",
     "PyTreeAccessor([MappingEntry('a', dict, K.DICT)])",
     "PyTreeAccessor((1, 2))",
     "PyTreeAccessor(MappingEntry('a', dict, K.DICT))",
@@ -200,8 +200,10 @@ DATACLASS_EXPRS = [
     "    odc.dataclass(init=False, namespace=NS)(type('NoInit', (), {'__annotations__': "
     "{'a': int}}))\n"
     'result = [(w.category.__name__, str(w.message)) for w in caught]\n',
-    "optree.tree_flatten(odc.dataclass(namespace='')(type('G', (), "
-    "{'__annotations__': {'a': int}}))(a=1))",
+    # '' is the global namespace; unregister again, so that no later test sees the class.
+    "G = odc.dataclass(namespace='')(type('G', (), {'__annotations__': {'a': int}}))\n"
+    'result = optree.tree_flatten(G(a=1))\n'
+    "optree.unregister_pytree_node(G, namespace=getattr(optree.registry, '__GLOBAL_NAMESPACE'))\n",
     'pickle.loads(pickle.dumps(spec)) == spec',
     'sorted(set(odc.__all__) - set(dataclasses.__all__))',
 ]

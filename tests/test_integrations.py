@@ -10,7 +10,6 @@ import subprocess
 import sys
 import textwrap
 
-import pytest
 from integration_support import require
 
 # ---------------------------------------------------------------------------------------------
@@ -299,9 +298,10 @@ ATTRS_EXPRS = [
     '    cls = oattrs.define(init=False, namespace=NS)(type("NoInit", (), '
     '{"__annotations__": {"a": int}}))\n'
     'result = [(w.category.__name__, str(w.message)) for w in caught]\n',
-    # Global namespace through ''.
-    "optree.tree_flatten(oattrs.define(namespace='')(type('G', (), "
-    "{'__annotations__': {'a': int}}))(a=1))",
+    # '' is the global namespace; unregister again, so that no later test sees the class.
+    "G = oattrs.define(namespace='')(type('G', (), {'__annotations__': {'a': int}}))\n"
+    'result = optree.tree_flatten(G(a=1))\n'
+    "optree.unregister_pytree_node(G, namespace=getattr(optree.registry, '__GLOBAL_NAMESPACE'))\n",
     # Frozen classes stay frozen; unflatten re-runs __init__ (converters apply again).
     'optree.tree_map(lambda x: x + 1, Tagged(1, tag="q", secret=2), namespace=NS)',
     'optree.tree_unflatten(optree.tree_structure(oattrs.define(namespace=NS)(type("Conv", (), '

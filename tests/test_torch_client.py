@@ -122,8 +122,8 @@ EXPRS = [
 # Results the pure-Python torch.utils._pytree must give as well (on each side).
 AGREES_WITH_PYTHON_PYTREE = [
     '[cxx.tree_leaves(t) == pyt.tree_leaves(t) for t in TREES]',
-    '[repr(cxx.tree_unflatten(*cxx.tree_flatten(t))) == repr(pyt.tree_unflatten(*pyt.tree_flatten(t)))'
-    ' for t in TREES]',
+    '[repr(cxx.tree_unflatten(*cxx.tree_flatten(t))) == '
+    'repr(pyt.tree_unflatten(*pyt.tree_flatten(t))) for t in TREES]',
     '[repr(cxx.tree_map(str, t)) == repr(pyt.tree_map(str, t)) for t in TREES]',
     '[cxx.tree_structure(t).num_leaves == pyt.tree_structure(t).num_leaves for t in TREES]',
     'cxx.tree_leaves(Foo(1, [Foo(2, None), 3])) == pyt.tree_leaves(Foo(1, [Foo(2, None), 3]))',

@@ -164,7 +164,9 @@ def _diff_entries(where: str, ours: dict[str, Any], theirs: dict[str, Any]) -> l
         if theirs[key] is None and key == 'signature':
             continue  # the reference gives no signature (pybind11 builtins): nothing to compare
         if ours.get(key) != theirs[key]:
-            problems.append(f'{where}: {key} differs: ours {ours.get(key)!r}, 0.20.0 {theirs[key]!r}')
+            problems.append(
+                f'{where}: {key} differs: ours {ours.get(key)!r}, 0.20.0 {theirs[key]!r}',
+            )
     for member, info in theirs.get('members', {}).items():
         mine = ours.get('members', {}).get(member)
         if mine is None:

@@ -12,7 +12,7 @@ from types import ModuleType
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from optree.integrations import attrs, jax, numpy, torch
+    from optree.integrations import attrs, jax, numpy, torch  # noqa: F401 (for type checkers)
 
 SUBMODULES: frozenset[str] = frozenset({'attrs', 'jax', 'numpy', 'torch'})
 

@@ -67,6 +67,11 @@ class RavelBackend(Generic[ArrayT]):
         return functools.partial(func, *args)
 
 
+# (sizes, running offsets, shapes, common dtype, leaf dtypes): a plain tuple, so that the unravel
+# function stays hashable (JAX wants that); the dtypes are None when nothing was converted.
+_Layout = tuple[tuple[int, ...], tuple[int, ...], tuple[Any, ...], Any, 'tuple[Any, ...] | None']
+
+
 def tree_ravel(
     backend: RavelBackend[ArrayT],
     tree: Any,
@@ -92,6 +97,7 @@ def tree_ravel(
     sizes = tuple(backend.size(leaf) for leaf in leaves)
     offsets = tuple(itertools.accumulate(sizes))
     shapes = tuple(backend.shape(leaf) for leaf in leaves)
+    layout: _Layout
     if all(dtype == common_dtype for dtype in leaf_dtypes):
         # No conversion: the unravel function then takes a flat array of any dtype.
         flat = backend.concatenate([backend.ravel(leaf, None) for leaf in leaves])
@@ -100,11 +106,6 @@ def tree_ravel(
         flat = backend.concatenate([backend.ravel(leaf, common_dtype) for leaf in leaves])
         layout = (sizes, offsets, shapes, common_dtype, leaf_dtypes)
     return flat, backend.partial(_unravel_tree, backend, treespec, layout)
-
-
-# (sizes, running offsets, shapes, common dtype, leaf dtypes): a plain tuple, so that the unravel
-# function stays hashable (JAX wants that); the dtypes are None when nothing was converted.
-_Layout = tuple[tuple[int, ...], tuple[int, ...], tuple[Any, ...], Any, 'tuple[Any, ...] | None']
 
 
 def _unravel_tree(
@@ -127,10 +128,11 @@ def _unravel_tree(
     sizes, offsets, shapes, common_dtype, leaf_dtypes = layout
     if leaf_dtypes is None:
         chunks = backend.split(flat, sizes, offsets)
-        return tree_unflatten(
-            treespec,
-            [backend.restore(chunk, shape, None) for chunk, shape in zip(chunks, shapes)],
-        )
+        leaves = [
+            backend.restore(chunk, shape, None)
+            for chunk, shape in zip(chunks, shapes, strict=True)
+        ]
+        return tree_unflatten(treespec, leaves)
     flat_dtype = backend.dtype(flat)
     if flat_dtype != common_dtype:
         raise ValueError(
@@ -143,7 +145,7 @@ def _unravel_tree(
         warnings.simplefilter('ignore')
         leaves = [
             backend.restore(chunk, shape, dtype)
-            for chunk, shape, dtype in zip(chunks, shapes, leaf_dtypes)
+            for chunk, shape, dtype in zip(chunks, shapes, leaf_dtypes, strict=True)
         ]
     return tree_unflatten(treespec, leaves)
 

@@ -17,7 +17,7 @@ import inspect
 import warnings
 from collections.abc import Callable
 from types import MappingProxyType
-from typing import Any, ClassVar, TypeVar, overload
+from typing import Any, TypeVar, cast, overload
 
 import attrs
 from attrs import (
@@ -79,7 +79,7 @@ _TypeT = TypeVar('_TypeT', bound=type)
 class AttrsEntry(GetAttrEntry):
     """Path entry of a child of an attrs class: an attribute, named by its field."""
 
-    __slots__: ClassVar[tuple[()]] = ()
+    __slots__ = ()
 
     entry: str | int  # type: ignore[assignment]
 
@@ -200,7 +200,7 @@ mutable = define
 
 def make_class(
     name: str,
-    attrs: Any,  # noqa: F811 (attrs's own parameter name)
+    attrs: Any,
     /,
     *,
     namespace: str,
@@ -295,11 +295,15 @@ def register_node(
         elif attribute.init:
             metadata[attribute.name] = attribute
 
-    return _register_field_node(
-        cls,
-        children=[(name, attribute.alias) for name, attribute in children.items()],
-        metadata=[(name, attribute.alias) for name, attribute in metadata.items()],
+    # attrs sets every field's alias (its __init__ keyword) when it builds the class.
+    return cast(
+        '_TypeT',
+        _register_field_node(
+            cls,
+            children=[(name, cast(str, attribute.alias)) for name, attribute in children.items()],
+            metadata=[(name, cast(str, attribute.alias)) for name, attribute in metadata.items()],
         path_entry_type=AttrsEntry,
         namespace=namespace,
-        marker=(_FIELDS, (MappingProxyType(children), MappingProxyType(metadata))),
+            marker=(_FIELDS, (MappingProxyType(children), MappingProxyType(metadata))),
+        ),
     )

@@ -6,8 +6,8 @@ The unravel function it returns is hashable, so it can be a static argument of `
 from __future__ import annotations
 
 import contextlib
-from types import FunctionType
 from collections.abc import Callable, Sequence
+from types import FunctionType
 from typing import Any, TypeAlias
 
 import jax.numpy as jnp
@@ -16,6 +16,7 @@ from jax._src import dtypes  # the dtype rules jax.flatten_util uses (weak types
 from jax.typing import ArrayLike
 
 from optree.integrations import _ravel
+
 # Names optree 0.20.0 also lets one import from this module.
 from optree.ops import tree_flatten, tree_unflatten  # noqa: F401
 from optree.typing import PyTreeSpec, PyTreeTypeVar  # noqa: F401
@@ -23,7 +24,7 @@ from optree.utils import safe_zip, total_order_sorted  # noqa: F401
 
 __all__ = ['ArrayLikeTree', 'ArrayTree', 'tree_ravel']
 
-ArrayLikeTree: TypeAlias = PyTreeTypeVar('ArrayLikeTree', ArrayLike)  # type: ignore[valid-type]
+ArrayLikeTree: TypeAlias = PyTreeTypeVar('ArrayLikeTree', ArrayLike)  # type: ignore[valid-type,arg-type]
 ArrayTree: TypeAlias = PyTreeTypeVar('ArrayTree', Array)  # type: ignore[valid-type]
 
 
@@ -121,7 +122,8 @@ def tree_ravel(
     an empty array of the default dtype. When every leaf already has the promoted dtype,
     ``unravel`` accepts a flat array of any dtype; otherwise it insists on the promoted one.
 
-    ``is_leaf``, ``none_is_leaf`` and ``namespace`` mean what they mean for :func:`optree.tree_flatten`.
+    ``is_leaf``, ``none_is_leaf`` and ``namespace`` mean what they mean for
+    :func:`optree.tree_flatten`.
     """
     return _ravel.tree_ravel(
         _BACKEND,

@@ -9,6 +9,7 @@ import numpy as np
 from numpy.typing import ArrayLike
 
 from optree.integrations import _ravel
+
 # Names optree 0.20.0 also lets one import from this module.
 from optree.ops import tree_flatten, tree_unflatten  # noqa: F401
 from optree.typing import PyTreeSpec, PyTreeTypeVar  # noqa: F401
@@ -16,7 +17,7 @@ from optree.utils import safe_zip  # noqa: F401
 
 __all__ = ['ArrayLikeTree', 'ArrayTree', 'tree_ravel']
 
-ArrayLikeTree: TypeAlias = PyTreeTypeVar('ArrayLikeTree', ArrayLike)  # type: ignore[valid-type]
+ArrayLikeTree: TypeAlias = PyTreeTypeVar('ArrayLikeTree', ArrayLike)  # type: ignore[valid-type,arg-type]
 ArrayTree: TypeAlias = PyTreeTypeVar('ArrayTree', np.ndarray)  # type: ignore[valid-type]
 
 
@@ -70,7 +71,8 @@ def tree_ravel(
     array of the default dtype. When every leaf already has the promoted dtype, ``unravel``
     accepts a flat array of any dtype; otherwise it insists on the promoted one.
 
-    ``is_leaf``, ``none_is_leaf`` and ``namespace`` mean what they mean for :func:`optree.tree_flatten`.
+    ``is_leaf``, ``none_is_leaf`` and ``namespace`` mean what they mean for
+    :func:`optree.tree_flatten`.
     """
     return _ravel.tree_ravel(
         _BACKEND,

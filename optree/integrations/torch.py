@@ -8,6 +8,7 @@ from typing import Any, TypeAlias
 import torch
 
 from optree.integrations import _ravel
+
 # Names optree 0.20.0 also lets one import from this module.
 from optree.ops import tree_flatten, tree_unflatten  # noqa: F401
 from optree.typing import PyTreeSpec, PyTreeTypeVar  # noqa: F401
@@ -86,7 +87,8 @@ def tree_ravel(
     promoted dtype, ``unravel`` accepts a flat tensor of any dtype; otherwise it insists on the
     promoted one.
 
-    ``is_leaf``, ``none_is_leaf`` and ``namespace`` mean what they mean for :func:`optree.tree_flatten`.
+    ``is_leaf``, ``none_is_leaf`` and ``namespace`` mean what they mean for
+    :func:`optree.tree_flatten`.
     """
     return _ravel.tree_ravel(
         _BACKEND,
