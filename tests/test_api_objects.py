@@ -295,3 +295,44 @@ def test_permanent_dict_insertion_ordered_exits_quietly():
     )
     assert proc.returncode == 0, proc.stderr
     assert proc.stderr == '', proc.stderr
+
+
+def test_namedtuple_and_structseq_helpers(differential):
+    setup = (
+        'class SubPoint(Point):\n'
+        '    pass\n'
+        'class FakeFields(tuple):\n'
+        "    _fields = ('a',)\n"
+        'ST = type(time.gmtime(0))\n'
+    )
+    differential.check(
+        setup,
+        [
+            '[optree.is_namedtuple(x) for x in (SubPoint, SubPoint(1, 2), FakeFields, Pair, 1, None)]',
+            '[optree.is_namedtuple_class(x) for x in (SubPoint, FakeFields, Point(1, 2), 1)]',
+            '[optree.is_namedtuple_instance(x) for x in (SubPoint(1, 2), FakeFields((1,)), Point)]',
+            'optree.namedtuple_fields(SubPoint)',
+            'optree.namedtuple_fields(SubPoint(1, 2))',
+            'optree.namedtuple_fields(FakeFields)',
+            'optree.namedtuple_fields(1)',
+            'optree.namedtuple_fields(time.gmtime(0))',
+            '[optree.is_structseq(x) for x in (ST, time.gmtime(0), os.stat_result, Point, 1)]',
+            '[optree.is_structseq_class(x) for x in (ST, time.gmtime(0), tuple, FakeFields)]',
+            '[optree.is_structseq_instance(x) for x in (ST, time.gmtime(0), (1,))]',
+            'optree.structseq_fields(ST)',
+            'optree.structseq_fields(os.stat_result)',
+            'optree.structseq_fields(Point(1, 2))',
+            'optree.structseq_fields(1)',
+            'optree.structseq_fields(type(sys.flags))',
+            'optree.typing.is_namedtuple is optree.is_namedtuple',
+            'optree.typing.StructSequence',
+            'isinstance(time.gmtime(0), optree.typing.StructSequence)',
+            'isinstance((1,), optree.typing.StructSequence)',
+            'optree.typing.PyTree[int]',
+            "optree.typing.PyTree[int, 'IntTree']",
+            "optree.typing.PyTreeTypeVar('IntTree', int)",
+            "optree.typing.PyTreeTypeVar(1, int)",
+            'optree.typing.PyTree[int] == optree.typing.PyTree[int]',
+        ],
+        check_message=True,
+    )
