@@ -308,7 +308,7 @@ def test_namedtuple_and_structseq_helpers(differential):
     differential.check(
         setup,
         [
-            '[optree.is_namedtuple(x) for x in (SubPoint, SubPoint(1, 2), FakeFields, Pair, 1, None)]',
+            '[optree.is_namedtuple(x) for x in (SubPoint, SubPoint(1, 2), FakeFields, Pair, 1)]',
             '[optree.is_namedtuple_class(x) for x in (SubPoint, FakeFields, Point(1, 2), 1)]',
             '[optree.is_namedtuple_instance(x) for x in (SubPoint(1, 2), FakeFields((1,)), Point)]',
             'optree.namedtuple_fields(SubPoint)',
