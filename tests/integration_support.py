@@ -28,18 +28,23 @@ def _in_ci() -> bool:
     return os.environ.get('CI', '').strip().lower() in {'1', 'true', 'yes'}
 
 
+def _importable(library: str) -> bool:
+    return importlib.util.find_spec(library) is not None
+
+
 def require(library: str) -> None:
-    """Skip the calling test unless ``library`` imports; a library the extra provides for this
+    """Skip the calling test unless ``library`` imports; a library the extras provide for this
     Python must be there under CI=true."""
-    if importlib.util.find_spec(library) is not None:
+    if _importable(library):
         return
     versions = _INSTALLED_ON[library]
-    expected = versions is None or sys.version_info[:2] in versions
-    if expected and _in_ci():
-        pytest.fail(
-            f'{library} is not installed, but the test extras install it on '
-            f'Python {sys.version_info[0]}.{sys.version_info[1]}',
-            pytrace=False,
-        )
-    where = 'this Python' if expected else f'Python {sys.version_info[0]}.{sys.version_info[1]}'
-    pytest.skip(f'{library} is not installed (the test extras install it) for {where}')
+    here = f'{sys.version_info[0]}.{sys.version_info[1]}'
+    if versions is None or sys.version_info[:2] in versions:
+        if _in_ci():
+            pytest.fail(
+                f'{library} is not installed, but the test extras install it on Python {here}',
+                pytrace=False,
+            )
+        pytest.skip(f'{library} is not installed (install the test extras)')
+    provided = ', '.join('.'.join(map(str, version)) for version in sorted(versions))
+    pytest.skip(f'{library}: the test extras provide it on Python {provided} only, not {here}')

@@ -10,6 +10,7 @@ import subprocess
 import sys
 import textwrap
 
+import pytest
 from integration_support import require
 
 # ---------------------------------------------------------------------------------------------
@@ -317,3 +318,23 @@ ATTRS_EXPRS = [
 def test_attrs_integration(differential):
     require('attrs')
     differential.check(ATTRS_SETUP, ATTRS_EXPRS, check_message=True)
+
+
+def test_missing_library_skips_locally_and_fails_under_ci(monkeypatch):
+    import integration_support
+
+    monkeypatch.setattr(integration_support, '_importable', lambda library: False)
+    monkeypatch.setenv('CI', 'true')
+    with pytest.raises(pytest.fail.Exception, match='numpy is not installed'):
+        require('numpy')
+    here = sys.version_info[:2]
+    monkeypatch.setitem(integration_support._INSTALLED_ON, 'torch', {here})
+    with pytest.raises(pytest.fail.Exception, match='torch is not installed'):
+        require('torch')
+    # Where the extras do not provide it (torch off Python 3.11), a skip even under CI.
+    monkeypatch.setitem(integration_support._INSTALLED_ON, 'torch', {(here[0], here[1] + 1)})
+    with pytest.raises(pytest.skip.Exception, match='provide it on Python'):
+        require('torch')
+    monkeypatch.setenv('CI', '')
+    with pytest.raises(pytest.skip.Exception, match='numpy is not installed'):
+        require('numpy')
