@@ -338,3 +338,57 @@ def test_missing_library_skips_locally_and_fails_under_ci(monkeypatch):
     monkeypatch.setenv('CI', '')
     with pytest.raises(pytest.skip.Exception, match='numpy is not installed'):
         require('numpy')
+
+
+ATTRS_INHERITANCE_SETUP = """
+import attrs as real_attrs
+from optree.integrations import attrs as oattrs
+
+
+@oattrs.define(namespace='attrs-base')
+class Base:
+    x: int
+    y: int = oattrs.field(default=0, pytree_node=False)
+
+
+@real_attrs.define
+class Derived(Base):  # inherits the marker attribute, not the registration
+    z: int = 1
+
+
+oattrs.register_node(Derived, namespace='attrs-derived')
+
+
+@real_attrs.frozen
+class Aliased:
+    a: int
+    _b: int = real_attrs.field(alias='bee')
+
+
+oattrs.register_node(Aliased, namespace='attrs-base')
+"""
+
+
+def test_attrs_inheritance_and_aliases(differential):
+    require('attrs')
+    differential.check(
+        ATTRS_INHERITANCE_SETUP,
+        [
+            "optree.tree_flatten(Derived(1, 2, 3), namespace='attrs-base')",
+            "optree.tree_flatten(Derived(1, 2, 3), namespace='attrs-derived')",
+            "optree.tree_accessors(Derived(1, 2, 3), namespace='attrs-derived')",
+            'oattrs.AttrsEntry(1, Derived, PyTreeKind.CUSTOM).children_fields',
+            'oattrs.AttrsEntry(1, Base, PyTreeKind.CUSTOM).children_fields',
+            "optree.tree_flatten(Aliased(1, bee=2), namespace='attrs-base')",
+            "optree.tree_unflatten(optree.tree_structure(Aliased(1, bee=2), "
+            "namespace='attrs-base'), [5, 6])",
+            "[a.codify('s') for a in optree.tree_accessors(Aliased(1, bee=2), "
+            "namespace='attrs-base')]",
+            "oattrs.register_node(Aliased, namespace='attrs-other')",
+            "oattrs.make_class('C', {'p': oattrs.field(pytree_node=False), 'q': "
+            "real_attrs.field()}, namespace='attrs-base')(1, 2)",
+            "optree.tree_flatten(oattrs.make_class('C', {'p': oattrs.field(pytree_node=False), "
+            "'q': real_attrs.field()}, namespace='attrs-base')(1, 2), namespace='attrs-base')",
+        ],
+        check_message=True,
+    )
