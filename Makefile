@@ -136,7 +136,7 @@ $(VENV)/.stamp-lint: $(VENV)/.stamp-tools
 
 lint: $(VENV)/.stamp-lint
 	$(VENV)/bin/ruff check optree tools benchmarks
-	$(VENV)/bin/mypy optree
+	$(VENV)/bin/mypy optree tests/typing_example.py
 	@files="$(CSRC_FILES)"; if [ -n "$$files" ]; then \
 		echo "clang-format --dry-run -Werror <$$(wc -w <<< "$$files") files in csrc/>"; \
 		$(VENV)/bin/clang-format --dry-run -Werror $$files; \

@@ -75,6 +75,12 @@ PyObject* type_of(PyObject* obj) {
   return PyType_Check(obj) ? obj : reinterpret_cast<PyObject*>(Py_TYPE(obj));
 }
 
+// "Expected a <kind>, got <class>." for a class, "Expected an instance of <kind>, ..." otherwise.
+std::string expected_of_kind(PyObject* obj, const char* kind) {
+  return std::string(PyType_Check(obj) ? "Expected a " : "Expected an instance of ") + kind +
+         ", got " + repr_of(obj) + ".";
+}
+
 Py_ssize_t structseq_length(PyTypeObject* type) {
   Ref value = own_type_attribute(type, "n_sequence_fields");
   if (!value) raise(PyExc_TypeError, "not a PyStructSequence type");
@@ -88,8 +94,7 @@ Py_ssize_t structseq_length(PyTypeObject* type) {
 Ref namedtuple_fields(PyObject* obj) {
   PyObject* cls = type_of(obj);
   if (!is_namedtuple_class(cls)) {
-    raise(PyExc_TypeError,
-          "Expected an instance of collections.namedtuple type, got " + repr_of(obj) + ".");
+    raise(PyExc_TypeError, expected_of_kind(obj, "collections.namedtuple type"));
   }
   return check_ref(PyObject_GetAttrString(cls, "_fields"));
 }
@@ -97,8 +102,7 @@ Ref namedtuple_fields(PyObject* obj) {
 Ref structseq_fields(PyObject* obj) {
   PyObject* cls = type_of(obj);
   if (!is_structseq_class(cls)) {
-    raise(PyExc_TypeError,
-          "Expected an instance of PyStructSequence type, got " + repr_of(obj) + ".");
+    raise(PyExc_TypeError, expected_of_kind(obj, "PyStructSequence type"));
   }
   auto* type = reinterpret_cast<PyTypeObject*>(cls);
   Py_ssize_t n = structseq_length(type);
@@ -150,7 +154,7 @@ NodeInfo classify_tuple_subclass(PyTypeObject* type, const BuiltinTypes& builtin
   if (type == builtins.default_dict) return {NodeKind::DefaultDict};
   if (type == builtins.deque) return {NodeKind::Deque};
   if (const RegistrationPtr* registration = view.table_for(options.ns).find(type)) {
-    return {NodeKind::Custom, registration, !(*registration)->ns.empty()};
+    return {NodeKind::Custom, registration};
   }
   if (PyTuple_Check(obj)) [[unlikely]]
     return classify_tuple_subclass(type, builtins);
@@ -311,7 +315,9 @@ void expand_node(PyObject* obj, const NodeInfo& info, RegistryView& view,
                     std::to_string(num_entries) + ").");
         }
       }
-      if (info.uses_namespace) uses_namespace = true;
+      // optree records the namespace in the treespec once any custom node is met, even one
+      // registered globally (the namespace may be the empty global one: that is a no-op).
+      uses_namespace = true;
       break;
     }
     case NodeKind::FrozenDict:

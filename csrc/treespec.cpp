@@ -477,7 +477,7 @@ namespace {
       Node probe;
       bool uses_namespace = false;
       if (!view) view.emplace();  // one registry pin per call, taken at the first custom node
-      NodeInfo info{NodeKind::Custom, &node.custom, false};
+      NodeInfo info{NodeKind::Custom, &node.custom};
       FlattenOptions options;
       expand_node(obj, info, *view, options, probe, children, uses_namespace);
       if (!objects_equal(probe.node_data.get(), node.node_data.get())) {
@@ -513,9 +513,13 @@ Ref TreeSpec::flatten_up_to(PyObject* tree) const {
     }
     std::vector<Ref> children = match_node(node, obj, builtins, view);
     std::vector<Py_ssize_t> roots = child_roots(index);
-    for (size_t i = 0; i < roots.size(); ++i) walk(roots[i], children[i].get());
+    for (size_t i = roots.size(); i-- > 0;) walk(roots[i], children[i].get());
   };
+  // Last child first, as optree does: with several mismatches, the one it reports is the first
+  // met in this order (and custom flatten functions run in this order too). The leaves are
+  // therefore collected back to front.
   walk(num_nodes() - 1, tree);
+  check_int(PyList_Reverse(result.get()));
   return result;
 }
 

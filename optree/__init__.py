@@ -4,6 +4,7 @@ from optree import (  # noqa: F401 (submodules are part of the API)
     accessors,
     dataclasses,
     functools,
+    integrations,
     ops,
     pytree,
     registry,

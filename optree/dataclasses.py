@@ -16,9 +16,12 @@ import warnings
 from collections.abc import Callable, Iterable
 from dataclasses import *  # noqa: F403
 from types import MappingProxyType
-from typing import Any, Literal, Protocol, TypeVar, dataclass_transform, overload
+from typing import TYPE_CHECKING, Any, Literal, Protocol, TypeVar, dataclass_transform, overload
 
 from optree.accessors import DataclassEntry
+
+if TYPE_CHECKING:
+    from optree.accessors import PyTreeEntry
 
 __all__ = [
     'DataclassEntry',
@@ -418,38 +421,63 @@ def register_node(
         elif dc_field.init:
             metadata_fields[dc_field.name] = dc_field
 
-    child_names = tuple(children_fields)
-    meta_names = tuple(metadata_fields)
+    return _register_field_node(
+        cls,
+        children=[(name, name) for name in children_fields],
+        metadata=[(name, name) for name in metadata_fields],
+        path_entry_type=DataclassEntry,
+        namespace=namespace,
+        marker=(_FIELDS, (MappingProxyType(children_fields), MappingProxyType(metadata_fields))),
+    )
+
+
+def _register_field_node(
+    cls: _TypeT,
+    /,
+    *,
+    children: list[tuple[str, str]],
+    metadata: list[tuple[str, str]],
+    path_entry_type: type[PyTreeEntry],
+    namespace: str,
+    marker: tuple[str, Any],
+) -> _TypeT:
+    """Register a class whose instances are rebuilt with ``cls(**fields)`` (dataclasses, attrs).
+
+    ``children`` and ``metadata`` list ``(attribute name, __init__ keyword)`` pairs. The class is
+    then marked with ``setattr(cls, *marker)``: the marker is the "already registered" guard of
+    the caller's ``register_node``, so it is set only once registered, and the registration is
+    undone if setting it fails (a registered but unmarked class could never register again).
+    """
+    child_names = tuple(name for name, _ in children)
+    child_keywords = tuple(keyword for _, keyword in children)
+    metadata_pairs = tuple(metadata)
     node_cls: Any = cls
 
     def flatten_func(
         obj: Any,
         /,
     ) -> tuple[tuple[Any, ...], tuple[tuple[str, Any], ...], tuple[str, ...]]:
-        children = tuple(getattr(obj, name) for name in child_names)
-        metadata = tuple((name, getattr(obj, name)) for name in meta_names)
-        return children, metadata, child_names
+        values = tuple(getattr(obj, name) for name in child_names)
+        meta = tuple((keyword, getattr(obj, name)) for name, keyword in metadata_pairs)
+        return values, meta, child_names
 
-    def unflatten_func(metadata: tuple[tuple[str, Any], ...], children: Iterable[Any], /) -> Any:
-        kwargs = dict(zip(child_names, children, strict=False))
-        kwargs.update(metadata)
+    def unflatten_func(meta: tuple[tuple[str, Any], ...], values: Iterable[Any], /) -> Any:
+        kwargs = dict(zip(child_keywords, values, strict=False))
+        kwargs.update(meta)
         return node_cls(**kwargs)
 
     from optree.registry import register_pytree_node, unregister_pytree_node
 
     register_pytree_node(
-        cls,  # type: ignore[arg-type]
+        node_cls,
         flatten_func,
         unflatten_func,  # type: ignore[arg-type]
-        path_entry_type=DataclassEntry,
+        path_entry_type=path_entry_type,
         namespace=namespace,
     )
-    # Mark the class only once registered; undo the registration if marking fails, so that a
-    # class is never registered-but-unmarked (which would block any later registration).
     try:
-        marker = (MappingProxyType(children_fields), MappingProxyType(metadata_fields))
-        setattr(cls, _FIELDS, marker)
+        setattr(node_cls, *marker)
     except BaseException:
-        unregister_pytree_node(cls, namespace=namespace)
+        unregister_pytree_node(node_cls, namespace=namespace)
         raise
     return cls

@@ -12,7 +12,6 @@ import inspect as _inspect
 import sys as _sys
 from types import ModuleType as _ModuleType
 from typing import TYPE_CHECKING as _TYPE_CHECKING
-from typing import Any as _Any
 
 import optree.dataclasses as dataclasses
 import optree.functools as functools
@@ -60,6 +59,7 @@ from optree.version import __version__
 
 if _TYPE_CHECKING:
     from collections.abc import Callable, Iterable
+    from typing import Any
 
 __all__ = [  # noqa: RUF022 (same order as optree)
     'reexport',
@@ -120,7 +120,7 @@ class ReexportedModule(_ModuleType):
         doc: str | None = None,
         __all__: Iterable[str] | None = None,
         __dir__: Iterable[str] | None = None,
-        extra_members: dict[str, _Any] | None = None,
+        extra_members: dict[str, Any] | None = None,
     ) -> None:
         """Create the module ``name`` mirroring ``original`` with default ``namespace``."""
         if not doc:
@@ -153,7 +153,7 @@ class ReexportedModule(_ModuleType):
         """The names listed by :func:`dir`."""
         return list(self._reexport_dir)
 
-    def __getattr__(self, name: str, /) -> _Any:
+    def __getattr__(self, name: str, /) -> Any:
         """Fetch ``name`` from the original module (lazily wrapping functions)."""
         if name in self._reexport_names:
             value = getattr(self._reexport_original, name)
@@ -163,21 +163,21 @@ class ReexportedModule(_ModuleType):
             return value
         raise AttributeError(f'module {self.__name__!r} has no attribute {name!r}')
 
-    def __reexport__(self, func: Callable[..., _Any], /) -> Callable[..., _Any]:
+    def __reexport__(self, func: Callable[..., Any], /) -> Callable[..., Any]:
         """Wrap ``func`` so that its ``namespace`` argument defaults to this module's."""
         signature = _inspect.signature(func)
         default_namespace = self._reexport_namespace
-        wrapped: _Any
+        wrapped: Any
         if 'namespace' not in signature.parameters:
 
             @_functools.wraps(func)
-            def wrapped(*args: _Any, **kwargs: _Any) -> _Any:
+            def wrapped(*args: Any, **kwargs: Any) -> Any:
                 return func(*args, **kwargs)
 
         else:
 
             @_functools.wraps(func)
-            def wrapped(*args: _Any, namespace: str = default_namespace, **kwargs: _Any) -> _Any:
+            def wrapped(*args: Any, namespace: str = default_namespace, **kwargs: Any) -> Any:
                 return func(*args, namespace=namespace, **kwargs)
 
             if func.__doc__:

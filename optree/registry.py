@@ -346,7 +346,10 @@ def dict_insertion_ordered(mode: bool, /, *, namespace: str) -> Generator[None]:
         yield
     finally:
         with __REGISTRY_LOCK:
-            _C.set_dict_insertion_ordered(previous, namespace)
+            # A context entered for good (torch.utils._cxx_pytree does) is closed only when the
+            # interpreter tears down, after its registry is gone: nothing is left to restore.
+            if _C.get_current_interpreter_id() in _C.get_alive_interpreter_ids():
+                _C.set_dict_insertion_ordered(previous, namespace)
 
 
 class DictMetaData(list[KT]):

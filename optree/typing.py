@@ -296,7 +296,7 @@ class PyTree(Generic[T]):  # pragma: no cover
 class PyTreeTypeVar:  # pragma: no cover
     """Named pytree annotation: ``PyTreeTypeVar('Tree', int)`` is ``PyTree[int, 'Tree']``."""
 
-    def __new__(cls, /, name: str, param: type | TypeAliasType) -> Any:  # type: ignore[misc]
+    def __new__(cls, /, name: str, param: type | TypeAliasType) -> TypeAliasType:  # type: ignore[misc]
         """Return ``PyTree[param, name]``."""
         if not isinstance(name, str):
             raise TypeError(f'{cls.__name__} only supports a string of type name, got {name!r}.')
@@ -360,7 +360,7 @@ def namedtuple_fields(obj: tuple | type[tuple], /) -> tuple[str, ...]:
 _T_co = TypeVar('_T_co', covariant=True)
 
 
-class _StructSequenceMeta(type):
+class StructSequenceMeta(type):
     def __subclasscheck__(cls, subclass: type, /) -> bool:
         return is_structseq_class(subclass)
 
@@ -369,7 +369,7 @@ class _StructSequenceMeta(type):
 
 
 @final
-class StructSequence(tuple[_T_co, ...], metaclass=_StructSequenceMeta):
+class StructSequence(tuple[_T_co, ...], metaclass=StructSequenceMeta):
     """Annotation of a PyStructSequence (e.g. :data:`sys.float_info`, ``os.stat_result``)."""
 
     __slots__: ClassVar[tuple[()]] = ()
@@ -386,6 +386,8 @@ class StructSequence(tuple[_T_co, ...], metaclass=_StructSequenceMeta):
         """Not instantiable."""
         raise NotImplementedError
 
+
+del StructSequenceMeta  # only StructSequence's class, under the name optree gives it
 
 structseq: TypeAlias = StructSequence
 

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any, overload
 if TYPE_CHECKING:
     from optree.typing import S, T, U
 
-__all__ = ['safe_zip', 'total_order_sorted', 'unzip2']
+# No __all__, as in optree 0.20.0 (a star import takes every public name).
 
 
 def _qualified_type_key(pair: tuple[Any, Any], /) -> tuple[str, Any]:

@@ -131,6 +131,104 @@ def _traversal_exprs() -> list[str]:
     ]
 
 
+def _operation_exprs() -> list[str]:
+    """In-place maps, accessor maps, partition, transpose, broadcast, reductions, prefix errors."""
+    paired = 'optree.tree_map(lambda x: [x, repr(x)], tree, **KW)'
+    inner = (
+        'optree.tree_structure([0, 0], none_is_leaf=spec.none_is_leaf, namespace=spec.namespace)'
+    )
+    sizes = 'optree.tree_map(lambda x: len(repr(x)), tree, **KW)'
+    return [
+        'optree.tree_map_(lambda x: None, tree, **KW) is tree',
+        'seen = []\noptree.tree_map_(seen.append, tree, **KW)\nresult = seen',
+        'optree.tree_map_with_path_(lambda p, x: None, tree, **KW) is tree',
+        'optree.tree_map_with_accessor(lambda a, x: (a, x), tree, **KW)',
+        'optree.tree_map_with_accessor(lambda a, x, y: a(tree) == y, tree, tree, **KW)',
+        'optree.tree_map_with_accessor_(lambda a, x: None, tree, **KW) is tree',
+        'optree.tree_partition(lambda x: isinstance(x, int), tree, **KW)',
+        "optree.tree_partition(lambda x: isinstance(x, str), tree, fillvalue='F', **KW)",
+        f"optree.tree_transpose(spec, {inner}, {paired}, KW.get('is_leaf'))",
+        f"optree.tree_transpose(spec, {inner}, tree, KW.get('is_leaf'))",
+        "optree.tree_transpose_map(lambda x: {'a': x, 'b': repr(x)}, tree, **KW)",
+        "optree.tree_transpose_map(lambda x: {'a': x, 'b': repr(x)}, tree, "
+        "inner_treespec=optree.tree_structure({'a': 0, 'b': 0}, none_is_leaf=spec.none_is_leaf, "
+        'namespace=spec.namespace), **KW)',
+        'optree.tree_transpose_map(lambda x, y: (x, y), tree, tree, **KW)',
+        'optree.tree_transpose_map_with_path(lambda p, x: (p, x), tree, **KW)',
+        "optree.tree_transpose_map_with_path(lambda p, x: {'p': p, 'x': x}, tree, **KW)",
+        'optree.tree_transpose_map_with_accessor(lambda a, x: [a, x], tree, **KW)',
+        'optree.tree_broadcast_prefix(tree, bigger, **KW)',
+        'optree.tree_broadcast_prefix(bigger, tree, **KW)',
+        'optree.broadcast_prefix(tree, bigger, **KW)',
+        'optree.tree_broadcast_common(tree, bigger, **KW)',
+        'optree.tree_broadcast_common(bigger, tree, **KW)',
+        'optree.broadcast_common(tree, bigger, **KW)',
+        'optree.tree_broadcast_map(lambda x, y: (x, y), tree, bigger, **KW)',
+        'optree.tree_broadcast_map(lambda x, y, z: (x, z), bigger, tree, tree, **KW)',
+        'optree.tree_broadcast_map_with_path(lambda p, x, y: (p, y), tree, bigger, **KW)',
+        'optree.tree_broadcast_map_with_accessor(lambda a, x, y: (a, x), tree, bigger, **KW)',
+        '[e("in_axes") for e in optree.prefix_errors(tree, bigger, **KW)]',
+        '[e("in_axes") for e in optree.prefix_errors(bigger, tree, **KW)]',
+        '[e("x") for e in optree.prefix_errors(tree, [tree], **KW)]',
+        '[e("x") for e in optree.prefix_errors([tree, tree], (tree, tree), **KW)]',
+        'optree.tree_reduce(lambda a, b: (a, b), tree, **KW)',
+        "optree.tree_reduce(lambda a, b: (a, b), tree, 'init', **KW)",
+        f'optree.tree_sum({sizes}, **KW)',
+        f'optree.tree_sum({sizes}, 100, **KW)',
+        "optree.tree_sum(optree.tree_map(lambda x: [repr(x)], tree, **KW), [], **KW)",
+        f'optree.tree_max({sizes}, **KW)',
+        f'optree.tree_max({sizes}, default=-1, key=lambda x: -x, **KW)',
+        f'optree.tree_min({sizes}, **KW)',
+        f"optree.tree_min({sizes}, default='D', **KW)",
+        'optree.tree_max(tree, **KW)',
+        '(optree.tree_all(tree, **KW), optree.tree_any(tree, **KW))',
+        f'(optree.tree_all({sizes}, **KW), optree.tree_any({sizes}, **KW))',
+        # The same through optree.pytree's short names.
+        'optree.pytree.flatten(tree, **KW) == optree.tree_flatten(tree, **KW)',
+        'optree.pytree.map(repr, tree, **KW)',
+        'optree.pytree.reduce(lambda a, b: (a, b), tree, None, **KW)',
+    ]
+
+
+def _treespec_function_exprs() -> list[str]:
+    """The functional treespec API, and accessors taken apart."""
+    return [
+        'optree.treespec_paths(spec)',
+        'optree.treespec_accessors(spec)',
+        'optree.treespec_entries(spec)',
+        '[optree.treespec_entry(spec, i) for i in range(spec.num_children)]',
+        'optree.treespec_entry(spec, spec.num_children)',
+        'optree.treespec_entry(spec, -1)',
+        'optree.treespec_children(spec)',
+        '[optree.treespec_child(spec, i) for i in range(spec.num_children)]',
+        'optree.treespec_child(spec, spec.num_children)',
+        'optree.treespec_child(spec, -1)',
+        'optree.treespec_one_level(spec)',
+        'optree.treespec_transform(spec, None, None)',
+        'optree.treespec_transform(spec, lambda s: s, lambda s: s) == spec',
+        '(optree.treespec_is_leaf(spec), optree.treespec_is_leaf(spec, strict=False), '
+        'optree.treespec_is_strict_leaf(spec), optree.treespec_is_one_level(spec))',
+        '(optree.treespec_is_prefix(spec, bigger_spec), '
+        'optree.treespec_is_prefix(spec, bigger_spec, strict=True), '
+        'optree.treespec_is_suffix(bigger_spec, spec), '
+        'optree.treespec_is_suffix(spec, spec, strict=True))',
+        '[a(tree) for a in spec.accessors()]',
+        '[a(tree) for a in spec.accessors()] == leaves',
+        "[a.codify('tree') for a in spec.accessors()]",
+        "[a.codify() for a in spec.accessors()]",
+        '[(len(a), a.path, [type(e).__name__ for e in a]) for a in spec.accessors()]',
+        '[[(e.entry, e.type, e.kind, e.codify("n")) for e in a] for a in spec.accessors()]',
+        '[(a[:1], a[1:], a[-1] if a else None) for a in spec.accessors()]',
+        '[a + a for a in spec.accessors()]',
+        '[(a == optree.PyTreeAccessor(tuple(a)), hash(a) == hash(optree.PyTreeAccessor(tuple(a))))'
+        ' for a in spec.accessors()]',
+        '[a[0](tree) if len(a) else None for a in spec.accessors()]',
+        'spec.accessors() == optree.tree_accessors(bigger, is_leaf=lambda x: '
+        "isinstance(x, list) and len(x) == 2 and isinstance(x[1], dict) and 'k' in x[1], "
+        'none_is_leaf=spec.none_is_leaf, namespace=spec.namespace)',
+    ]
+
+
 # The expressions compared for every zoo tree, in groups (one test per group).
 PROPERTY_GROUPS: dict[str, list[str]] = {
     'flatten': _flatten_exprs(),
@@ -139,7 +237,12 @@ PROPERTY_GROUPS: dict[str, list[str]] = {
     'relations': _relation_exprs(),
     'pickle': _pickle_exprs(),
     'traversal': _traversal_exprs(),
+    'operations': _operation_exprs(),
+    'treespec-functions': _treespec_function_exprs(),
 }
+
+# Groups whose exception messages are compared too (the others compare exception types).
+MESSAGE_GROUPS = frozenset({'operations', 'treespec-functions'})
 
 PROPERTY_EXPRS: list[str] = [expr for group in PROPERTY_GROUPS.values() for expr in group]
 
@@ -161,4 +264,15 @@ QUICK_EXPRS: list[str] = [
     '[s == spec for s in _pickle_all(spec)]',
     '_pickle_all(spec)[-1]',
     'spec.compose(optree.tree_structure((1, [2]), none_is_leaf=spec.none_is_leaf))',
+    'optree.tree_flatten_with_accessor(tree, **KW)',
+    "[a.codify('t') for a in spec.accessors()]",
+    'optree.tree_partition(lambda x: isinstance(x, int), tree, **KW)',
+    "optree.tree_transpose_map(lambda x: {'a': x, 'b': [x]}, tree, **KW)",
+    'optree.tree_broadcast_common(tree, bigger, **KW)',
+    'optree.tree_broadcast_map(lambda x, y: (x, y), bigger, tree, **KW)',
+    '[e("p") for e in optree.prefix_errors(bigger, tree, **KW)]',
+    'optree.tree_reduce(lambda a, b: (a, b), tree, **KW)',
+    'optree.tree_max(optree.tree_map(lambda x: len(repr(x)), tree, **KW), default=0, **KW)',
+    '(optree.tree_all(tree, **KW), optree.tree_any(tree, **KW))',
+    '(optree.treespec_is_one_level(spec), optree.treespec_one_level(spec))',
 ]

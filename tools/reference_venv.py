@@ -10,10 +10,12 @@ Usage::
     tools/reference_venv.py PYTHON [DEST]
 
 PYTHON is the interpreter to base the venv on (a venv's python is fine: its base interpreter
-is used). DEST defaults to a cache directory outside the work tree, keyed by the interpreter,
-so fresh clones on the same machine reuse it::
+is used). Besides optree==0.20.0 the venv gets the libraries of optree.integrations
+(pyproject.toml's `test-integrations` extra, markers evaluated for PYTHON). DEST defaults to a
+cache directory outside the work tree, keyed by the interpreter and those requirements, so
+fresh clones on the same machine reuse it::
 
-    ${OPTREE_CACHE_DIR:-${XDG_CACHE_HOME:-~/.cache}/optree-dev}/reference/optree-0.20.0-<key>
+    ${OPTREE_CACHE_DIR:-${XDG_CACHE_HOME:-~/.cache}/optree-dev}/reference/optree-0.20.0-<key>-<reqs>
 
 On success the path of the reference venv's python is printed on stdout (nothing else is).
 The venv is built behind a file lock and marked ready only after a smoke test, so concurrent
@@ -37,6 +39,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 REFERENCE_REQUIREMENT = 'optree==0.20.0'
+# The third-party libraries of optree.integrations go into the reference venv as well (the same
+# pinned list the test envs install, pyproject.toml's `test-integrations` extra), so the
+# integration tests compare both implementations with the same numpy/attrs/torch/jax.
+INTEGRATIONS_EXTRA = 'test-integrations'
+PYPROJECT = Path(__file__).resolve().parent.parent / 'pyproject.toml'
 REFERENCE_VERSION = '0.20.0'
 MARKER = '.optree-reference-ready'
 
@@ -88,9 +95,27 @@ def interpreter_key(info: dict) -> str:
     return f'{info["impl"]}-{info["version"]}{flavour}-{digest}'
 
 
+def integration_requirements() -> list[str]:
+    import tomllib
+
+    with open(PYPROJECT, 'rb') as fh:
+        extras = tomllib.load(fh)['project']['optional-dependencies']
+    return list(extras.get(INTEGRATIONS_EXTRA, []))
+
+
+def requirements() -> list[str]:
+    return [REFERENCE_REQUIREMENT, *integration_requirements()]
+
+
 def default_dest(python: str) -> Path:
     info = probe(python)
-    return cache_root() / 'reference' / f'optree-{REFERENCE_VERSION}-{interpreter_key(info)}'
+    # Keyed by the requirements too: a changed pin gets a venv of its own, never a stale one.
+    digest = hashlib.sha256('\n'.join(requirements()).encode()).hexdigest()[:8]
+    return (
+        cache_root()
+        / 'reference'
+        / f'optree-{REFERENCE_VERSION}-{interpreter_key(info)}-{digest}'
+    )
 
 
 def venv_python(dest: Path) -> Path:
@@ -131,7 +156,7 @@ def build(python: str, dest: Path) -> None:
     py = str(venv_python(dest))
     env = dict(os.environ, PIP_DISABLE_PIP_VERSION_CHECK='1')
     run(
-        [py, '-m', 'pip', 'install', '--quiet', '--prefer-binary', REFERENCE_REQUIREMENT],
+        [py, '-m', 'pip', 'install', '--quiet', '--prefer-binary', *requirements()],
         env=env,
     )
     smoke = subprocess.run(
@@ -143,7 +168,7 @@ def build(python: str, dest: Path) -> None:
         sys.stderr.write(smoke.stdout + smoke.stderr)
         raise SystemExit(f'reference venv {dest} failed its smoke test')
     marker = {
-        'requirement': REFERENCE_REQUIREMENT,
+        'requirements': requirements(),
         'interpreter': info,
         'module': smoke.stdout.strip(),
         'created': time.strftime('%Y-%m-%dT%H:%M:%S%z'),

@@ -120,7 +120,6 @@ class TreeSpec {
 struct NodeInfo {
   NodeKind kind;
   const RegistrationPtr* custom = nullptr;
-  bool uses_namespace = false;
 };
 bool is_leaf_object(PyObject* obj, const FlattenOptions& options);
 // Dict keys in flatten order: natural order when they compare, else by (type, key), else as

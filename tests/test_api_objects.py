@@ -1,0 +1,343 @@
+"""Path entries, accessors, optree.dataclasses, optree.functools, optree.pytree and the
+version-dependent parts of the API, compared with optree 0.20.0 (messages included)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+
+ENTRY_SETUP = """
+import dataclasses
+from optree import (
+    AutoEntry, DataclassEntry, FlattenedEntry, GetAttrEntry, GetItemEntry, MappingEntry,
+    NamedTupleEntry, PyTreeAccessor, PyTreeEntry, SequenceEntry, StructSequenceEntry,
+)
+K = PyTreeKind
+
+
+class Inner:
+    def __init__(self):
+        self.value = 42
+        setattr(self, 'not an identifier', 'odd')
+
+
+class Outer:
+    def __init__(self):
+        self.inner = Inner()
+
+
+@dataclasses.dataclass
+class DC:
+    a: int
+    b: int = dataclasses.field(default=0, init=False)
+    c: int = 3
+
+
+ST = time.gmtime(0)
+"""
+
+ENTRY_EXPRS = [
+    # GetAttrEntry, dotted names included.
+    "GetAttrEntry('inner.value', Outer, K.CUSTOM)",
+    "GetAttrEntry('inner.value', Outer, K.CUSTOM)(Outer())",
+    "GetAttrEntry('inner.value', Outer, K.CUSTOM).name",
+    "GetAttrEntry('inner.value', Outer, K.CUSTOM).codify('obj')",
+    "GetAttrEntry('inner.not an identifier', Outer, K.CUSTOM).codify('obj')",
+    "GetAttrEntry('inner.not an identifier', Outer, K.CUSTOM)(Outer())",
+    "GetAttrEntry('inner.missing', Outer, K.CUSTOM)(Outer())",
+    "GetAttrEntry('inner', Outer, K.CUSTOM).codify()",
+    "GetAttrEntry('a', Outer, K.CUSTOM) == GetAttrEntry('a', Outer, K.CUSTOM)",
+    "GetAttrEntry('a', Outer, K.CUSTOM) == GetItemEntry('a', Outer, K.CUSTOM)",
+    "hash(GetAttrEntry('a', Outer, K.CUSTOM)) == hash(GetAttrEntry('a', Outer, K.CUSTOM))",
+    # Item entries.
+    "GetItemEntry('k', dict, K.DICT)({'k': 1})",
+    "GetItemEntry('k', dict, K.DICT).codify('d')",
+    "GetItemEntry('k', dict, K.DICT)(1)",
+    "SequenceEntry(1, list, K.LIST)([5, 6])",
+    "(SequenceEntry(1, list, K.LIST).index, SequenceEntry(1, list, K.LIST))",
+    "MappingEntry('k', dict, K.DICT)",
+    "MappingEntry('k', dict, K.DICT).key",
+    "MappingEntry('k', dict, K.DICT).codify('m')",
+    "NamedTupleEntry(1, Point, K.NAMEDTUPLE)",
+    "(NamedTupleEntry(1, Point, K.NAMEDTUPLE).fields, "
+    "NamedTupleEntry(1, Point, K.NAMEDTUPLE).field, NamedTupleEntry(1, Point, K.NAMEDTUPLE).name)",
+    "NamedTupleEntry(1, Point, K.NAMEDTUPLE)(Point(3, 4))",
+    "NamedTupleEntry(1, Point, K.NAMEDTUPLE).codify('p')",
+    "StructSequenceEntry(0, type(ST), K.STRUCTSEQUENCE)",
+    "StructSequenceEntry(0, type(ST), K.STRUCTSEQUENCE).fields",
+    "StructSequenceEntry(0, type(ST), K.STRUCTSEQUENCE).field",
+    "StructSequenceEntry(0, type(ST), K.STRUCTSEQUENCE)(ST)",
+    "StructSequenceEntry(0, type(ST), K.STRUCTSEQUENCE).codify('s')",
+    "DataclassEntry('c', DC, K.CUSTOM)",
+    "DataclassEntry(1, DC, K.CUSTOM)",
+    "(DataclassEntry(1, DC, K.CUSTOM).fields, DataclassEntry(1, DC, K.CUSTOM).init_fields, "
+    "DataclassEntry(1, DC, K.CUSTOM).field, DataclassEntry(1, DC, K.CUSTOM).name)",
+    "DataclassEntry('c', DC, K.CUSTOM)(DC(1))",
+    "DataclassEntry('c', DC, K.CUSTOM).codify('x')",
+    "FlattenedEntry(0, Outer, K.CUSTOM)",
+    "FlattenedEntry(0, Outer, K.CUSTOM).codify('x')",
+    "FlattenedEntry(0, Outer, K.CUSTOM)(Outer())",
+    # AutoEntry picks a class by the node type.
+    "[AutoEntry(0, t, K.CUSTOM) for t in (Point, type(ST), DC, dict, list, Outer)]",
+    "[type(AutoEntry(0, t, K.CUSTOM)).__name__ for t in (Point, type(ST), DC, dict, list, Outer)]",
+    "AutoEntry(0, list, K.LIST)",
+    # Entries that cannot exist.
+    "PyTreeEntry(0, int, K.LEAF)",
+    "PyTreeEntry(0, type(None), K.NONE)",
+    "PyTreeEntry(0, list, K.LIST)",
+    "PyTreeEntry(0, list, K.LIST)([7])",
+    "PyTreeEntry(0, list, K.LIST).codify('v')",
+    "PyTreeEntry(0, list, K.LIST) + PyTreeEntry(1, list, K.LIST)",
+    "PyTreeEntry(0, list, K.LIST) + 1",
+    "PyTreeEntry(0, list, K.LIST).entry, PyTreeEntry(0, list, K.LIST).type",
+    "e = PyTreeEntry(0, list, K.LIST)\ne.entry = 1",
+    # Accessors.
+    "PyTreeAccessor()",
+    "PyTreeAccessor()({'a': 1})",
+    "PyTreeAccessor((MappingEntry('a', dict, K.DICT), SequenceEntry(1, list, K.LIST)))",
+    "PyTreeAccessor((MappingEntry('a', dict, K.DICT), SequenceEntry(1, list, K.LIST)))"
+    "({'a': [0, 9]})",
+    "PyTreeAccessor((MappingEntry('a', dict, K.DICT), SequenceEntry(1, list, K.LIST))).path",
+    "PyTreeAccessor((MappingEntry('a', dict, K.DICT), "
+    "GetAttrEntry('inner.value', Outer, K.CUSTOM))).codify('root')",
+    "PyTreeAccessor([MappingEntry('a', dict, K.DICT)])",
+    "PyTreeAccessor((1, 2))",
+    "PyTreeAccessor(MappingEntry('a', dict, K.DICT))",
+    "PyTreeAccessor((MappingEntry('a', dict, K.DICT),)) + MappingEntry('b', dict, K.DICT)",
+    "PyTreeAccessor((MappingEntry('a', dict, K.DICT),)) + PyTreeAccessor()",
+    "PyTreeAccessor((MappingEntry('a', dict, K.DICT),)) + 1",
+    "PyTreeAccessor((MappingEntry('a', dict, K.DICT),)) * 2",
+    "PyTreeAccessor((MappingEntry('a', dict, K.DICT),))[0]",
+    "PyTreeAccessor((MappingEntry('a', dict, K.DICT),))[5]",
+    "PyTreeAccessor((MappingEntry('a', dict, K.DICT),)) == (MappingEntry('a', dict, K.DICT),)",
+    "isinstance(PyTreeAccessor(), tuple)",
+    "_pickle_all(PyTreeAccessor((MappingEntry('a', dict, K.DICT), "
+    "GetAttrEntry('inner.value', Outer, K.CUSTOM))))",
+    "_pickle_all(NamedTupleEntry(1, Point, K.NAMEDTUPLE))",
+    "copy.deepcopy(optree.tree_accessors({'x': [Outer()]}))",
+]
+
+
+def test_path_entries_and_accessors(differential):
+    differential.check(ENTRY_SETUP, ENTRY_EXPRS, check_message=True)
+
+
+DATACLASS_SETUP = """
+import dataclasses
+import warnings
+from optree import dataclasses as odc
+NS = 'dc-tests'
+
+
+@odc.dataclass(namespace=NS)
+class Point3:
+    x: float
+    y: float
+    z: float = 0.0
+
+
+@odc.dataclass(namespace=NS, frozen=True, kw_only=True)
+class Tagged:
+    value: object
+    tag: str = odc.field(pytree_node=False, default='t')
+    cache: object = odc.field(init=False, pytree_node=False, default=None)
+
+
+Made = odc.make_dataclass('Made', ['p', ('q', int), ('r', int, odc.field(default=5))],
+                          namespace=NS)
+
+
+@dataclasses.dataclass
+class Plain:
+    u: object
+    v: object = dataclasses.field(default=1, metadata={'pytree_node': False})
+
+
+odc.register_node(Plain, namespace=NS)
+
+TREE = [Point3(1.0, (2.0, None)), Tagged(value={'k': 3}, tag='x'), Made(4, 5), Plain(6, 7)]
+leaves, spec = optree.tree_flatten(TREE, namespace=NS)
+"""
+
+DATACLASS_EXPRS = [
+    '(leaves, spec)',
+    'optree.tree_unflatten(spec, leaves)',
+    'optree.tree_unflatten(spec, leaves) == TREE',
+    'optree.tree_flatten(TREE)',
+    'optree.tree_paths(TREE, namespace=NS)',
+    'optree.tree_accessors(TREE, namespace=NS)',
+    "[a.codify('t') for a in optree.tree_accessors(TREE, namespace=NS)]",
+    '[a(TREE) for a in optree.tree_accessors(TREE, namespace=NS)]',
+    'optree.tree_map(lambda x: x * 2, TREE, namespace=NS)',
+    'Tagged.__optree_dataclass_fields__',
+    'dataclasses.fields(Made)',
+    'Made.__module__',
+    'odc.field(pytree_node=False).metadata',
+    'odc.field(init=False)',
+    'odc.field(default=1, metadata={"a": 1}).metadata',
+    'odc.field(default=1, metadata={"pytree_node": False}).metadata',
+    'odc.register_node(Point3, namespace=NS)',
+    'odc.register_node(int, namespace=NS)',
+    'odc.register_node(Point3)',
+    "odc.register_node('ns', namespace='ns')",
+    "odc.register_node('')",
+    'odc.dataclass(1, namespace=NS)',
+    'odc.dataclass(namespace=NS)(1)',
+    'odc.dataclass(Point3)',
+    "odc.dataclass(namespace=1)(type('N1', (), {'__annotations__': {'a': int}}))",
+    "odc.make_dataclass('M2', ['a'], namespace=NS, ns={'method': lambda self: self.a})(1).method()",
+    "odc.make_dataclass('M3', ['a'], namespace=NS, module='some.module').__module__",
+    "odc.make_dataclass('M4', ['a'])",
+    "optree.tree_flatten(odc.register_node('deco-dc')(dataclasses.dataclass(type('D1', (), "
+    "{'__annotations__': {'a': int}})))(a=1), namespace='deco-dc')",
+    "odc.register_node(dataclasses.dataclass(type('IV', (), {'__annotations__': "
+    "{'a': int, 'b': dataclasses.InitVar[int]}})), namespace=NS)",
+    "odc.register_node(dataclasses.dataclass(type('NI', (), {'__annotations__': {'a': int}, "
+    "'a': dataclasses.field(init=False, default=0)})), namespace=NS)",
+    'with warnings.catch_warnings(record=True) as caught:\n'
+    "    warnings.simplefilter('always')\n"
+    "    odc.dataclass(init=False, namespace=NS)(type('NoInit', (), {'__annotations__': "
+    "{'a': int}}))\n"
+    'result = [(w.category.__name__, str(w.message)) for w in caught]\n',
+    # '' is the global namespace; unregister again, so that no later test sees the class.
+    "G = odc.dataclass(namespace='')(type('G', (), {'__annotations__': {'a': int}}))\n"
+    'result = optree.tree_flatten(G(a=1))\n'
+    "optree.unregister_pytree_node(G, namespace=getattr(optree.registry, '__GLOBAL_NAMESPACE'))\n",
+    'pickle.loads(pickle.dumps(spec)) == spec',
+    'sorted(set(odc.__all__) - set(dataclasses.__all__))',
+]
+
+
+def test_dataclasses(differential):
+    differential.check(DATACLASS_SETUP, DATACLASS_EXPRS, check_message=True)
+
+
+FUNCTOOLS_EXPRS = [
+    'optree.functools.partial(operator.add, 1)',
+    'optree.functools.partial(operator.add, 1)(2)',
+    "optree.functools.partial(dict, [1, {'a': 2}], k=3)",
+    "optree.tree_flatten(optree.functools.partial(dict, [1, {'a': 2}], k=3))",
+    "optree.tree_paths(optree.functools.partial(dict, [1, {'a': 2}], k=3))",
+    "optree.tree_map(lambda x: x * 10, optree.functools.partial(max, 1, 2, key=None))",
+    "optree.tree_map(lambda x: x * 10, optree.functools.partial(max, 1, 2))(5)",
+    'optree.functools.partial(optree.functools.partial(operator.add, 1))',
+    'optree.functools.partial(optree.functools.partial(operator.add, 1))(5)',
+    'optree.functools.partial(functools.partial(operator.add, 1))',
+    'optree.functools.partial(1)',
+    'optree.functools.partial()',
+    'isinstance(optree.functools.partial(len), functools.partial)',
+    'optree.tree_structure(optree.functools.partial(len))',
+    "optree.tree_structure(optree.functools.partial(len), namespace='other')",
+    '_pickle_all(optree.functools.partial(operator.add, 1))',
+    'optree.functools.reduce(operator.add, [1, 2, 3])',
+    'optree.functools.reduce(operator.add, [], 0)',
+    'optree.functools.reduce(operator.add, [])',
+    "optree.functools.reduce is functools.reduce",
+]
+
+
+def test_functools(differential):
+    differential.check('', FUNCTOOLS_EXPRS, check_message=True)
+
+
+PYTREE_EXPRS = [
+    'sorted(optree.pytree.__all__)',
+    "mine = optree.pytree.reexport(namespace='my-pkg', module='my_pkg.pytree')\n"
+    'result = (mine.__name__, sorted(set(dir(mine)) - set(dir(optree.pytree)))[:5])',
+    "mine = optree.pytree.reexport(namespace='my-pkg2', module='my_pkg2.pytree')\n"
+    'class Node:\n'
+    '    def __init__(self, a):\n'
+    '        self.a = a\n'
+    'mine.register_node(Node, lambda n: ((n.a,), None), lambda m, c: Node(*c))\n'
+    'result = (mine.flatten(Node([1, 2])), optree.tree_flatten(Node([1, 2]))[0] != [1, 2])',
+    "optree.pytree.reexport(namespace='', module='x')",
+    "optree.pytree.reexport(namespace='ok', module='')",
+    'optree.pytree.dataclasses is optree.dataclasses',
+    'optree.pytree.functools is optree.functools',
+]
+
+
+def test_pytree_module(differential):
+    differential.check('', PYTREE_EXPRS, check_message=True)
+
+
+def test_version_dependent_names(differential):
+    """treespec_frozendict only works where the interpreter has frozendict (3.15+)."""
+    differential.check(
+        'L = optree.treespec_leaf()\n',
+        [
+            "'treespec_frozendict' in optree.__all__",
+            "hasattr(optree, 'treespec_frozendict')",
+            "optree.treespec_frozendict({'a': L})",
+            'optree.treespec_frozendict()',
+            "hasattr(__builtins__ if isinstance(__builtins__, dict) else vars(__builtins__), "
+            "'frozendict')",
+            "optree.PyTreeKind.__members__.keys()",
+        ],
+        check_message=True,
+    )
+
+
+def test_permanent_dict_insertion_ordered_exits_quietly(tmp_path):
+    """A dict_insertion_ordered context that is never exited (torch enters one for good) is
+    closed at interpreter exit, after the registry is gone: nothing may be printed."""
+    code = textwrap.dedent(
+        """
+        import optree
+        session = optree.dict_insertion_ordered(True, namespace='forever')
+        session.__enter__()
+        assert optree.tree_leaves({'b': 1, 'a': 2}, namespace='forever') == [1, 2]
+        """,
+    )
+    proc = subprocess.run(
+        [sys.executable, '-c', code],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+        cwd=tmp_path,  # not the repository root, whose optree/ has no compiled core
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stderr == '', proc.stderr
+
+
+def test_namedtuple_and_structseq_helpers(differential):
+    setup = (
+        'class SubPoint(Point):\n'
+        '    pass\n'
+        'class FakeFields(tuple):\n'
+        "    _fields = ('a',)\n"
+        'ST = type(time.gmtime(0))\n'
+    )
+    differential.check(
+        setup,
+        [
+            '[optree.is_namedtuple(x) for x in (SubPoint, SubPoint(1, 2), FakeFields, Pair, 1)]',
+            '[optree.is_namedtuple_class(x) for x in (SubPoint, FakeFields, Point(1, 2), 1)]',
+            '[optree.is_namedtuple_instance(x) for x in (SubPoint(1, 2), FakeFields((1,)), Point)]',
+            'optree.namedtuple_fields(SubPoint)',
+            'optree.namedtuple_fields(SubPoint(1, 2))',
+            'optree.namedtuple_fields(FakeFields)',
+            'optree.namedtuple_fields(1)',
+            'optree.namedtuple_fields(time.gmtime(0))',
+            '[optree.is_structseq(x) for x in (ST, time.gmtime(0), os.stat_result, Point, 1)]',
+            '[optree.is_structseq_class(x) for x in (ST, time.gmtime(0), tuple, FakeFields)]',
+            '[optree.is_structseq_instance(x) for x in (ST, time.gmtime(0), (1,))]',
+            'optree.structseq_fields(ST)',
+            'optree.structseq_fields(os.stat_result)',
+            'optree.structseq_fields(Point(1, 2))',
+            'optree.structseq_fields(1)',
+            'optree.structseq_fields(type(sys.flags))',
+            'optree.typing.is_namedtuple is optree.is_namedtuple',
+            'optree.typing.StructSequence',
+            'isinstance(time.gmtime(0), optree.typing.StructSequence)',
+            'isinstance((1,), optree.typing.StructSequence)',
+            'optree.typing.PyTree[int]',
+            "optree.typing.PyTree[int, 'IntTree']",
+            "optree.typing.PyTreeTypeVar('IntTree', int)",
+            "optree.typing.PyTreeTypeVar(1, int)",
+            'optree.typing.PyTree[int] == optree.typing.PyTree[int]',
+        ],
+        check_message=True,
+    )

@@ -1,0 +1,96 @@
+"""Every public name of optree 0.20.0 exists here, of the same kind and signature.
+
+The comparison itself lives in tools/api_surface.py (also usable by hand); this test runs its
+``describe`` under the reference interpreter and under ours and fails listing every difference.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+
+import pytest
+from integration_support import require
+
+_TOOL = Path(__file__).resolve().parent.parent / 'tools' / 'api_surface.py'
+
+
+def _load_tool():
+    spec = importlib.util.spec_from_file_location('api_surface', _TOOL)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope='module')
+def surfaces(reference_server):
+    tool = _load_tool()
+    ours = tool.run_describe(sys.executable)
+    theirs = tool.run_describe(reference_server.python)
+    return tool, ours, theirs
+
+
+def test_no_public_name_is_missing(surfaces):
+    tool, ours, theirs = surfaces
+    problems, _ = tool.compare(ours, theirs)
+    assert not problems, f'{len(problems)} difference(s) from optree 0.20.0:\n' + '\n'.join(
+        problems
+    )
+
+
+def test_the_check_covers_the_api(surfaces):
+    """Guard the check itself: it must see the whole API, not an empty description."""
+    _, ours, theirs = surfaces
+    top = theirs['optree']
+    assert top['available'] and len(top['all']) >= 90, top.get('all')
+    for module in ('optree.ops', 'optree.accessors', 'optree.dataclasses', 'optree.pytree'):
+        assert theirs[module]['available'] and theirs[module]['names'], module
+    assert ours['optree']['names']['tree_flatten']['kind'] == 'function'
+    assert theirs['optree']['names']['PyTreeSpec']['members'], 'class members are compared'
+
+
+@pytest.mark.parametrize('library', ['numpy', 'torch', 'jax', 'attrs'])
+def test_integration_module_compared(surfaces, library):
+    """An integration module is compared, not passed over, wherever its library is installed."""
+    require(library)
+    _, ours, theirs = surfaces
+    name = f'optree.integrations.{library}'
+    assert ours[name]['available'], ours[name]
+    assert theirs[name]['available'], f'the reference venv lacks {library}: {theirs[name]}'
+    assert 'tree_ravel' in ours[name]['names'] or library == 'attrs'
+
+
+def test_compare_reports_differences():
+    """The comparison flags a missing name, a changed kind and a changed signature."""
+    tool = _load_tool()
+    theirs = {
+        'optree': {
+            'available': True,
+            'all': ['f', 'g', 'C'],
+            'names': {
+                'f': {'kind': 'function', 'signature': '(x, /)'},
+                'g': {'kind': 'function', 'signature': '(y)'},
+                'C': {'kind': 'class', 'signature': '()', 'mro': ['C', 'object'], 'members': {
+                    'm': {'kind': 'function', 'signature': '(self)'},
+                }},
+            },
+        },
+    }
+    ours = {
+        'optree': {
+            'available': True,
+            'all': ['f', 'C'],
+            'names': {
+                'f': {'kind': 'function', 'signature': '(x)'},
+                'C': {'kind': 'class', 'signature': '()', 'mro': ['C', 'object'], 'members': {}},
+            },
+        },
+    }
+    problems, _ = tool.compare(ours, theirs)
+    text = '\n'.join(problems)
+    assert 'optree.__all__ differs' in text
+    assert 'optree.g: missing' in text
+    assert 'optree.f: signature differs' in text
+    assert 'optree.C.m: missing' in text
