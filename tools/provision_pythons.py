@@ -63,7 +63,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import pythons  # noqa: E402  (tools/pythons.py: interpreter discovery, shared with the Makefile)
+import pythons  # tools/pythons.py: interpreter discovery, shared with the Makefile
 
 MARKER = pythons.PROVISIONED_MARKER
 TOOLS_DIR = Path(__file__).resolve().parent
@@ -175,7 +175,7 @@ def _one_line_style_uris(text: str) -> list[str]:
     uris = []
     for line in text.splitlines():
         fields = line.split('#', 1)[0].split()
-        if not fields or fields[0] != 'deb-src' and fields[0] != 'deb':
+        if not fields or (fields[0] != 'deb-src' and fields[0] != 'deb'):
             continue
         fields = fields[1:]
         if fields and fields[0].startswith('['):  # options: [arch=amd64 signed-by=...]
@@ -214,7 +214,7 @@ def _deb822_uris(text: str) -> list[str]:
 def apt_source_uris(root: Path = Path('/etc/apt')) -> list[str]:
     """Every archive URI the machine's apt sources name, in file order."""
     uris: list[str] = []
-    files = [root / 'sources.list'] + sorted((root / 'sources.list.d').glob('*.list'))
+    files = [root / 'sources.list', *sorted((root / 'sources.list.d').glob('*.list'))]
     for path in files:
         with contextlib.suppress(OSError):
             uris += _one_line_style_uris(path.read_text())
