@@ -14,7 +14,8 @@ into the extension: CPython itself is not instrumented, so they are preloaded in
 
 The tests run against the reference optree 0.20.0 venv of that interpreter
 (``tools/reference_venv.py``) with ``LD_PRELOAD`` of libasan and libubsan,
-``PYTHONMALLOC=malloc`` (so that Python objects live in ASan-checked memory),
+``PYTHONMALLOC=malloc`` (so that Python objects live in ASan-checked memory; not on
+free-threaded builds, which only run on mimalloc),
 ``ASAN_OPTIONS=detect_leaks=0`` (an uninstrumented CPython does not free everything at exit)
 and ``UBSAN_OPTIONS=halt_on_error=1``. ASan writes its reports to files (``log_path``), so a
 report from a child process the tests start counts even when the test swallows the child's
@@ -112,11 +113,19 @@ def run_tests(env: str, venv_python: Path, workdir: Path, pytest_args: list[str]
         OPTREE_REFERENCE_PYTHON=reference,
         PATH=bin_dir + os.pathsep + os.environ.get('PATH', ''),
         LD_PRELOAD=' '.join([runtime_library('libasan.so'), runtime_library('libubsan.so')]),
-        PYTHONMALLOC='malloc',
         PYTHONFAULTHANDLER='1',
         ASAN_OPTIONS=f'detect_leaks=0:abort_on_error=0:log_path={reports / "asan"}',
         UBSAN_OPTIONS=f'halt_on_error=1:print_stacktrace=1:log_path={reports / "ubsan"}',
     )
+    probe = 'import sysconfig; print(sysconfig.get_config_var("Py_GIL_DISABLED"))'
+    free_threaded = subprocess.run(
+        [str(venv_python), '-c', probe],
+        check=True, stdout=subprocess.PIPE, text=True,
+    ).stdout.strip() == '1'
+    if not free_threaded:
+        # Python objects from the system malloc, which ASan checks. A free-threaded build
+        # refuses this (it needs mimalloc), so there ASan sees our own allocations only.
+        env_vars['PYTHONMALLOC'] = 'malloc'
     files = test_files()
     cmd = [str(venv_python), '-m', 'pytest', '-p', 'no:cacheprovider', *files, *pytest_args]
     log(f'{env}: ' + ' '.join(cmd))
