@@ -127,7 +127,7 @@ def main(argv: list[str] | None = None) -> int:
                 return 1
             print(
                 f'note: skipping tox env {env}: no interpreter found '
-                f'({HOW_TO_GET.get(env, "pyenv install " + "3." + env[3:].rstrip("t"))})',
+                f'({HOW_TO_GET.get(env, "try pyenv install")})',
                 file=sys.stderr,
             )
             continue
