@@ -3,6 +3,7 @@
 #   make test    system packages, tools venv, reference venvs, tox over every CPython 3.11+
 #   make bench   build + install into .venv, showcase, side-by-side timings vs optree 0.20.0
 #   make lint    ruff + mypy on optree/, clang-format on csrc/
+#   make sanitize  ASan + UBSan build, concurrency and subinterpreter tests on 3.12 / 3.14 / 3.14t
 #
 # Everything is idempotent: a second run only rebuilds what changed.
 
@@ -31,21 +32,31 @@ LINT_REQS := 'ruff==0.16.9' 'mypy==2.4.0' 'clang-format==23.1.1'
 DOCS_REQS := 'sphinx>=7'
 
 # tox envs to run when their interpreter exists (tools/pythons.py); the required ones must.
+# tools/provision_pythons.py builds the missing 3.13 / 3.14 / 3.14t from source first; under
+# CI all but 3.12 (no source on the Debian mirror; pyenv's or none) are required.
 TOX_ENVS ?= py311 py312 py313 py314 py314t
+ifeq ($(CI),true)
+TOX_REQUIRED ?= py311 py313 py314 py314t
+else
 TOX_REQUIRED ?= py311
+endif
 TOX_ARGS ?=
 BENCH_ARGS ?=
+# Interpreters `make sanitize` runs on (tools/sanitize.py); SANITIZE_ARGS go to pytest.
+SANITIZE_ENVS ?= py312 py314 py314t
+SANITIZE_ARGS ?=
 
 BUILD_DIR := $(CURDIR)/build
 SOURCES := $(shell find csrc optree -type f ! -name '*.pyc' ! -name '*.so' 2>/dev/null) \
            meson.build pyproject.toml
 CSRC_FILES = $(shell find csrc \( -name '*.h' -o -name '*.hpp' -o -name '*.cpp' \) 2>/dev/null)
 
-.PHONY: help system venv install reference test bench bench-scaling lint format docs clean clean-cache
+.PHONY: help system venv install reference test sanitize bench bench-scaling lint format docs clean clean-cache
 
 help:
 	@echo 'make test        build and test with tox on every CPython 3.11+ found (skips missing)'
 	@echo 'make bench       install into $(VENV), run the showcase and side-by-side timings'
+	@echo 'make sanitize    ASan+UBSan build; interpreter/thread tests on $(SANITIZE_ENVS)'
 	@echo 'make lint        ruff + mypy on optree/, clang-format --dry-run on csrc/'
 	@echo 'make format      clang-format -i on csrc/ (the style lint checks)'
 	@echo 'make install     build and install the package into $(VENV)'
@@ -86,6 +97,7 @@ reference: $(VENV)/.stamp-tools
 
 test: system $(VENV)/.stamp-tools
 	@start=$$SECONDS; \
+	$(VPY) tools/provision_pythons.py $(TOX_ENVS); \
 	envs="$$($(VPY) tools/pythons.py --link-dir $(VENV)/interpreters \
 		$(addprefix --require ,$(TOX_REQUIRED)) $(TOX_ENVS))"; \
 	ref="$$($(VPY) tools/reference_venv.py $(VPY))"; \
@@ -98,6 +110,13 @@ test: system $(VENV)/.stamp-tools
 	echo ">>> tox finished with exit code $$status in $$((SECONDS - start)) s"; \
 	$(VPY) tools/summarize_pytest.py "$$log"; \
 	exit $$status
+
+# The extension built with ASan + UBSan (build/sanitize/<env>), running the subinterpreter and
+# free-threading tests with the runtimes preloaded; fails on any sanitizer report.
+sanitize: system $(VENV)/.stamp-tools
+	@$(VPY) tools/provision_pythons.py $(SANITIZE_ENVS)
+	@$(VPY) tools/sanitize.py $(addprefix --build-req ,$(BUILD_REQS)) $(SANITIZE_ENVS) \
+		-- $(SANITIZE_ARGS)
 
 bench: install
 	@ref="$$($(VPY) tools/reference_venv.py $(VPY))"; \

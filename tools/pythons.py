@@ -8,8 +8,8 @@ Usage::
 ENV is a tox environment name: ``py311``, ``py312``, ``py313``, ``py314``, ``py314t`` (a
 trailing ``t`` is a free-threaded build). For each one an interpreter is looked for, in order:
 
-1. interpreters provisioned by the project (``$OPTREE_CACHE_DIR/pythons/*/bin``, see
-   ``tools/`` provisioning scripts; planned for 3.14 / 3.14t),
+1. interpreters provisioned by the project (``$OPTREE_CACHE_DIR/pythons/*/bin``, built by
+   ``tools/provision_pythons.py``; only finished builds, which carry its marker file),
 2. pyenv installs (``$PYENV_ROOT/versions/X.Y.*``, highest patch release first),
 3. ``pythonX.Y`` on PATH (pyenv shims that are not activated fail to run and are skipped).
 
@@ -31,6 +31,19 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
+
+# Written into a provisioned interpreter's prefix once its smoke test passed
+# (tools/provision_pythons.py); a prefix without it is a build in progress or a broken one.
+PROVISIONED_MARKER = '.optree-provisioned'
+
+# What to do when an env has no interpreter (shown with the skip message).
+HOW_TO_GET = {
+    'py311': "Debian 12's python3 is 3.11: apt-get install python3 python3-venv",
+    'py312': 'no CPython 3.12 source on the Debian mirror: pyenv install 3.12',
+    'py313': 'python3 tools/provision_pythons.py py313 builds it (or: pyenv install 3.13)',
+    'py314': 'python3 tools/provision_pythons.py py314 builds it',
+    'py314t': 'python3 tools/provision_pythons.py py314t builds it',
+}
 
 _ENV_RE = re.compile(r'^py3(\d+)(t?)$')
 _PROBE = (
@@ -54,7 +67,12 @@ def _version_key(path: str) -> tuple[int, ...]:
 def candidates(minor: int, free_threaded: bool) -> list[str]:
     name = f'python3.{minor}' + ('t' if free_threaded else '')
     found: list[str] = []
-    found += sorted(glob.glob(str(cache_root() / 'pythons' / '*' / 'bin' / name)), reverse=True)
+    provisioned = glob.glob(str(cache_root() / 'pythons' / '*' / 'bin' / name))
+    found += sorted(
+        (p for p in provisioned if (Path(p).parent.parent / PROVISIONED_MARKER).is_file()),
+        key=_version_key,
+        reverse=True,
+    )
     pyenv_root = os.environ.get('PYENV_ROOT') or os.path.join(os.path.expanduser('~'), '.pyenv')
     pyenv = glob.glob(os.path.join(pyenv_root, 'versions', f'3.{minor}.*', 'bin', name))
     found += sorted(pyenv, key=_version_key, reverse=True)
@@ -107,7 +125,11 @@ def main(argv: list[str] | None = None) -> int:
             if env in args.require:
                 print(f'error: no interpreter for required tox env {env}', file=sys.stderr)
                 return 1
-            print(f'note: skipping tox env {env}: no interpreter found', file=sys.stderr)
+            print(
+                f'note: skipping tox env {env}: no interpreter found '
+                f'({HOW_TO_GET.get(env, "try pyenv install")})',
+                file=sys.stderr,
+            )
             continue
         name = f'python3.{env[3:]}'  # py311 -> python3.11, py314t -> python3.14t
         (link_dir / name).symlink_to(os.path.realpath(python))
