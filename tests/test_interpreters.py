@@ -11,6 +11,7 @@ in a child process under a timeout, so a crash or a deadlock fails one test, not
 from __future__ import annotations
 
 import sys
+import sysconfig
 
 import pytest
 import subinterpreters
@@ -131,6 +132,13 @@ def test_interpreter_pool_executor_maps_over_interpreters(capsys):
 CYCLES = 1000
 
 
+# Issue 5 asks for this on the GIL builds 3.12-3.14. On free-threaded 3.14t, CPython itself
+# keeps about 7.8 MB per destroyed interpreter that imported only the standard library
+# (measured over 40 cycles), so 1,000 cycles would need about 9 GB and measure CPython.
+@pytest.mark.skipif(
+    bool(sysconfig.get_config_var('Py_GIL_DISABLED')),
+    reason='free-threaded CPython 3.14t retains ~8 MB per destroyed interpreter without optree',
+)
 def test_thousand_interpreter_cycles_leave_no_shards_and_bounded_memory(capsys):
     result = run_scenario(
         'interpreter_scenarios',
