@@ -1,7 +1,8 @@
 # Developer entry points. On a fresh Debian 12 machine (as root, or with sudo):
 #
 #   make test    system packages, tools venv, reference venvs, tox over every CPython 3.11+
-#   make bench   build + install into .venv, showcase, side-by-side timings vs optree 0.20.0
+#   make bench   build + install into .venv, showcase, C++ micro-benchmarks, side-by-side
+#                timings vs optree 0.20.0, jax, torch and dm-tree (BENCH_ARGS=--fast: quick)
 #   make lint    ruff + mypy on optree/, clang-format on csrc/
 #
 # Everything is idempotent: a second run only rebuilds what changed.
@@ -29,23 +30,30 @@ BUILD_REQS := 'meson-python>=0.16' 'meson>=1.4' 'ninja' 'Cython>=3.1'
 TEST_REQS := 'pytest>=8' 'hypothesis>=6.100' 'tox>=4.22' 'typing-extensions>=4.6.0'
 LINT_REQS := 'ruff==0.16.9' 'mypy==2.4.0' 'clang-format==23.1.1'
 DOCS_REQS := 'sphinx>=7'
+BENCH_REQS := 'pyperf==2.10.0' 'matplotlib>=3.7'
 
 # tox envs to run when their interpreter exists (tools/pythons.py); the required ones must.
 TOX_ENVS ?= py311 py312 py313 py314 py314t
 TOX_REQUIRED ?= py311
 TOX_ARGS ?=
 BENCH_ARGS ?=
+# Google Benchmark flags of the C++ micro-benchmarks (benchmarks/cpp).
+MICROBENCH_ARGS ?= $(if $(findstring --fast,$(BENCH_ARGS)),\
+	--benchmark_repetitions=3 --benchmark_min_time=0.02,\
+	--benchmark_repetitions=5 --benchmark_min_time=0.1)
 
 BUILD_DIR := $(CURDIR)/build
 SOURCES := $(shell find csrc optree -type f ! -name '*.pyc' ! -name '*.so' 2>/dev/null) \
            meson.build pyproject.toml
 CSRC_FILES = $(shell find csrc \( -name '*.h' -o -name '*.hpp' -o -name '*.cpp' \) 2>/dev/null)
 
-.PHONY: help system venv install reference test bench lint format docs clean clean-cache
+.PHONY: help system venv install reference test bench bench-cpp lint format docs clean clean-cache
 
 help:
 	@echo 'make test        build and test with tox on every CPython 3.11+ found (skips missing)'
-	@echo 'make bench       install into $(VENV), run the showcase and side-by-side timings'
+	@echo 'make bench       install into $(VENV), run the showcase, C++ micro-benchmarks and'
+	@echo '                 side-by-side timings into results/ (BENCH_ARGS=--fast: a quick run)'
+	@echo 'make bench-cpp   build and run only the C++ micro-benchmarks (results/microbench.json)'
 	@echo 'make lint        ruff + mypy on optree/, clang-format --dry-run on csrc/'
 	@echo 'make format      clang-format -i on csrc/ (the style lint checks)'
 	@echo 'make install     build and install the package into $(VENV)'
@@ -99,13 +107,29 @@ test: system $(VENV)/.stamp-tools
 	$(VPY) tools/summarize_pytest.py "$$log"; \
 	exit $$status
 
-bench: install
-	@ref="$$($(VPY) tools/reference_venv.py $(VPY))"; \
-	echo '>>> showcase'; \
-	$(VPY) -I benchmarks/showcase.py; \
-	echo; echo '>>> side by side with optree 0.20.0'; \
-	$(VPY) -I benchmarks/flatten_side_by_side.py --ours $(VPY) --reference "$$ref" \
-		--output results/flatten_side_by_side.json $(BENCH_ARGS)
+# pyperf (timing) and matplotlib (chart) for the side-by-side harness; the libraries it
+# compares against get venvs of their own (tools/bench_venvs.py, cached in OPTREE_CACHE_DIR).
+$(VENV)/.stamp-bench: $(VENV)/.stamp-tools
+	@$(PIP) $(BENCH_REQS)
+	@touch $@
+
+# The core's hot paths in C++ (Google Benchmark), embedding $(VENV)'s python; a meson build
+# of its own with -Dmicrobenchmarks=true, so the wheel build never sees it.
+MICROBENCH := $(BUILD_DIR)/microbench/benchmarks/cpp/optree-microbench
+bench-cpp: $(VENV)/.stamp-tools | system
+	@if [ ! -f $(BUILD_DIR)/microbench/build.ninja ]; then \
+		$(VENV)/bin/meson setup $(BUILD_DIR)/microbench -Dmicrobenchmarks=true >/dev/null; fi
+	@$(VENV)/bin/ninja -C $(BUILD_DIR)/microbench benchmarks/cpp/optree-microbench | tail -1
+	@mkdir -p results; echo '>>> C++ micro-benchmarks (CPU time, median; log: results/microbench.txt)'
+	@$(MICROBENCH) $(MICROBENCH_ARGS) --benchmark_out=results/microbench.json \
+		--benchmark_out_format=json > results/microbench.txt 2>&1 \
+		|| { cat results/microbench.txt; exit 1; }
+	@grep -E '_median|^Benchmark|ERROR' results/microbench.txt || true
+
+bench: install $(VENV)/.stamp-bench
+	@echo '>>> showcase'; $(VPY) -I benchmarks/showcase.py
+	@$(MAKE) --no-print-directory bench-cpp
+	@$(VPY) -I benchmarks/side_by_side.py --microbench results/microbench.json $(BENCH_ARGS)
 
 $(VENV)/.stamp-lint: $(VENV)/.stamp-tools
 	@$(PIP) $(LINT_REQS)
