@@ -40,12 +40,12 @@ BENCH_ARGS ?=
 # Google Benchmark flags of the C++ micro-benchmarks (benchmarks/cpp).
 MICROBENCH_ARGS ?= $(if $(findstring --fast,$(BENCH_ARGS)),\
 	--benchmark_repetitions=3 --benchmark_min_time=0.02,\
-	--benchmark_repetitions=5 --benchmark_min_time=0.1)
+	--benchmark_repetitions=5 --benchmark_min_time=0.05)
 
 BUILD_DIR := $(CURDIR)/build
 SOURCES := $(shell find csrc optree -type f ! -name '*.pyc' ! -name '*.so' 2>/dev/null) \
            meson.build pyproject.toml
-CSRC_FILES = $(shell find csrc \( -name '*.h' -o -name '*.hpp' -o -name '*.cpp' \) 2>/dev/null)
+CSRC_FILES = $(shell find csrc benchmarks/cpp \( -name '*.h' -o -name '*.hpp' -o -name '*.cpp' \) 2>/dev/null)
 
 .PHONY: help system venv install reference test bench bench-cpp lint format docs clean clean-cache
 
@@ -139,7 +139,7 @@ lint: $(VENV)/.stamp-lint
 	$(VENV)/bin/ruff check optree tools benchmarks
 	$(VENV)/bin/mypy optree
 	@files="$(CSRC_FILES)"; if [ -n "$$files" ]; then \
-		echo "clang-format --dry-run -Werror <$$(wc -w <<< "$$files") files in csrc/>"; \
+		echo "clang-format --dry-run -Werror <$$(wc -w <<< "$$files") C++ files>"; \
 		$(VENV)/bin/clang-format --dry-run -Werror $$files; \
 	else echo 'clang-format: no C++ sources yet'; fi
 

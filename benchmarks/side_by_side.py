@@ -142,7 +142,7 @@ def main(argv: list[str] | None = None) -> int:
                         'which pay a long import in every process (default 1)')
     parser.add_argument('--values', type=int, help='timed values per process (default 3)')
     parser.add_argument('--value-time', type=float, help='seconds per timed value '
-                        '(default 0.05; 0.02 with --fast)')
+                        '(default 0.03; 0.02 with --fast)')
     parser.add_argument('--microbench', type=Path,
                         help='Google Benchmark JSON of benchmarks/cpp to include in the report')
     args = parser.parse_args(argv)
@@ -150,7 +150,7 @@ def main(argv: list[str] | None = None) -> int:
     processes = args.processes or (1 if args.fast else 2)
     heavy_processes = args.heavy_processes or 1
     values = args.values or 3
-    value_time = args.value_time or (0.02 if args.fast else 0.05)
+    value_time = args.value_time or (0.02 if args.fast else 0.03)
     shape_names = (args.shapes.split(',') if args.shapes
                    else list(trees.FAST_SHAPES) if args.fast else [s.name for s in trees.SHAPES])
     wanted = args.libraries.split(',')

@@ -7,14 +7,14 @@
 // Built only with `meson setup -Dmicrobenchmarks=true` (make bench-cpp). Run it with the usual
 // Google Benchmark flags, e.g. --benchmark_filter=Flatten --benchmark_format=json.
 
-#include <benchmark/benchmark.h>
-
 #include <cstdio>
 #include <cstdlib>
 #include <functional>
 #include <string>
 #include <utility>
 #include <vector>
+
+#include <benchmark/benchmark.h>
 
 #include "optree/common.h"
 #include "optree/registry.h"
@@ -117,9 +117,9 @@ void run(benchmark::State& state, Body&& body) {
 
 // Time per leaf (or per node) as a counter next to the time per call.
 void per_item(benchmark::State& state, Py_ssize_t items, const char* name) {
-  state.counters[name] = benchmark::Counter(static_cast<double>(items),
-                                            benchmark::Counter::kIsIterationInvariantRate |
-                                                benchmark::Counter::kInvert);
+  state.counters[name] =
+      benchmark::Counter(static_cast<double>(items), benchmark::Counter::kIsIterationInvariantRate |
+                                                         benchmark::Counter::kInvert);
   state.SetItemsProcessed(state.iterations() * items);
 }
 
@@ -215,8 +215,7 @@ void BM_RegistryViewPin(benchmark::State& state) {
 
 // The per-node probe of the registered-type table, hit and miss.
 void BM_TypeTableProbe(benchmark::State& state, bool hit) {
-  PyObject* probe =
-      hit ? lookup("dispatch", "custom") : lookup("dispatch", "unregistered");
+  PyObject* probe = hit ? lookup("dispatch", "custom") : lookup("dispatch", "unregistered");
   auto* type = Py_TYPE(PyTuple_GET_ITEM(probe, 0));
   run(state, [&] {
     optree::RegistryView view;
@@ -249,10 +248,10 @@ void register_benchmarks() {
                                  name);
     benchmark::RegisterBenchmark((std::string("TreeSpecHash/") + name).c_str(), BM_TreeSpecHash,
                                  name);
-    benchmark::RegisterBenchmark((std::string("TreeSpecEquals/") + name).c_str(),
-                                 BM_TreeSpecEquals, name);
-    benchmark::RegisterBenchmark((std::string("PickleState/") + name).c_str(),
-                                 BM_PickleRoundTrip, name);
+    benchmark::RegisterBenchmark((std::string("TreeSpecEquals/") + name).c_str(), BM_TreeSpecEquals,
+                                 name);
+    benchmark::RegisterBenchmark((std::string("PickleState/") + name).c_str(), BM_PickleRoundTrip,
+                                 name);
   }
   benchmark::RegisterBenchmark("ShardLookup", BM_ShardLookup);
   benchmark::RegisterBenchmark("RegistryViewPin", BM_RegistryViewPin);
