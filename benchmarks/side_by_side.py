@@ -261,10 +261,11 @@ def main(argv: list[str] | None = None) -> int:
             'load_after': ', '.join(f'{x:.1f}' for x in os.getloadavg()),
             'pyperf': pyperf.__version__,
             'method': (
-                f'{processes} worker process(es) per benchmark ({heavy_processes} for jax and '
-                f'torch, whose import takes seconds) x {values} values of ~{value_time:g} s '
-                f'after 1 warmup; each value times {_suite.UNROLL} calls per repetition, '
-                'repetitions calibrated once per case beforehand'),
+                f'clock {_suite.CLOCK_NAME}; {processes} worker process(es) per benchmark '
+                f'({heavy_processes} for jax and torch, whose import takes seconds) x {values} '
+                f'values of ~{value_time:g} s after 1 warmup; each value times '
+                f'{_suite.UNROLL} calls per repetition, repetitions calibrated once per case '
+                'beforehand'),
             'fast': args.fast,
         },
         'libraries': library_info,
