@@ -117,8 +117,9 @@ def markdown(results: dict[str, Any], microbench: str | None = None) -> str:
         '',
         f'CPython {meta["python"]} on {meta["machine"]}; {meta["date"]}; run took '
         f'{meta["duration_s"] / 60:.1f} min. Load average {meta["load_before"]} before, '
-        f'{meta["load_after"]} after the run (other work on the machine makes figures noisy; '
-        'ratios from one run are the comparison, absolute times are indicative).',
+        f'{meta["load_after"]} after the run: times are CPU time of the timing thread, so '
+        'waiting for a core does not count, but caches shared with other jobs still do; '
+        'ratios from one run are the comparison, absolute times are indicative.',
         '',
         f'Timing: pyperf {meta["pyperf"]}, {meta["method"]}.',
         '',
@@ -324,12 +325,13 @@ def microbench_markdown(path: Path) -> str | None:
         else:  # no repetitions: a single run stands for the median
             rows.setdefault(bench['run_name'], {}).setdefault('median', bench)
     context = data.get('context', {})
+    load = ', '.join(f'{x:.1f}' for x in context.get('load_avg', [])) or '?'
     out = [
         '## C++ core micro-benchmarks (Google Benchmark)',
         '',
         f'`benchmarks/cpp/microbench.cpp`, embedded CPython {context.get("python", "?")}, no '
         f'Python bindings in the way; {context.get("num_cpus", "?")} CPUs, load '
-        f'{context.get("load_avg", "?")}. CPU time per call, median over repetitions, and its '
+        f'{load}. CPU time per call, median over repetitions, and its '
         'coefficient of variation; "per item" is per leaf (flatten, unflatten, flatten_up_to), '
         'per treespec node (hash, ==, pickle state, dispatch) or per probe.',
         '',
