@@ -1,7 +1,8 @@
 # Developer entry points. On a fresh Debian 12 machine (as root, or with sudo):
 #
 #   make test    system packages, tools venv, reference venvs, tox over every CPython 3.11+
-#   make bench   build + install into .venv, showcase, side-by-side timings vs optree 0.20.0
+#   make bench   build + install into .venv, showcase, C++ micro-benchmarks, side-by-side
+#                timings vs optree 0.20.0, jax, torch and dm-tree (BENCH_ARGS=--fast: quick)
 #   make lint    ruff + mypy on optree/, clang-format on csrc/
 #   make sanitize  ASan + UBSan build, concurrency and subinterpreter tests on 3.12 / 3.14 / 3.14t
 #
@@ -30,6 +31,7 @@ BUILD_REQS := 'meson-python>=0.16' 'meson>=1.4' 'ninja' 'Cython>=3.1'
 TEST_REQS := 'pytest>=8' 'hypothesis>=6.100' 'tox>=4.22' 'typing-extensions>=4.6.0'
 LINT_REQS := 'ruff==0.16.9' 'mypy==2.4.0' 'clang-format==23.1.1'
 DOCS_REQS := 'sphinx>=7'
+BENCH_REQS := 'pyperf==2.10.0' 'matplotlib>=3.7'
 
 # tox envs to run when their interpreter exists (tools/pythons.py); the required ones must.
 # tools/provision_pythons.py builds the missing 3.13 / 3.14 / 3.14t from source first; under
@@ -45,17 +47,24 @@ BENCH_ARGS ?=
 # Interpreters `make sanitize` runs on (tools/sanitize.py); SANITIZE_ARGS go to pytest.
 SANITIZE_ENVS ?= py312 py314 py314t
 SANITIZE_ARGS ?=
+# Google Benchmark flags of the C++ micro-benchmarks (benchmarks/cpp).
+MICROBENCH_ARGS ?= $(if $(findstring --fast,$(BENCH_ARGS)),\
+	--benchmark_repetitions=3 --benchmark_min_time=0.02,\
+	--benchmark_repetitions=5 --benchmark_min_time=0.05)
 
 BUILD_DIR := $(CURDIR)/build
 SOURCES := $(shell find csrc optree -type f ! -name '*.pyc' ! -name '*.so' 2>/dev/null) \
            meson.build pyproject.toml
-CSRC_FILES = $(shell find csrc \( -name '*.h' -o -name '*.hpp' -o -name '*.cpp' \) 2>/dev/null)
+CSRC_FILES = $(shell find csrc benchmarks/cpp \( -name '*.h' -o -name '*.hpp' -o -name '*.cpp' \) 2>/dev/null)
 
-.PHONY: help system venv install reference test sanitize bench bench-scaling lint format docs clean clean-cache
+.PHONY: help system venv install reference test sanitize bench bench-cpp bench-scaling lint format docs clean clean-cache
 
 help:
 	@echo 'make test        build and test with tox on every CPython 3.11+ found (skips missing)'
-	@echo 'make bench       install into $(VENV), run the showcase and side-by-side timings'
+	@echo 'make bench       install into $(VENV), run the showcase, C++ micro-benchmarks,'
+	@echo '                 side-by-side timings and 3.14/3.14t scaling into results/'
+	@echo '                 (BENCH_ARGS=--fast: a quick run)'
+	@echo 'make bench-cpp   build and run only the C++ micro-benchmarks (results/microbench.json)'
 	@echo 'make sanitize    ASan+UBSan build; interpreter/thread tests on $(SANITIZE_ENVS)'
 	@echo 'make lint        ruff + mypy on optree/, clang-format --dry-run on csrc/'
 	@echo 'make format      clang-format -i on csrc/ (the style lint checks)'
@@ -118,24 +127,41 @@ sanitize: system $(VENV)/.stamp-tools
 	@$(VPY) tools/sanitize.py $(addprefix --build-req ,$(BUILD_REQS)) $(SANITIZE_ENVS) \
 		-- $(SANITIZE_ARGS)
 
-bench: install
-	@ref="$$($(VPY) tools/reference_venv.py $(VPY))"; \
-	echo '>>> showcase'; \
-	$(VPY) -I benchmarks/showcase.py; \
-	echo; echo '>>> side by side with optree 0.20.0'; \
-	$(VPY) -I benchmarks/flatten_side_by_side.py --ours $(VPY) --reference "$$ref" \
-		--output results/flatten_side_by_side.json $(BENCH_ARGS)
+# pyperf (timing) and matplotlib (chart) for the side-by-side harness; the libraries it
+# compares against get venvs of their own (tools/bench_venvs.py, cached in OPTREE_CACHE_DIR).
+$(VENV)/.stamp-bench: $(VENV)/.stamp-tools
+	@$(PIP) $(BENCH_REQS)
+	@touch $@
+
+# The core's hot paths in C++ (Google Benchmark), embedding $(VENV)'s python; a meson build
+# of its own with -Dmicrobenchmarks=true, so the wheel build never sees it.
+MICROBENCH := $(BUILD_DIR)/microbench/benchmarks/cpp/optree-microbench
+bench-cpp: $(VENV)/.stamp-tools | system
+	@if [ ! -f $(BUILD_DIR)/microbench/build.ninja ]; then \
+		$(VENV)/bin/meson setup $(BUILD_DIR)/microbench -Dmicrobenchmarks=true >/dev/null; fi
+	@$(VENV)/bin/ninja -C $(BUILD_DIR)/microbench benchmarks/cpp/optree-microbench | tail -1
+	@mkdir -p results; echo '>>> C++ micro-benchmarks (CPU time, median; log: results/microbench.txt)'
+	@$(MICROBENCH) $(MICROBENCH_ARGS) --benchmark_out=results/microbench.json \
+		--benchmark_out_format=json > results/microbench.txt 2>&1 \
+		|| { cat results/microbench.txt; exit 1; }
+	@grep -E '_median|^Benchmark|ERROR' results/microbench.txt || true
+
+bench: install $(VENV)/.stamp-bench
+	@echo '>>> showcase'; $(VPY) -I benchmarks/showcase.py
+	@$(MAKE) --no-print-directory bench-cpp
+	@$(VPY) -I benchmarks/side_by_side.py --microbench results/microbench.json $(BENCH_ARGS)
 	@$(MAKE) --no-print-directory bench-scaling
 
 # Parallel scaling on 3.14t threads and 3.14 subinterpreters (benchmarks/scaling.py): ours is
 # built into one venv per interpreter under build/, optree 0.20.0 comes from the reference venvs.
 SCALING_ARGS ?=
-bench-scaling: $(VENV)/.stamp-tools
+bench-scaling: $(VENV)/.stamp-bench | system
+	@$(VPY) tools/provision_pythons.py py314 py314t
 	@links=$(BUILD_DIR)/scaling/interpreters; mkdir -p $$links; \
 	found="$$($(VPY) tools/pythons.py --link-dir $$links py314 py314t 2>/dev/null || true)"; \
 	if [[ ",$$found," != *,py314,* || ",$$found," != *,py314t,* ]]; then \
-		echo '>>> scaling: skipped: no 3.14 and 3.14t, run make test to provision'; exit 0; fi; \
-	$(PIP) matplotlib; args=(); \
+		echo '>>> scaling: skipped: no 3.14 and 3.14t (see the provisioning messages above)'; exit 0; fi; \
+	args=(); \
 	for flavour in 3.14 3.14t; do \
 		venv=$(BUILD_DIR)/scaling/venv-$$flavour; \
 		[ -x $$venv/bin/python ] || $$links/python$$flavour -m venv $$venv; \
@@ -157,7 +183,7 @@ lint: $(VENV)/.stamp-lint
 	$(VENV)/bin/ruff check optree tools benchmarks
 	$(VENV)/bin/mypy optree tests/typing_example.py
 	@files="$(CSRC_FILES)"; if [ -n "$$files" ]; then \
-		echo "clang-format --dry-run -Werror <$$(wc -w <<< "$$files") files in csrc/>"; \
+		echo "clang-format --dry-run -Werror <$$(wc -w <<< "$$files") C++ files>"; \
 		$(VENV)/bin/clang-format --dry-run -Werror $$files; \
 	else echo 'clang-format: no C++ sources yet'; fi
 
