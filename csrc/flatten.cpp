@@ -12,10 +12,23 @@ namespace optree {
 
 // ------------------------------------------------------------------ namedtuple / structseq
 
-bool is_namedtuple_class(PyObject* cls, const BuiltinTypes& builtins) {
-  if (!PyType_Check(cls)) return false;
-  auto* type = reinterpret_cast<PyTypeObject*>(cls);
-  if (type == &PyTuple_Type || !PyType_IsSubtype(type, &PyTuple_Type)) return false;
+namespace {
+
+// An entry of a type's own __dict__ (not its bases'), or null. Static builtin types keep their
+// dict per interpreter from 3.12 on, with tp_dict left null: ask for it.
+Ref own_type_attribute(PyTypeObject* type, const char* name) {
+#if PY_VERSION_HEX >= 0x030C0000
+  Ref dict = Ref::steal(PyType_GetDict(type));
+#else
+  Ref dict = Ref::borrow(type->tp_dict);
+#endif
+  if (!dict) return Ref();
+  return Ref::borrow(PyDict_GetItemString(dict.get(), name));
+}
+
+// Whether `cls` (a strict tuple subclass) looks like a namedtuple class.
+bool has_namedtuple_attributes(PyObject* cls, const BuiltinTypes& builtins,
+                               Py_ssize_t& num_fields) {
   Ref fields = Ref::steal(PyObject_GetAttr(cls, builtins.name_fields));
   if (!fields) {
     PyErr_Clear();
@@ -33,33 +46,12 @@ bool is_namedtuple_class(PyObject* cls, const BuiltinTypes& builtins) {
     }
     if (!PyCallable_Check(attr.get())) return false;
   }
+  num_fields = PyTuple_GET_SIZE(fields.get());
   return true;
 }
 
-bool is_namedtuple_class(PyObject* cls) {
-  return is_namedtuple_class(cls, current_shard().builtins());
-}
-
-namespace {
-
-// An entry of a type's own __dict__ (not its bases'), or null. Static builtin types keep their
-// dict per interpreter from 3.12 on, with tp_dict left null: ask for it.
-Ref own_type_attribute(PyTypeObject* type, const char* name) {
-#if PY_VERSION_HEX >= 0x030C0000
-  Ref dict = Ref::steal(PyType_GetDict(type));
-#else
-  Ref dict = Ref::borrow(type->tp_dict);
-#endif
-  if (!dict) return Ref();
-  return Ref::borrow(PyDict_GetItemString(dict.get(), name));
-}
-
-}  // namespace
-
-bool is_structseq_class(PyObject* cls) {
-  if (!PyType_Check(cls)) return false;
-  auto* type = reinterpret_cast<PyTypeObject*>(cls);
-  if (type == &PyTuple_Type || !PyType_IsSubtype(type, &PyTuple_Type)) return false;
+// Whether `cls` (a strict tuple subclass) looks like a PyStructSequence class.
+bool has_structseq_attributes(PyTypeObject* type) {
   // Structure sequences are final: a subclass would not be one.
   if (PyType_HasFeature(type, Py_TPFLAGS_BASETYPE)) return false;
   for (const char* name : {"n_sequence_fields", "n_fields", "n_unnamed_fields"}) {
@@ -67,6 +59,111 @@ bool is_structseq_class(PyObject* cls) {
     if (!value || !PyLong_CheckExact(value.get())) return false;
   }
   return true;
+}
+
+// Whether cls(*children), for a namedtuple class, is exactly tuple.__new__(cls, children): its
+// __new__ is the one collections.namedtuple generates (`lambda _cls, <fields>:
+// _tuple_new(_cls, (<fields>))`, evaluated in a namespace named 'namedtuple_<typename>' whose
+// _tuple_new is tuple.__new__), __init__ is object's (a no-op then), and the metaclass is type
+// (checked by the caller). Unflatten then skips the Python-level __new__.
+bool namedtuple_builds_like_tuple(PyObject* cls, const BuiltinTypes& builtins,
+                                  Py_ssize_t num_fields) {
+  auto* type = reinterpret_cast<PyTypeObject*>(cls);
+  if (type->tp_init != PyBaseObject_Type.tp_init) return false;
+  Ref new_func = Ref::steal(PyObject_GetAttr(cls, builtins.name_new));
+  if (!new_func) {
+    PyErr_Clear();
+    return false;
+  }
+  if (!PyFunction_Check(new_func.get())) return false;
+  PyObject* globals = PyFunction_GetGlobals(new_func.get());
+  if (globals == nullptr || !PyDict_Check(globals)) return false;
+  PyObject* module_name = PyDict_GetItemString(globals, "__name__");
+  if (module_name == nullptr || !PyUnicode_Check(module_name)) return false;
+  Ref prefix = Ref::steal(PyUnicode_FromString("namedtuple_"));
+  if (!prefix) throw_python_error();
+  Py_ssize_t starts = PyUnicode_Tailmatch(module_name, prefix.get(), 0, PY_SSIZE_T_MAX, -1);
+  if (starts == -1) throw_python_error();
+  if (starts == 0) return false;
+  if (PyDict_GetItemString(globals, "_tuple_new") != builtins.tuple_new) return false;
+  auto* code = reinterpret_cast<PyCodeObject*>(PyFunction_GetCode(new_func.get()));
+  return code->co_argcount == num_fields + 1 && code->co_kwonlyargcount == 0 &&
+         code->co_posonlyargcount == 0 && (code->co_flags & (CO_VARARGS | CO_VARKEYWORDS)) == 0;
+}
+
+// The type's version tag, assigning one first if it has none; 0 if CPython cannot give one.
+unsigned int type_version(PyTypeObject* type, const BuiltinTypes& builtins) {
+  auto valid_tag = [type]() -> unsigned int {
+    if (!PyType_HasFeature(type, Py_TPFLAGS_VALID_VERSION_TAG)) return 0;
+    return __atomic_load_n(&type->tp_version_tag, __ATOMIC_ACQUIRE);
+  };
+  unsigned int tag = valid_tag();
+  if (tag != 0) return tag;
+#if PY_VERSION_HEX >= 0x030C0000
+  if (!PyUnstable_Type_AssignVersionTag(type)) return 0;
+#else
+  // A method cache lookup assigns the tag as a side effect.
+  (void)_PyType_Lookup(type, builtins.name_fields);
+#endif
+  return valid_tag();
+}
+
+TupleClassInfo compute_tuple_class_info(PyTypeObject* type, const BuiltinTypes& builtins) {
+  auto* cls = reinterpret_cast<PyObject*>(type);
+  TupleClassInfo info;
+  Py_ssize_t num_fields = 0;
+  info.namedtuple = has_namedtuple_attributes(cls, builtins, num_fields);
+  info.structseq = has_structseq_attributes(type);
+  if (info.namedtuple && num_fields <= UINT16_MAX && Py_IS_TYPE(cls, &PyType_Type)) {
+    info.builds_like_tuple = namedtuple_builds_like_tuple(cls, builtins, num_fields);
+    info.num_fields = static_cast<uint16_t>(num_fields);
+  }
+  return info;
+}
+
+}  // namespace
+
+TupleClassInfo tuple_class_info(PyTypeObject* type, const BuiltinTypes& builtins) {
+  // Attribute lookups on a class also consult its metaclass, which the tag does not cover:
+  // cache plain classes only.
+  unsigned int tag = Py_IS_TYPE(reinterpret_cast<PyObject*>(type), &PyType_Type)
+                         ? type_version(type, builtins)
+                         : 0;
+  TupleClassInfo info;
+  if (builtins.tuple_classes.find(tag, info)) return info;
+  info = compute_tuple_class_info(type, builtins);
+  // Stored only if the type did not change while it was being examined.
+  if (tag != 0 && type_version(type, builtins) == tag) builtins.tuple_classes.store(tag, info);
+  return info;
+}
+
+namespace {
+
+PyTypeObject* strict_tuple_subclass(PyObject* cls) {
+  if (!PyType_Check(cls)) return nullptr;
+  auto* type = reinterpret_cast<PyTypeObject*>(cls);
+  if (type == &PyTuple_Type || !PyType_IsSubtype(type, &PyTuple_Type)) return nullptr;
+  return type;
+}
+
+}  // namespace
+
+bool is_namedtuple_class(PyObject* cls, const BuiltinTypes& builtins) {
+  PyTypeObject* type = strict_tuple_subclass(cls);
+  return type != nullptr && tuple_class_info(type, builtins).namedtuple;
+}
+
+bool is_namedtuple_class(PyObject* cls) {
+  return is_namedtuple_class(cls, current_shard().builtins());
+}
+
+bool is_structseq_class(PyObject* cls, const BuiltinTypes& builtins) {
+  PyTypeObject* type = strict_tuple_subclass(cls);
+  return type != nullptr && tuple_class_info(type, builtins).structseq;
+}
+
+bool is_structseq_class(PyObject* cls) {
+  return is_structseq_class(cls, current_shard().builtins());
 }
 
 namespace {
@@ -126,9 +223,9 @@ Ref structseq_fields(PyObject* obj) {
 namespace {
 
 NodeInfo classify_tuple_subclass(PyTypeObject* type, const BuiltinTypes& builtins) {
-  auto* cls = reinterpret_cast<PyObject*>(type);
-  if (is_namedtuple_class(cls, builtins)) return {NodeKind::NamedTuple};
-  if (is_structseq_class(cls)) return {NodeKind::StructSequence};
+  TupleClassInfo info = tuple_class_info(type, builtins);
+  if (info.namedtuple) return {NodeKind::NamedTuple};
+  if (info.structseq) return {NodeKind::StructSequence};
   return {NodeKind::Leaf};
 }
 

@@ -171,7 +171,8 @@ TreeSpec TreeSpec::from_pickle_state(PyObject* state) {
         break;
       }
       case NodeKind::StructSequence: {
-        if (!is_structseq_class(data)) malformed("structseq data must be a PyStructSequence class");
+        if (!is_structseq_class(data, view.shard().builtins()))
+          malformed("structseq data must be a PyStructSequence class");
         Ref fields = structseq_fields(data);
         if (PyTuple_GET_SIZE(fields.get()) != node.arity)
           malformed("PyStructSequence arity mismatch");

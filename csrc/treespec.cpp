@@ -425,7 +425,8 @@ namespace {
       break;
     }
     case NodeKind::StructSequence: {
-      if (!PyTuple_Check(obj) || !is_structseq_class(reinterpret_cast<PyObject*>(Py_TYPE(obj)))) {
+      if (!PyTuple_Check(obj) ||
+          !is_structseq_class(reinterpret_cast<PyObject*>(Py_TYPE(obj)), builtins.get())) {
         raise(PyExc_ValueError,
               "Expected an instance of PyStructSequence type, got " + repr_of(obj) + ".");
       }

@@ -147,9 +147,12 @@ void expand_node(PyObject* obj, const NodeInfo& info, RegistryView& view,
                  const FlattenOptions& options, Node& node, std::vector<Ref>& children,
                  bool& uses_namespace);
 
+// What a strict tuple subclass is; cached per interpreter (see TupleClassCache).
+TupleClassInfo tuple_class_info(PyTypeObject* type, const BuiltinTypes& builtins);
 bool is_namedtuple_class(PyObject* cls, const BuiltinTypes& builtins);
 bool is_namedtuple_class(PyObject* cls);  // looks this interpreter's builtins up
-bool is_structseq_class(PyObject* cls);
+bool is_structseq_class(PyObject* cls, const BuiltinTypes& builtins);
+bool is_structseq_class(PyObject* cls);  // looks this interpreter's builtins up
 Ref namedtuple_fields(PyObject* obj);
 Ref structseq_fields(PyObject* obj);
 
