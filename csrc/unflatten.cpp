@@ -1,5 +1,9 @@
 // Rebuilding containers from children: unflatten, and the per-kind constructor it shares with
 // the other rebuilding algorithms. flatten.cpp holds the matching flatten logic.
+#include <algorithm>
+#include <bit>
+#include <vector>
+
 #include "optree/treespec.h"
 
 namespace optree {
@@ -18,29 +22,60 @@ Ref list_of(PyObject* const* children, Py_ssize_t n) {
   return list;
 }
 
+// For each key of `original_keys`, the position of the very same object in `keys`; false if
+// some key is not found by identity (e.g. a treespec unpickled from separate copies).
+bool positions_by_identity(PyObject* keys, PyObject* original_keys,
+                           std::vector<Py_ssize_t>& positions) {
+  Py_ssize_t n = PyList_GET_SIZE(keys);
+  if (PyList_GET_SIZE(original_keys) != n) return false;
+  struct Slot {
+    PyObject* key;
+    Py_ssize_t position;
+  };
+  size_t mask = std::bit_ceil(static_cast<size_t>(2 * n + 1)) - 1;
+  std::vector<Slot> table(mask + 1, Slot{nullptr, 0});
+  auto slot_of = [&](PyObject* key) -> Slot& {
+    size_t index = (reinterpret_cast<uintptr_t>(key) >> 4) & mask;
+    while (table[index].key != nullptr && table[index].key != key) index = (index + 1) & mask;
+    return table[index];
+  };
+  for (Py_ssize_t i = 0; i < n; ++i) {
+    PyObject* key = PyList_GET_ITEM(keys, i);
+    slot_of(key) = Slot{key, i};
+  }
+  positions.resize(static_cast<size_t>(n));
+  for (Py_ssize_t i = 0; i < n; ++i) {
+    Slot& slot = slot_of(PyList_GET_ITEM(original_keys, i));
+    if (slot.key == nullptr) return false;
+    positions[static_cast<size_t>(i)] = slot.position;
+  }
+  return true;
+}
+
 // Fills `target` with keys -> children, in the original insertion order when it was recorded.
 void fill_mapping(PyObject* target, PyObject* keys, PyObject* original_keys,
                   PyObject* const* children) {
+  // Exact dicts skip the generic item assignment; other mappings get their own __setitem__.
+  bool exact = PyDict_CheckExact(target);
+  auto set = [target, exact](PyObject* key, PyObject* value) {
+    check_int(exact ? PyDict_SetItem(target, key, value) : PyObject_SetItem(target, key, value));
+  };
   Py_ssize_t n = PyList_GET_SIZE(keys);
-  if (original_keys == nullptr) {
-    for (Py_ssize_t i = 0; i < n; ++i) {
-      check_int(PyObject_SetItem(target, PyList_GET_ITEM(keys, i), children[i]));
+  if (original_keys != nullptr) {
+    std::vector<Py_ssize_t> positions;
+    if (positions_by_identity(keys, original_keys, positions)) {
+      for (Py_ssize_t i = 0; i < n; ++i) {
+        set(PyList_GET_ITEM(original_keys, i), children[positions[static_cast<size_t>(i)]]);
+      }
+      return;
     }
-    return;
-  }
-  Ref by_key = check_ref(PyDict_New());
-  for (Py_ssize_t i = 0; i < n; ++i) {
-    check_int(PyDict_SetItem(by_key.get(), PyList_GET_ITEM(keys, i), children[i]));
-  }
-  for (Py_ssize_t i = 0; i < PyList_GET_SIZE(original_keys); ++i) {
-    PyObject* key = PyList_GET_ITEM(original_keys, i);
-    PyObject* value = PyDict_GetItemWithError(by_key.get(), key);
-    if (value == nullptr) {
-      if (!PyErr_Occurred()) PyErr_SetObject(PyExc_KeyError, key);
-      throw_python_error();
+    // Placeholders in insertion order fix each key's position; the values then replace them
+    // in place.
+    for (Py_ssize_t i = 0; i < PyList_GET_SIZE(original_keys); ++i) {
+      set(PyList_GET_ITEM(original_keys, i), Py_None);
     }
-    check_int(PyObject_SetItem(target, key, value));
   }
+  for (Py_ssize_t i = 0; i < n; ++i) set(PyList_GET_ITEM(keys, i), children[i]);
 }
 
 }  // namespace
@@ -57,7 +92,7 @@ Ref make_node(const Node& node, PyObject* const* children, LazyBuiltins& builtin
     case NodeKind::List:
       return list_of(children, n);
     case NodeKind::Dict: {
-      Ref dict = check_ref(PyDict_New());
+      Ref dict = check_ref(_PyDict_NewPresized(n));
       fill_mapping(dict.get(), node.node_data.get(), node.original_keys.get(), children);
       return dict;
     }
@@ -83,7 +118,17 @@ Ref make_node(const Node& node, PyObject* const* children, LazyBuiltins& builtin
     }
     case NodeKind::NamedTuple: {
       Ref args = tuple_of(children, n);
-      return check_ref(PyObject_Call(node.node_data.get(), args.get(), nullptr));
+      PyObject* cls = node.node_data.get();
+      const BuiltinTypes& types = builtins.get();
+      if (Py_IS_TYPE(cls, &PyType_Type)) {
+        TupleClassInfo info = tuple_class_info(reinterpret_cast<PyTypeObject*>(cls), types);
+        if (info.builds_like_tuple && info.num_fields == n) {
+          // What the class's own (generated) __new__ would do, minus its Python frame.
+          PyObject* call_args[] = {cls, args.get()};
+          return check_ref(PyObject_Vectorcall(types.tuple_new, call_args, 2, nullptr));
+        }
+      }
+      return check_ref(PyObject_Call(cls, args.get(), nullptr));
     }
     case NodeKind::StructSequence: {
       Ref args = tuple_of(children, n);
@@ -132,10 +177,20 @@ Ref TreeSpec::unflatten(PyObject* leaves) const {
       continue;
     }
     size_t first = stack.size() - static_cast<size_t>(node.arity);
-    Ref built = make_node(node, stack.data() + first, builtins);
-    for (size_t i = first; i < stack.size(); ++i) Py_DECREF(stack[i]);
+    PyObject* built;
+    if (node.kind == NodeKind::Tuple || node.kind == NodeKind::List) {
+      // The new container takes the stack's references over.
+      bool is_tuple = node.kind == NodeKind::Tuple;
+      built = check(is_tuple ? PyTuple_New(node.arity) : PyList_New(node.arity));
+      PyObject** slots = is_tuple ? reinterpret_cast<PyTupleObject*>(built)->ob_item
+                                  : reinterpret_cast<PyListObject*>(built)->ob_item;
+      std::copy(stack.begin() + static_cast<std::ptrdiff_t>(first), stack.end(), slots);
+    } else {
+      built = make_node(node, stack.data() + first, builtins).release();
+      for (size_t i = first; i < stack.size(); ++i) Py_DECREF(stack[i]);
+    }
     stack.resize(first);
-    stack.push_back(built.release());
+    stack.push_back(built);
   }
   PyObject* result = stack.back();
   stack.clear();

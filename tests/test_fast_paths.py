@@ -1,0 +1,114 @@
+"""The core's fast paths agree with optree 0.20.0 where they could plausibly diverge.
+
+Namedtuples are rebuilt without calling their generated ``__new__``, and tuple subclasses are
+classified once per type version; dicts are rebuilt in insertion order from a permutation found
+by key identity. Each case below is one way those shortcuts could go wrong.
+"""
+
+from __future__ import annotations
+
+NAMEDTUPLE_VARIANTS = """
+import typing
+
+NT = collections.namedtuple('NT', 'a b')
+
+class NewOverride(NT):
+    def __new__(cls, a, b):
+        calls.append('NewOverride.__new__')
+        return super().__new__(cls, a, b)
+
+class InitOverride(NT):
+    def __init__(self, *args):
+        calls.append(('InitOverride.__init__', args))
+
+class Slotted(NT):
+    __slots__ = ()
+
+class WithDict(NT):
+    pass
+
+class Typed(typing.NamedTuple):
+    x: int
+    y: int = 0
+
+class Meta(type):
+    def __call__(cls, *args):
+        calls.append('Meta.__call__')
+        return super().__call__(*args)
+
+class WithMeta(collections.namedtuple('WithMetaBase', 'p q'), metaclass=Meta):
+    pass
+
+Defaults = collections.namedtuple('Defaults', 'a b c', defaults=(3,))
+calls = []
+
+def round_trip(tree):
+    leaves, spec = optree.tree_flatten(tree)
+    rebuilt = spec.unflatten([('new', leaf) for leaf in leaves])
+    return type(rebuilt).__name__, rebuilt, vars(rebuilt) if hasattr(rebuilt, '__dict__') else None
+"""
+
+NAMEDTUPLE_EXPRS = [
+    'round_trip(NT(1, 2)), calls',
+    'round_trip(NewOverride(1, 2)), calls',
+    'round_trip(InitOverride(1, 2)), calls',
+    'round_trip(Slotted(1, 2))',
+    'round_trip(WithDict(1, 2))',
+    'round_trip(Typed(1))',
+    'round_trip(WithMeta(1, 2)), calls',
+    'round_trip(Defaults(1, 2))',
+    # An instance whose length is not the field count: rebuilding calls __new__, which fails.
+    'round_trip(tuple.__new__(NT, (1, 2, 3)))',
+    'optree.tree_map(lambda x: x + 1, [NT(1, 2), InitOverride(3, 4), NewOverride(5, 6)]), calls',
+    'optree.tree_structure(NT(1, 2)).flatten_up_to(NT([1], 2))',
+    'optree.tree_structure(NT(1, 2)).flatten_up_to(Slotted(1, 2))',
+]
+
+
+def test_namedtuple_rebuilding(differential):
+    differential.check(NAMEDTUPLE_VARIANTS, NAMEDTUPLE_EXPRS)
+
+
+def test_namedtuple_classes_changed_after_use(differential):
+    setup = (
+        NAMEDTUPLE_VARIANTS
+        + """
+spec = optree.tree_structure(NT(1, 2))
+first = spec.unflatten([1, 2])
+
+def patched_new(cls, a, b):
+    calls.append('patched __new__')
+    return tuple.__new__(cls, (b, a))
+
+NT.__new__ = patched_new
+second = spec.unflatten([1, 2])
+NT.__init__ = lambda self, *args: calls.append('patched __init__')
+third = spec.unflatten([1, 2])
+"""
+    )
+    differential.check(setup, ['(first, second, third, calls)', 'optree.tree_flatten(NT(1, 2))'])
+
+
+DICT_SETUP = """
+keys = ['b', 'a', 'c', 10, 2]
+tree = {k: i for i, k in enumerate(['zz', 'a', 'm', 'b'])}
+mixed = {k: [k] for k in keys if not isinstance(k, int)}
+spec = optree.tree_structure(tree)
+unpickled = pickle.loads(pickle.dumps(spec))
+dd = collections.defaultdict(list, {'y': 1, 'x': 2})
+"""
+
+DICT_EXPRS = [
+    'list(spec.unflatten(range(4)).items())',
+    'list(unpickled.unflatten(range(4)).items())',
+    'list(optree.tree_map(lambda x: -x, tree).items())',
+    'list(optree.tree_map(lambda x: x, mixed).items())',
+    'list(optree.tree_map(lambda x: x, dd).items()), optree.tree_map(lambda x: x, dd).default_factory',
+    'list(optree.tree_structure(dd).unflatten([5, 6]).items())',
+    "list(optree.tree_map(lambda x: x, {1: 'a', 'x': 'b', (2,): 'c'}).items())",
+    "list(optree.tree_structure(collections.OrderedDict(b=1, a=2)).unflatten([3, 4]).items())",
+]
+
+
+def test_dict_rebuilding_order(differential):
+    differential.check(DICT_SETUP, DICT_EXPRS)
