@@ -363,10 +363,8 @@ namespace {
 // Checks that `obj` matches the non-leaf node `node` as flatten_up_to requires and returns its
 // children in treespec order. Kept out of the recursion so its large frame (error messages)
 // is not on the stack once per level.
-[[gnu::noinline]] std::vector<Ref> match_node(const Node& node, PyObject* obj,
-                                              LazyBuiltins& builtins,
-                                              std::optional<RegistryView>& view) {
-  std::vector<Ref> children;
+[[gnu::noinline]] void match_node(const Node& node, PyObject* obj, LazyBuiltins& builtins,
+                                  std::optional<RegistryView>& view, std::vector<Ref>& children) {
   auto arity_check = [&](const char* what, Py_ssize_t got) {
     if (got != node.arity) {
       raise(PyExc_ValueError, std::string(what) + " arity mismatch; expected: " +
@@ -449,21 +447,33 @@ namespace {
     case NodeKind::Dict:
     case NodeKind::OrderedDict:
     case NodeKind::DefaultDict: {
-      if (!PyDict_Check(obj)) {
-        const char* expected = node.kind == NodeKind::Dict          ? "dict"
-                               : node.kind == NodeKind::OrderedDict ? "collections.OrderedDict"
-                                                                    : "collections.defaultdict";
+      // Any of the three builtin dict types stands for any other; subclasses do not.
+      PyTypeObject* type = Py_TYPE(obj);
+      if (type != &PyDict_Type && type != builtins.get().ordered_dict &&
+          type != builtins.get().default_dict) {
         raise(PyExc_ValueError,
-              std::string("Expected an instance of ") + expected + ", got " + repr_of(obj) + ".");
+              "Expected an instance of dict, collections.OrderedDict, or "
+              "collections.defaultdict, got " +
+                  repr_of(obj) + ".");
       }
       PyObject* expected_keys = dict_keys_of(node);
-      Ref got_keys = sorted_dict_keys(obj);
-      if (auto mismatch = dict_key_mismatch(expected_keys, got_keys.get())) {
-        raise(PyExc_ValueError, *mismatch + "; dict: " + repr_of(obj) + ".");
+      // The key sets agree when the sizes do and every expected key is there; only a mismatch
+      // needs the sorted keys and set differences of the message. None of the three types
+      // overrides item lookup for a present key.
+      bool same_keys = PyDict_GET_SIZE(obj) == node.arity;
+      for (Py_ssize_t i = 0; same_keys && i < node.arity; ++i) {
+        PyObject* value = PyDict_GetItemWithError(obj, PyList_GET_ITEM(expected_keys, i));
+        if (value == nullptr && PyErr_Occurred()) throw_python_error();
+        same_keys = value != nullptr;
+        if (same_keys) children.push_back(Ref::borrow(value));
       }
-      for (Py_ssize_t i = 0; i < node.arity; ++i) {
-        PyObject* value = PyObject_GetItem(obj, PyList_GET_ITEM(expected_keys, i));
-        children.push_back(check_ref(value));
+      if (!same_keys) {
+        Ref got_keys = sorted_dict_keys(obj);
+        if (auto mismatch = dict_key_mismatch(expected_keys, got_keys.get())) {
+          raise(PyExc_ValueError, *mismatch + "; dict: " + repr_of(obj) + ".");
+        }
+        // Equal key sets after all (a key's __eq__ or __hash__ changed the dict meanwhile).
+        raise(PyExc_RuntimeError, "dictionary changed during flatten_up_to");
       }
       break;
     }
@@ -496,27 +506,44 @@ namespace {
     default:
       raise(PyExc_SystemError, "unsupported node kind");
   }
-  return children;
 }
 
 }  // namespace
 
 Ref TreeSpec::flatten_up_to(PyObject* tree) const {
   root();  // raises if uninitialized
-  Ref result = check_ref(PyList_New(0));
+  Py_ssize_t num_subtrees = num_leaves();
+  Ref result = check_ref(PyList_New(num_subtrees));
+  Py_ssize_t filled = 0;
   LazyBuiltins builtins;
   std::optional<RegistryView> view;
-  std::function<void(Py_ssize_t, PyObject*)> walk = [&](Py_ssize_t index, PyObject* obj) {
-    const Node& node = nodes[static_cast<size_t>(index)];
-    if (node.kind == NodeKind::Leaf) {
-      check_int(PyList_Append(result.get(), obj));
-      return;
-    }
-    std::vector<Ref> children = match_node(node, obj, builtins, view);
-    std::vector<Py_ssize_t> roots = child_roots(index);
-    for (size_t i = 0; i < roots.size(); ++i) walk(roots[i], children[i].get());
+  // Depth first, left to right, like a recursion would go: each node is matched when it is
+  // reached, and its children are stacked right to left.
+  struct Pending {
+    Py_ssize_t index;
+    Ref subtree;
   };
-  walk(num_nodes() - 1, tree);
+  std::vector<Pending> agenda;
+  agenda.push_back({num_nodes() - 1, Ref::borrow(tree)});
+  std::vector<Ref> children;
+  while (!agenda.empty()) {
+    Pending item = std::move(agenda.back());
+    agenda.pop_back();
+    const Node& node = nodes[static_cast<size_t>(item.index)];
+    if (node.kind == NodeKind::Leaf) {
+      if (filled == num_subtrees) raise(PyExc_SystemError, "inconsistent PyTreeSpec leaf count");
+      PyList_SET_ITEM(result.get(), filled++, item.subtree.release());
+      continue;
+    }
+    children.clear();
+    match_node(node, item.subtree.get(), builtins, view, children);
+    Py_ssize_t position = item.index - 1;
+    for (Py_ssize_t i = node.arity - 1; i >= 0; --i) {
+      agenda.push_back({position, std::move(children[static_cast<size_t>(i)])});
+      position -= nodes[static_cast<size_t>(position)].num_nodes;
+    }
+  }
+  if (filled != num_subtrees) raise(PyExc_SystemError, "inconsistent PyTreeSpec leaf count");
   return result;
 }
 

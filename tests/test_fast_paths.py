@@ -112,3 +112,34 @@ DICT_EXPRS = [
 
 def test_dict_rebuilding_order(differential):
     differential.check(DICT_SETUP, DICT_EXPRS)
+
+
+FLATTEN_UP_TO_SETUP = """
+class KeyDict(dict):
+    def __getitem__(self, key):
+        return ('via __getitem__', dict.__getitem__(self, key))
+
+class OD(collections.OrderedDict):
+    pass
+
+spec = optree.tree_structure({'a': 1, 'b': (2, 3), 'c': [4]})
+"""
+
+FLATTEN_UP_TO_EXPRS = [
+    "spec.flatten_up_to({'c': [[4]], 'b': (2, {'x': 3}), 'a': None})",
+    "spec.flatten_up_to(KeyDict(a=1, b=(2, 3), c=[4]))",
+    "spec.flatten_up_to(OD(a=1, b=(2, 3), c=[4]))",
+    "spec.flatten_up_to([1, (2, 3), [4]])",
+    "optree.tree_structure(OD(a=1)).flatten_up_to({'a': [1]})",
+    "spec.flatten_up_to(collections.OrderedDict(c=[4], b=(2, 3), a=1))",
+    "spec.flatten_up_to(collections.defaultdict(int, a=1, b=(2, 3), c=[4]))",
+    "spec.flatten_up_to({'a': 1, 'b': (2, 3)})",
+    "spec.flatten_up_to({'a': 1, 'b': (2, 3), 'c': [4], 'd': 5})",
+    "spec.flatten_up_to({'a': 1, 'b': (2, 3), 'x': [4]})",
+    "spec.flatten_up_to({'a': 1, 'b': [2, 3], 'c': [4]})",
+    "spec.flatten_up_to({'a': 1, 'b': (2, 3), 'c': (4,)})",
+]
+
+
+def test_flatten_up_to_dict_matching(differential):
+    differential.check(FLATTEN_UP_TO_SETUP, FLATTEN_UP_TO_EXPRS, check_message=True)
