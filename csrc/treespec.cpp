@@ -555,11 +555,15 @@ bool TreeSpec::equals(const TreeSpec& other) const {
   other.root();
   // The namespace is not compared: custom nodes carry their registration's namespace already.
   if (none_is_leaf != other.none_is_leaf || nodes.size() != other.nodes.size()) return false;
-  for (size_t i = 0; i < nodes.size(); ++i) {
-    const Node& a = nodes[i];
-    const Node& b = other.nodes[i];
-    if (a.num_leaves != b.num_leaves || a.num_nodes != b.num_nodes) return false;
-    if (!nodes_equal(a, b)) return false;
+  const Node* a = nodes.data();
+  const Node* b = other.nodes.data();
+  for (const Node* end = a + nodes.size(); a != end; ++a, ++b) {
+    // The counts follow from the kinds and arities of a valid post-order sequence.
+    if (a->kind != b->kind || a->arity != b->arity) return false;
+    // Only these kinds carry data to compare; the rest are equal by now.
+    bool has_data = a->kind == NodeKind::Custom || a->kind > NodeKind::List;
+    if (has_data && !nodes_equal(*a, *b)) [[unlikely]]
+      return false;
   }
   return true;
 }
