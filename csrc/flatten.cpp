@@ -3,6 +3,8 @@
 // matching rebuild logic.
 #include <algorithm>
 #include <cstddef>
+#include <cstdlib>
+#include <cstring>
 
 #include "optree/treespec.h"
 // After Python.h, which it needs.
@@ -240,6 +242,7 @@ NodeInfo classify_tuple_subclass(PyTypeObject* type, const BuiltinTypes& builtin
   const BuiltinTypes& builtins = view.shard().builtins();
   if (obj == Py_None) return {options.none_is_leaf ? NodeKind::Leaf : NodeKind::None};
   PyTypeObject* type = Py_TYPE(obj);
+  if (view.is_known_leaf_type(type)) return {NodeKind::Leaf};
   if (type == &PyTuple_Type) return {NodeKind::Tuple};
   if (type == &PyList_Type) return {NodeKind::List};
   if (type == &PyDict_Type) return {NodeKind::Dict};
@@ -251,6 +254,7 @@ NodeInfo classify_tuple_subclass(PyTypeObject* type, const BuiltinTypes& builtin
   }
   if (PyTuple_Check(obj)) [[unlikely]]
     return classify_tuple_subclass(type, builtins);
+  view.remember_leaf_type(type);
   return {NodeKind::Leaf};
 }
 
@@ -422,6 +426,62 @@ void expand_node(PyObject* obj, const NodeInfo& info, RegistryView& view,
 
 namespace {
 
+// Owned references with an append that compiles to a compare and a store.
+class OwnedObjects {
+ public:
+  OwnedObjects() = default;
+  OwnedObjects(const OwnedObjects&) = delete;
+  OwnedObjects& operator=(const OwnedObjects&) = delete;
+  ~OwnedObjects() {
+    for (size_t i = 0; i < size_; ++i) Py_DECREF(items_[i]);
+    std::free(items_);
+  }
+
+  size_t size() const noexcept { return size_; }
+  void reserve(size_t wanted) {
+    if (wanted > capacity_) grow(std::max(wanted, 2 * capacity_));
+  }
+  // Takes the reference over (also when it throws).
+  [[gnu::always_inline]] void push(PyObject* obj) {
+    if (size_ == capacity_) [[unlikely]]
+      grow_for_one(obj);
+    items_[size_++] = obj;
+  }
+  // A new list taking every reference over; leaves this empty.
+  Ref to_list() {
+    Ref list = check_ref(PyList_New(static_cast<Py_ssize_t>(size_)));
+    if (size_ > 0) {
+      std::memcpy(reinterpret_cast<PyListObject*>(list.get())->ob_item, items_,
+                  size_ * sizeof(PyObject*));
+    }
+    size_ = 0;
+    return list;
+  }
+
+ private:
+  void grow(size_t capacity) {
+    void* items = std::realloc(items_, capacity * sizeof(PyObject*));
+    if (items == nullptr) throw std::bad_alloc();
+    items_ = static_cast<PyObject**>(items);
+    capacity_ = capacity;
+  }
+  [[gnu::noinline]] void grow_for_one(PyObject* obj) {
+    try {
+      grow(std::max<size_t>(16, 2 * capacity_));
+    } catch (...) {
+      Py_DECREF(obj);
+      throw;
+    }
+  }
+
+  PyObject** items_ = nullptr;
+  size_t size_ = 0;
+  size_t capacity_ = 0;
+};
+
+// One walk serves flatten (nodes and leaves), tree_leaves (leaves only) and tree_structure
+// (nodes only): what is not asked for is not built.
+template <bool kBuildNodes, bool kCollectLeaves>
 struct Flattener {
   Flattener(const FlattenOptions& options_, std::vector<Node>& nodes_)
       : options(options_), nodes(nodes_) {}
@@ -431,93 +491,134 @@ struct Flattener {
   RegistryView view;
   const FlattenOptions& options;
   std::vector<Node>& nodes;
-  std::vector<PyObject*> leaves;       // owned references
-  std::vector<PyObject*> paths;        // owned references; only with_path
+  OwnedObjects leaves;
+  OwnedObjects paths;                  // only with_path
   std::vector<PyObject*> path_prefix;  // borrowed entries of the current path
+  Py_ssize_t num_leaves = 0;
+  // Leaf nodes not yet appended to `nodes`: runs of leaves are appended at once, before the
+  // next container's nodes (post-order is kept) or when the walk ends.
+  size_t pending_leaf_nodes = 0;
   bool with_path = false;
   bool uses_namespace = false;
 
-  ~Flattener() {
-    for (PyObject* leaf : leaves) Py_DECREF(leaf);
-    for (PyObject* path : paths) Py_DECREF(path);
+  // Takes `leaf` over.
+  [[gnu::always_inline]] void add_leaf(Ref& leaf) {
+    ++num_leaves;
+    if (with_path) [[unlikely]]
+      add_path();
+    if constexpr (kCollectLeaves) leaves.push(leaf.release());
+    if constexpr (kBuildNodes) ++pending_leaf_nodes;
   }
 
-  void add_leaf(PyObject* obj) {
-    if (with_path) {
-      Ref path = check_ref(PyTuple_New(static_cast<Py_ssize_t>(path_prefix.size())));
-      for (size_t i = 0; i < path_prefix.size(); ++i) {
-        PyTuple_SET_ITEM(path.get(), static_cast<Py_ssize_t>(i), Py_NewRef(path_prefix[i]));
+  void flush_leaf_nodes() {
+    if constexpr (kBuildNodes) {
+      if (pending_leaf_nodes == 0) return;
+      size_t first = nodes.size();
+      nodes.resize(first + pending_leaf_nodes);
+      pending_leaf_nodes = 0;
+      for (size_t i = first; i < nodes.size(); ++i) {
+        nodes[i].num_leaves = 1;
+        nodes[i].num_nodes = 1;
       }
-      paths.push_back(path.release());
     }
-    leaves.push_back(Py_NewRef(obj));
   }
 
-  void recurse(PyObject* obj, Py_ssize_t depth) {
-    if (depth > kMaxRecursionDepth) {
-      raise(PyExc_RecursionError, "Maximum recursion depth exceeded during flattening the tree.");
+  [[gnu::noinline]] void add_path() {
+    Ref path = check_ref(PyTuple_New(static_cast<Py_ssize_t>(path_prefix.size())));
+    for (size_t i = 0; i < path_prefix.size(); ++i) {
+      PyTuple_SET_ITEM(path.get(), static_cast<Py_ssize_t>(i), Py_NewRef(path_prefix[i]));
     }
-    NodeInfo info = classify(obj, view, options);
+    paths.push(path.release());
+  }
+
+  [[noreturn, gnu::noinline]] static void too_deep() {
+    raise(PyExc_RecursionError, "Maximum recursion depth exceeded during flattening the tree.");
+  }
+
+  // Visits `obj`, holding the reference the caller hands over (which keeps it alive whatever
+  // Python code runs meanwhile): a leaf's reference moves into the leaves, a container's is
+  // released after its subtree. Inlined into the container loops, so that leaves cost no call.
+  [[gnu::always_inline]] void visit(Ref obj, Py_ssize_t depth) {
+    if (depth > kMaxRecursionDepth) [[unlikely]]
+      too_deep();
+    NodeInfo info = classify(obj.get(), view, options);
     if (info.kind == NodeKind::Leaf) {
       add_leaf(obj);
-      Node& leaf = nodes.emplace_back();
-      leaf.num_leaves = 1;
-      leaf.num_nodes = 1;
       return;
     }
-    Py_ssize_t leaves_before = static_cast<Py_ssize_t>(leaves.size());
+    flush_leaf_nodes();
+    expand(obj.get(), info, depth);
+  }
+
+  void run(PyObject* tree) {
+    visit(Ref::borrow(tree), 0);
+    flush_leaf_nodes();
+  }
+
+  // Every other container (and every container when paths are asked for): kept out of
+  // expand(), so that the leaf path inlined there stays small.
+  [[gnu::noinline]] void expand_other(PyObject* obj, const NodeInfo& info, Py_ssize_t depth,
+                                      Node& node) {
+    std::vector<Ref> children;
+    expand_node(obj, info, view, options, node, children, uses_namespace);
+    reserve_for(static_cast<Py_ssize_t>(children.size()));
+    for (size_t i = 0; i < children.size(); ++i) {
+      if (with_path) {
+        Ref entry = node_entry(node, static_cast<Py_ssize_t>(i));
+        path_prefix.push_back(entry.get());
+        visit(std::move(children[i]), depth + 1);
+        path_prefix.pop_back();
+      } else {
+        visit(std::move(children[i]), depth + 1);
+      }
+    }
+  }
+
+  [[gnu::noinline]] void expand(PyObject* obj, const NodeInfo& info, Py_ssize_t depth) {
+    Py_ssize_t leaves_before = num_leaves;
     Py_ssize_t nodes_before = static_cast<Py_ssize_t>(nodes.size());
     Node node;
     if (!with_path && info.kind == NodeKind::Tuple) {
-      // The most common containers: no intermediate child list.
+      // The most common containers: no intermediate child list. A tuple holds its items.
       Py_ssize_t n = PyTuple_GET_SIZE(obj);
       reserve_for(n);
-      for (Py_ssize_t i = 0; i < n; ++i) recurse(PyTuple_GET_ITEM(obj, i), depth + 1);
+      for (Py_ssize_t i = 0; i < n; ++i) visit(Ref::borrow(PyTuple_GET_ITEM(obj, i)), depth + 1);
       node.kind = NodeKind::Tuple;
       node.arity = n;
 #ifndef Py_GIL_DISABLED
     } else if (!with_path && info.kind == NodeKind::List) {
       // With a GIL only Python code run by a leaf predicate or a flatten function can change
-      // the list under us; hold each child while it is visited and fail if the size changes.
+      // the list under us; each child is held while it is visited, and a size change fails.
       Py_ssize_t n = PyList_GET_SIZE(obj);
       reserve_for(n);
       for (Py_ssize_t i = 0; i < n; ++i) {
-        if (PyList_GET_SIZE(obj) != n) {
+        if (PyList_GET_SIZE(obj) != n) [[unlikely]] {
           raise(PyExc_RuntimeError, "list changed size during flattening");
         }
-        Ref child = Ref::borrow(PyList_GET_ITEM(obj, i));
-        recurse(child.get(), depth + 1);
+        visit(Ref::borrow(PyList_GET_ITEM(obj, i)), depth + 1);
       }
       node.kind = NodeKind::List;
       node.arity = n;
 #endif
     } else {
-      std::vector<Ref> children;
-      expand_node(obj, info, view, options, node, children, uses_namespace);
-      reserve_for(static_cast<Py_ssize_t>(children.size()));
-      for (size_t i = 0; i < children.size(); ++i) {
-        if (with_path) {
-          Ref entry = node_entry(node, static_cast<Py_ssize_t>(i));
-          path_prefix.push_back(entry.get());
-          recurse(children[i].get(), depth + 1);
-          path_prefix.pop_back();
-        } else {
-          recurse(children[i].get(), depth + 1);
-        }
-      }
+      expand_other(obj, info, depth, node);
     }
-    node.num_leaves = static_cast<Py_ssize_t>(leaves.size()) - leaves_before;
-    node.num_nodes = static_cast<Py_ssize_t>(nodes.size()) - nodes_before + 1;
-    nodes.push_back(std::move(node));
+    if constexpr (kBuildNodes) {
+      flush_leaf_nodes();
+      node.num_leaves = num_leaves - leaves_before;
+      node.num_nodes = static_cast<Py_ssize_t>(nodes.size()) - nodes_before + 1;
+      nodes.push_back(std::move(node));
+    }
   }
 
   // Room for at least `children` more leaves and nodes, so wide containers do not reallocate
   // (and move every node built so far) again and again.
   void reserve_for(Py_ssize_t children) {
-    size_t wanted = nodes.size() + static_cast<size_t>(children) + 1;
-    if (wanted > nodes.capacity()) nodes.reserve(std::max(wanted, 2 * nodes.capacity()));
-    wanted = leaves.size() + static_cast<size_t>(children);
-    if (wanted > leaves.capacity()) leaves.reserve(std::max(wanted, 2 * leaves.capacity()));
+    if constexpr (kBuildNodes) {
+      size_t wanted = nodes.size() + static_cast<size_t>(children) + 1;
+      if (wanted > nodes.capacity()) nodes.reserve(std::max(wanted, 2 * nodes.capacity()));
+    }
+    if constexpr (kCollectLeaves) leaves.reserve(leaves.size() + static_cast<size_t>(children));
   }
 };
 
@@ -534,23 +635,30 @@ TreeSpec TreeSpec::flatten(PyObject* tree, const FlattenOptions& options, Ref* l
                            Ref* paths_out) {
   TreeSpec spec;
   spec.none_is_leaf = options.none_is_leaf;
-  Flattener flattener(options, spec.nodes);
-  flattener.with_path = paths_out != nullptr;
-  flattener.recurse(tree, 0);
-  if (flattener.uses_namespace || namespace_orders_dicts(flattener.view, options)) {
-    spec.ns = options.ns;
-  }
-  auto to_list = [](std::vector<PyObject*>& items) {
-    Ref list = check_ref(PyList_New(static_cast<Py_ssize_t>(items.size())));
-    for (size_t i = 0; i < items.size(); ++i) {
-      PyList_SET_ITEM(list.get(), static_cast<Py_ssize_t>(i), items[i]);
+  auto finish = [&](auto& flattener) {
+    flattener.run(tree);
+    if (flattener.uses_namespace || namespace_orders_dicts(flattener.view, options)) {
+      spec.ns = options.ns;
     }
-    items.clear();
-    return list;
   };
-  if (leaves_out != nullptr) *leaves_out = to_list(flattener.leaves);
-  if (paths_out != nullptr) *paths_out = to_list(flattener.paths);
+  if (leaves_out == nullptr && paths_out == nullptr) {
+    Flattener<true, false> flattener(options, spec.nodes);
+    finish(flattener);
+    return spec;
+  }
+  Flattener<true, true> flattener(options, spec.nodes);
+  flattener.with_path = paths_out != nullptr;
+  finish(flattener);
+  if (leaves_out != nullptr) *leaves_out = flattener.leaves.to_list();
+  if (paths_out != nullptr) *paths_out = flattener.paths.to_list();
   return spec;
+}
+
+Ref flatten_leaves(PyObject* tree, const FlattenOptions& options) {
+  std::vector<Node> unused;
+  Flattener<false, true> flattener(options, unused);
+  flattener.run(tree);
+  return flattener.leaves.to_list();
 }
 
 bool is_leaf_object(PyObject* obj, const FlattenOptions& options) {

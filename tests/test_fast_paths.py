@@ -143,3 +143,41 @@ FLATTEN_UP_TO_EXPRS = [
 
 def test_flatten_up_to_dict_matching(differential):
     differential.check(FLATTEN_UP_TO_SETUP, FLATTEN_UP_TO_EXPRS, check_message=True)
+
+
+REGISTRY_CHANGES_SETUP = """
+NS = 'fast-paths'
+
+class Late:
+    def __init__(self, *items):
+        self.items = items
+
+    def __repr__(self):
+        return f'Late{self.items!r}'
+
+class Trigger:
+    def __repr__(self):
+        return 'Trigger()'
+
+def flatten_trigger(trigger):
+    # Makes Late a node type in the middle of a flatten that has seen Late leaves already.
+    optree.register_pytree_node(
+        Late, lambda late: (late.items, None), lambda _, items: Late(*items), namespace=NS
+    )
+    return (), None
+
+optree.register_pytree_node(Trigger, flatten_trigger, lambda _, __: Trigger(), namespace=NS)
+
+def run(function):
+    try:
+        return function([Late(1), Late(2), Trigger(), Late(3, 4), 5], namespace=NS)
+    finally:
+        optree.unregister_pytree_node(Late, namespace=NS)
+"""
+
+
+def test_registry_change_during_flatten_is_seen(differential):
+    differential.check(
+        REGISTRY_CHANGES_SETUP,
+        ['run(optree.tree_flatten)', 'run(optree.tree_leaves)', 'run(optree.tree_structure)'],
+    )

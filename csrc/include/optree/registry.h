@@ -194,10 +194,17 @@ class RegistryView {
   RegistryView();
   const Snapshot& snapshot() const noexcept { return *snapshot_; }
   const Shard& shard() const noexcept { return *shard_; }
-  void refresh() { snapshot_ = guard_.protect(shard_->current); }
+  void refresh() {
+    snapshot_ = guard_.protect(shard_->current);
+    leaf_type_ = nullptr;
+  }
+  // The last type found to make leaves (never a tuple subclass, whose verdict depends on more
+  // than the registry): the next object of that type is a leaf while the snapshot stays.
+  bool is_known_leaf_type(PyTypeObject* type) const noexcept { return type == leaf_type_; }
+  void remember_leaf_type(PyTypeObject* type) noexcept { leaf_type_ = type; }
   // The lookup table of a namespace, cached while the snapshot stays the same.
-  const TypeTable& table_for(const std::string& ns) {
-    if (table_snapshot_ != snapshot_) {
+  [[gnu::always_inline]] const TypeTable& table_for(const std::string& ns) {
+    if (table_snapshot_ != snapshot_) [[unlikely]] {
       table_ = &snapshot_->table_for(ns);
       table_snapshot_ = snapshot_;
     }
@@ -210,6 +217,7 @@ class RegistryView {
   const Snapshot* snapshot_;
   const Snapshot* table_snapshot_ = nullptr;
   const TypeTable* table_ = nullptr;
+  PyTypeObject* leaf_type_ = nullptr;
 };
 
 // Interpreter lifecycle, called by the bindings.
