@@ -320,6 +320,7 @@ void expand_node(PyObject* obj, const NodeInfo& info, RegistryView& view,
       if (info.kind == NodeKind::StructSequence) {
         n = structseq_length(Py_TYPE(obj));
       }
+      children.reserve(static_cast<size_t>(n));
       for (Py_ssize_t i = 0; i < n; ++i) children.push_back(Ref::borrow(PyTuple_GET_ITEM(obj, i)));
       if (info.kind != NodeKind::Tuple)
         node.node_data = Ref::borrow(reinterpret_cast<PyObject*>(Py_TYPE(obj)));
@@ -555,7 +556,23 @@ struct Flattener {
     flush_leaf_nodes();
   }
 
-  // Every other container (and every container when paths are asked for): kept out of
+  // A sequence's child at `index`.
+  [[gnu::always_inline]] void visit_child(Ref child, Py_ssize_t index, Py_ssize_t depth) {
+    if (with_path) [[unlikely]] {
+      visit_at(std::move(child), index, depth);
+      return;
+    }
+    visit(std::move(child), depth);
+  }
+
+  [[gnu::noinline]] void visit_at(Ref child, Py_ssize_t index, Py_ssize_t depth) {
+    Ref entry = check_ref(PyLong_FromSsize_t(index));
+    path_prefix.push_back(entry.get());
+    visit(std::move(child), depth);
+    path_prefix.pop_back();
+  }
+
+  // Every other container: kept out of
   // expand(), so that the leaf path inlined there stays small.
   [[gnu::noinline]] void expand_other(PyObject* obj, const NodeInfo& info, Py_ssize_t depth,
                                       Node& node) {
@@ -578,15 +595,17 @@ struct Flattener {
     Py_ssize_t leaves_before = num_leaves;
     Py_ssize_t nodes_before = static_cast<Py_ssize_t>(nodes.size());
     Node node;
-    if (!with_path && info.kind == NodeKind::Tuple) {
+    if (info.kind == NodeKind::Tuple) {
       // The most common containers: no intermediate child list. A tuple holds its items.
       Py_ssize_t n = PyTuple_GET_SIZE(obj);
       reserve_for(n);
-      for (Py_ssize_t i = 0; i < n; ++i) visit(Ref::borrow(PyTuple_GET_ITEM(obj, i)), depth + 1);
+      for (Py_ssize_t i = 0; i < n; ++i) {
+        visit_child(Ref::borrow(PyTuple_GET_ITEM(obj, i)), i, depth + 1);
+      }
       node.kind = NodeKind::Tuple;
       node.arity = n;
 #ifndef Py_GIL_DISABLED
-    } else if (!with_path && info.kind == NodeKind::List) {
+    } else if (info.kind == NodeKind::List) {
       // With a GIL only Python code run by a leaf predicate or a flatten function can change
       // the list under us; each child is held while it is visited, and a size change fails.
       Py_ssize_t n = PyList_GET_SIZE(obj);
@@ -595,7 +614,7 @@ struct Flattener {
         if (PyList_GET_SIZE(obj) != n) [[unlikely]] {
           raise(PyExc_RuntimeError, "list changed size during flattening");
         }
-        visit(Ref::borrow(PyList_GET_ITEM(obj, i)), depth + 1);
+        visit_child(Ref::borrow(PyList_GET_ITEM(obj, i)), i, depth + 1);
       }
       node.kind = NodeKind::List;
       node.arity = n;

@@ -23,6 +23,26 @@ bool objects_equal(PyObject* a, PyObject* b) {
   return check_int(PyObject_RichCompareBool(a, b, Py_EQ)) != 0;
 }
 
+// list == list for two key lists, without the generic comparison's dispatch: an identical key
+// needs no call.
+bool key_lists_equal(PyObject* a, PyObject* b) {
+  if (a == b) return true;
+  if (a == nullptr || b == nullptr || !PyList_CheckExact(a) || !PyList_CheckExact(b)) {
+    return objects_equal(a, b);
+  }
+  if (PyList_GET_SIZE(a) != PyList_GET_SIZE(b)) return false;
+  // Sizes re-read on every step, as list comparison does: a key's __eq__ runs Python code.
+  for (Py_ssize_t i = 0; i < PyList_GET_SIZE(a) && i < PyList_GET_SIZE(b); ++i) {
+    PyObject* x = PyList_GET_ITEM(a, i);
+    PyObject* y = PyList_GET_ITEM(b, i);
+    if (x == y) continue;
+    Ref hold_x = Ref::borrow(x);
+    Ref hold_y = Ref::borrow(y);
+    if (!check_int(PyObject_RichCompareBool(x, y, Py_EQ))) return false;
+  }
+  return PyList_GET_SIZE(a) == PyList_GET_SIZE(b);
+}
+
 // Structural equality of two nodes, ignoring counts (callers compare those).
 bool nodes_equal(const Node& a, const Node& b) {
   if (a.kind != b.kind || a.arity != b.arity) return false;
@@ -32,15 +52,17 @@ bool nodes_equal(const Node& a, const Node& b) {
     case NodeKind::Tuple:
     case NodeKind::List:
       return true;
+    case NodeKind::Dict:
+    case NodeKind::OrderedDict:
+      return key_lists_equal(a.node_data.get(), b.node_data.get());
     case NodeKind::Deque:
     case NodeKind::NamedTuple:
     case NodeKind::StructSequence:
-    case NodeKind::Dict:
-    case NodeKind::OrderedDict:
     case NodeKind::DefaultDict:
       return objects_equal(a.node_data.get(), b.node_data.get());
     case NodeKind::Custom:
-      return a.custom->type == b.custom->type && a.custom->ns == b.custom->ns &&
+      return (a.custom == b.custom ||
+              (a.custom->type == b.custom->type && a.custom->ns == b.custom->ns)) &&
              objects_equal(a.node_data.get(), b.node_data.get());
     default:
       return false;

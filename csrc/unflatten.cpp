@@ -2,6 +2,8 @@
 // the other rebuilding algorithms. flatten.cpp holds the matching flatten logic.
 #include <algorithm>
 #include <bit>
+#include <memory>
+#include <utility>
 #include <vector>
 
 #include "optree/treespec.h"
@@ -136,8 +138,8 @@ Ref make_node(const Node& node, PyObject* const* children, LazyBuiltins& builtin
     }
     case NodeKind::Custom: {
       Ref args = tuple_of(children, n);
-      return check_ref(PyObject_CallFunctionObjArgs(node.custom->unflatten_func,
-                                                    node.node_data.get(), args.get(), nullptr));
+      PyObject* call_args[] = {node.node_data.get(), args.get()};
+      return check_ref(PyObject_Vectorcall(node.custom->unflatten_func, call_args, 2, nullptr));
     }
     case NodeKind::FrozenDict:
     case NodeKind::NumKinds:
@@ -149,9 +151,22 @@ Ref make_node(const Node& node, PyObject* const* children, LazyBuiltins& builtin
 Ref TreeSpec::unflatten(PyObject* leaves) const {
   root();  // raises if uninitialized
 
-  Ref sequence = check_ref(PySequence_Fast(leaves, "leaves must be iterable"));
+  // A list of leaves may change under us while Python code runs (constructors, key hashing,
+  // finalizers): it is read item by item with its current size. A list made here from any
+  // other iterable is ours alone, so its references are taken over rather than duplicated.
+  Ref sequence;
+  enum class Source { Tuple, SharedList, OwnList } source;
+  if (PyTuple_CheckExact(leaves)) {
+    sequence = Ref::borrow(leaves);
+    source = Source::Tuple;
+  } else if (PyList_CheckExact(leaves)) {
+    sequence = Ref::borrow(leaves);
+    source = Source::SharedList;
+  } else {
+    sequence = check_ref(PySequence_Fast(leaves, "leaves must be iterable"));
+    source = Source::OwnList;
+  }
   Py_ssize_t num_given = PySequence_Fast_GET_SIZE(sequence.get());
-  PyObject** items = PySequence_Fast_ITEMS(sequence.get());
   Py_ssize_t expected = num_leaves();
   if (num_given < expected) {
     raise(PyExc_ValueError, "Too few leaves for PyTreeSpec; expected: " + std::to_string(expected) +
@@ -161,40 +176,60 @@ Ref TreeSpec::unflatten(PyObject* leaves) const {
     raise(PyExc_ValueError,
           "Too many leaves for PyTreeSpec; expected: " + std::to_string(expected) + ".");
   }
-  std::vector<PyObject*> stack;  // owned references
-  stack.reserve(nodes.size());
+  // Owned references of the subtrees built so far; the top `arity` are a node's children.
+  std::unique_ptr<PyObject*[]> storage(new PyObject*[nodes.size()]);
+  PyObject** const bottom = storage.get();
+  PyObject** top = bottom;
   struct Cleanup {
-    std::vector<PyObject*>& stack;
+    PyObject** const& bottom;
+    PyObject**& top;
     ~Cleanup() {
-      for (PyObject* obj : stack) Py_DECREF(obj);
+      while (top != bottom) Py_DECREF(*--top);
     }
-  } cleanup{stack};
+  } cleanup{bottom, top};
   Py_ssize_t leaf_index = 0;
   LazyBuiltins builtins;
   for (const Node& node : nodes) {
     if (node.kind == NodeKind::Leaf) {
-      stack.push_back(Py_NewRef(items[leaf_index++]));
+      PyObject* leaf;
+      if (source == Source::Tuple) {
+        leaf = Py_NewRef(PyTuple_GET_ITEM(sequence.get(), leaf_index));
+      } else if (source == Source::OwnList) {
+        PyObject** slot = &PyList_GET_ITEM(sequence.get(), leaf_index);
+        leaf = std::exchange(*slot, nullptr);
+      } else {
+        if (leaf_index >= PyList_GET_SIZE(sequence.get())) [[unlikely]] {
+          raise(PyExc_ValueError,
+                "Too few leaves for PyTreeSpec; expected: " + std::to_string(expected) +
+                    ", got: " + std::to_string(PyList_GET_SIZE(sequence.get())) + ".");
+        }
+        leaf = Py_NewRef(PyList_GET_ITEM(sequence.get(), leaf_index));
+      }
+      ++leaf_index;
+      *top++ = leaf;
       continue;
     }
-    size_t first = stack.size() - static_cast<size_t>(node.arity);
+    PyObject** first = top - node.arity;
     PyObject* built;
     if (node.kind == NodeKind::Tuple || node.kind == NodeKind::List) {
-      // The new container takes the stack's references over.
+      // The new container takes the references over.
       bool is_tuple = node.kind == NodeKind::Tuple;
       built = check(is_tuple ? PyTuple_New(node.arity) : PyList_New(node.arity));
       PyObject** slots = is_tuple ? reinterpret_cast<PyTupleObject*>(built)->ob_item
                                   : reinterpret_cast<PyListObject*>(built)->ob_item;
-      std::copy(stack.begin() + static_cast<std::ptrdiff_t>(first), stack.end(), slots);
+      for (Py_ssize_t i = 0; i < node.arity; ++i) slots[i] = first[i];
     } else {
-      built = make_node(node, stack.data() + first, builtins).release();
-      for (size_t i = first; i < stack.size(); ++i) Py_DECREF(stack[i]);
+      built = make_node(node, first, builtins).release();
+      for (PyObject** child = first; child != top; ++child) Py_DECREF(*child);
     }
-    stack.resize(first);
-    stack.push_back(built);
+    top = first;
+    *top++ = built;
   }
-  PyObject* result = stack.back();
-  stack.clear();
-  return Ref::steal(result);
+  if (source == Source::SharedList && PyList_GET_SIZE(sequence.get()) > expected) [[unlikely]] {
+    raise(PyExc_ValueError,
+          "Too many leaves for PyTreeSpec; expected: " + std::to_string(expected) + ".");
+  }
+  return Ref::steal(*--top);
 }
 
 }  // namespace optree

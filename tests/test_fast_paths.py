@@ -181,3 +181,43 @@ def test_registry_change_during_flatten_is_seen(differential):
         REGISTRY_CHANGES_SETUP,
         ['run(optree.tree_flatten)', 'run(optree.tree_leaves)', 'run(optree.tree_structure)'],
     )
+
+
+LEAVES_MUTATION_SETUP = """
+NS = 'fast-paths-mutation'
+
+class Holder:
+    def __init__(self, *children):
+        self.children = children
+
+    def __repr__(self):
+        return f'Holder{self.children!r}'
+
+def run(mutation):
+    leaves = [1, 2, 3, 4]
+
+    def unflatten(_, children):
+        # Rebuilding runs Python code, which may change the very list being read.
+        if mutation == 'clear':
+            leaves.clear()
+        elif mutation == 'extend':
+            leaves.extend(range(100))
+        elif mutation == 'pop':
+            leaves.pop()
+        return Holder(*children)
+
+    optree.register_pytree_node(Holder, lambda h: (h.children, None), unflatten, namespace=NS)
+    try:
+        spec = optree.tree_structure([Holder(1, 2), 3, 4], namespace=NS)
+        return spec.unflatten(leaves)
+    finally:
+        optree.unregister_pytree_node(Holder, namespace=NS)
+"""
+
+
+def test_leaves_list_changed_while_rebuilding(differential):
+    differential.check(
+        LEAVES_MUTATION_SETUP,
+        ["run('clear')", "run('extend')", "run('pop')", "run('none')"],
+        isolated=True,
+    )
