@@ -552,8 +552,21 @@ struct Flattener {
   }
 
   void run(PyObject* tree) {
+    // Programs flatten trees of one shape again and again: start with room for as many nodes
+    // and leaves as this thread's previous flatten had, instead of growing (and moving every
+    // node) a dozen times.
+    thread_local size_t previous_nodes = 0;
+    thread_local size_t previous_leaves = 0;
+    if constexpr (kBuildNodes) nodes.reserve(previous_nodes);
+    if constexpr (kCollectLeaves) leaves.reserve(previous_leaves);
     visit(Ref::borrow(tree), 0);
     flush_leaf_nodes();
+    if constexpr (kBuildNodes) {
+      previous_nodes = nodes.size();
+      // A small tree after a big one: give the room back rather than keep it with the spec.
+      if (nodes.capacity() > 2 * nodes.size() + 64) nodes.shrink_to_fit();
+    }
+    if constexpr (kCollectLeaves) previous_leaves = leaves.size();
   }
 
   // A sequence's child at `index`.
@@ -595,15 +608,18 @@ struct Flattener {
     Py_ssize_t leaves_before = num_leaves;
     Py_ssize_t nodes_before = static_cast<Py_ssize_t>(nodes.size());
     Node node;
-    if (info.kind == NodeKind::Tuple) {
+    if (info.kind == NodeKind::Tuple || info.kind == NodeKind::NamedTuple) {
       // The most common containers: no intermediate child list. A tuple holds its items.
       Py_ssize_t n = PyTuple_GET_SIZE(obj);
       reserve_for(n);
       for (Py_ssize_t i = 0; i < n; ++i) {
         visit_child(Ref::borrow(PyTuple_GET_ITEM(obj, i)), i, depth + 1);
       }
-      node.kind = NodeKind::Tuple;
+      node.kind = info.kind;
       node.arity = n;
+      if (info.kind == NodeKind::NamedTuple) {
+        node.node_data = Ref::borrow(reinterpret_cast<PyObject*>(Py_TYPE(obj)));
+      }
 #ifndef Py_GIL_DISABLED
     } else if (info.kind == NodeKind::List) {
       // With a GIL only Python code run by a leaf predicate or a flatten function can change

@@ -187,43 +187,58 @@ Ref TreeSpec::unflatten(PyObject* leaves) const {
       while (top != bottom) Py_DECREF(*--top);
     }
   } cleanup{bottom, top};
-  Py_ssize_t leaf_index = 0;
   LazyBuiltins builtins;
-  for (const Node& node : nodes) {
-    if (node.kind == NodeKind::Leaf) {
-      PyObject* leaf;
-      if (source == Source::Tuple) {
-        leaf = Py_NewRef(PyTuple_GET_ITEM(sequence.get(), leaf_index));
-      } else if (source == Source::OwnList) {
-        PyObject** slot = &PyList_GET_ITEM(sequence.get(), leaf_index);
-        leaf = std::exchange(*slot, nullptr);
-      } else {
-        if (leaf_index >= PyList_GET_SIZE(sequence.get())) [[unlikely]] {
-          raise(PyExc_ValueError,
-                "Too few leaves for PyTreeSpec; expected: " + std::to_string(expected) +
-                    ", got: " + std::to_string(PyList_GET_SIZE(sequence.get())) + ".");
+  PyObject* leaves_object = sequence.get();
+  // One loop per source, so that reading a leaf is a load (and an increment).
+  auto rebuild = [&]<Source kSource>() {
+    Py_ssize_t leaf_index = 0;
+    PyObject** items = PySequence_Fast_ITEMS(leaves_object);
+    for (const Node& node : nodes) {
+      if (node.kind == NodeKind::Leaf) {
+        PyObject* leaf;
+        if constexpr (kSource == Source::Tuple) {
+          leaf = Py_NewRef(items[leaf_index]);
+        } else if constexpr (kSource == Source::OwnList) {
+          leaf = std::exchange(items[leaf_index], nullptr);
+        } else {
+          if (leaf_index >= PyList_GET_SIZE(leaves_object)) [[unlikely]] {
+            raise(PyExc_ValueError,
+                  "Too few leaves for PyTreeSpec; expected: " + std::to_string(expected) +
+                      ", got: " + std::to_string(PyList_GET_SIZE(leaves_object)) + ".");
+          }
+          leaf = Py_NewRef(PyList_GET_ITEM(leaves_object, leaf_index));
         }
-        leaf = Py_NewRef(PyList_GET_ITEM(sequence.get(), leaf_index));
+        ++leaf_index;
+        *top++ = leaf;
+        continue;
       }
-      ++leaf_index;
-      *top++ = leaf;
-      continue;
+      PyObject** first = top - node.arity;
+      PyObject* built;
+      if (node.kind == NodeKind::Tuple || node.kind == NodeKind::List) {
+        // The new container takes the references over.
+        bool is_tuple = node.kind == NodeKind::Tuple;
+        built = check(is_tuple ? PyTuple_New(node.arity) : PyList_New(node.arity));
+        PyObject** slots = is_tuple ? reinterpret_cast<PyTupleObject*>(built)->ob_item
+                                    : reinterpret_cast<PyListObject*>(built)->ob_item;
+        for (Py_ssize_t i = 0; i < node.arity; ++i) slots[i] = first[i];
+      } else {
+        built = make_node(node, first, builtins).release();
+        for (PyObject** child = first; child != top; ++child) Py_DECREF(*child);
+      }
+      top = first;
+      *top++ = built;
     }
-    PyObject** first = top - node.arity;
-    PyObject* built;
-    if (node.kind == NodeKind::Tuple || node.kind == NodeKind::List) {
-      // The new container takes the references over.
-      bool is_tuple = node.kind == NodeKind::Tuple;
-      built = check(is_tuple ? PyTuple_New(node.arity) : PyList_New(node.arity));
-      PyObject** slots = is_tuple ? reinterpret_cast<PyTupleObject*>(built)->ob_item
-                                  : reinterpret_cast<PyListObject*>(built)->ob_item;
-      for (Py_ssize_t i = 0; i < node.arity; ++i) slots[i] = first[i];
-    } else {
-      built = make_node(node, first, builtins).release();
-      for (PyObject** child = first; child != top; ++child) Py_DECREF(*child);
-    }
-    top = first;
-    *top++ = built;
+  };
+  switch (source) {
+    case Source::Tuple:
+      rebuild.template operator()<Source::Tuple>();
+      break;
+    case Source::OwnList:
+      rebuild.template operator()<Source::OwnList>();
+      break;
+    case Source::SharedList:
+      rebuild.template operator()<Source::SharedList>();
+      break;
   }
   if (source == Source::SharedList && PyList_GET_SIZE(sequence.get()) > expected) [[unlikely]] {
     raise(PyExc_ValueError,
