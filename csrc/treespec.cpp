@@ -546,6 +546,7 @@ Ref TreeSpec::flatten_up_to(PyObject* tree) const {
     Ref subtree;
   };
   std::vector<Pending> agenda;
+  agenda.reserve(nodes.size());  // each node is pushed at most once
   agenda.push_back({num_nodes() - 1, Ref::borrow(tree)});
   std::vector<Ref> children;
   while (!agenda.empty()) {
@@ -557,9 +558,30 @@ Ref TreeSpec::flatten_up_to(PyObject* tree) const {
       PyList_SET_ITEM(result.get(), filled++, item.subtree.release());
       continue;
     }
-    children.clear();
-    match_node(node, item.subtree.get(), builtins, view, children);
+    PyObject* obj = item.subtree.get();
     Py_ssize_t position = item.index - 1;
+    // Tuples and lists that match go straight onto the agenda; everything else (and every
+    // mismatch, with its message) goes through match_node().
+    PyObject** items = nullptr;
+    if ((node.kind == NodeKind::Tuple && PyTuple_CheckExact(obj) &&
+         PyTuple_GET_SIZE(obj) == node.arity) ||
+        (node.kind == NodeKind::NamedTuple &&
+         reinterpret_cast<PyObject*>(Py_TYPE(obj)) == node.node_data.get() &&
+         PyTuple_GET_SIZE(obj) == node.arity)) {
+      items = reinterpret_cast<PyTupleObject*>(obj)->ob_item;
+    } else if (node.kind == NodeKind::List && PyList_CheckExact(obj) &&
+               PyList_GET_SIZE(obj) == node.arity) {
+      items = reinterpret_cast<PyListObject*>(obj)->ob_item;
+    }
+    if (items != nullptr) {
+      for (Py_ssize_t i = node.arity - 1; i >= 0; --i) {
+        agenda.push_back({position, Ref::borrow(items[i])});
+        position -= nodes[static_cast<size_t>(position)].num_nodes;
+      }
+      continue;
+    }
+    children.clear();
+    match_node(node, obj, builtins, view, children);
     for (Py_ssize_t i = node.arity - 1; i >= 0; --i) {
       agenda.push_back({position, std::move(children[static_cast<size_t>(i)])});
       position -= nodes[static_cast<size_t>(position)].num_nodes;
