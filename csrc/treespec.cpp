@@ -412,10 +412,14 @@ namespace {
       if (!PyList_CheckExact(obj)) {
         raise(PyExc_ValueError, "Expected an instance of list, got " + repr_of(obj) + ".");
       }
-      arity_check("list", PyList_GET_SIZE(obj));
-      for (Py_ssize_t i = 0; i < node.arity; ++i)
-        children.push_back(Ref::borrow(PyList_GET_ITEM(obj, i)));
-      break;
+      {
+        // A consistent copy: other threads (without a GIL) or Python code may change the list.
+        Ref items = check_ref(PyList_AsTuple(obj));
+        arity_check("list", PyTuple_GET_SIZE(items.get()));
+        for (Py_ssize_t i = 0; i < node.arity; ++i)
+          children.push_back(Ref::borrow(PyTuple_GET_ITEM(items.get(), i)));
+        break;
+      }
     case NodeKind::Deque: {
       if (Py_TYPE(obj) != builtins.get().deque) {
         raise(PyExc_ValueError,
@@ -569,10 +573,14 @@ Ref TreeSpec::flatten_up_to(PyObject* tree) const {
          reinterpret_cast<PyObject*>(Py_TYPE(obj)) == node.node_data.get() &&
          PyTuple_GET_SIZE(obj) == node.arity)) {
       items = reinterpret_cast<PyTupleObject*>(obj)->ob_item;
-    } else if (node.kind == NodeKind::List && PyList_CheckExact(obj) &&
-               PyList_GET_SIZE(obj) == node.arity) {
+    }
+#ifndef Py_GIL_DISABLED
+    // Without a GIL another thread may resize the list meanwhile: match_node() copies it.
+    if (node.kind == NodeKind::List && PyList_CheckExact(obj) &&
+        PyList_GET_SIZE(obj) == node.arity) {
       items = reinterpret_cast<PyListObject*>(obj)->ob_item;
     }
+#endif
     if (items != nullptr) {
       for (Py_ssize_t i = node.arity - 1; i >= 0; --i) {
         agenda.push_back({position, Ref::borrow(items[i])});

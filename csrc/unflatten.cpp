@@ -201,12 +201,22 @@ Ref TreeSpec::unflatten(PyObject* leaves) const {
         } else if constexpr (kSource == Source::OwnList) {
           leaf = std::exchange(items[leaf_index], nullptr);
         } else {
-          if (leaf_index >= PyList_GET_SIZE(leaves_object)) [[unlikely]] {
+#ifdef Py_GIL_DISABLED
+          // Other threads may change the list meanwhile: take each item under its lock.
+          leaf = PyList_GetItemRef(leaves_object, leaf_index);
+          if (leaf == nullptr) [[unlikely]] {
+            if (!PyErr_ExceptionMatches(PyExc_IndexError)) throw_python_error();
+            PyErr_Clear();
+#else
+          leaf = leaf_index < PyList_GET_SIZE(leaves_object)
+                     ? Py_NewRef(PyList_GET_ITEM(leaves_object, leaf_index))
+                     : nullptr;
+          if (leaf == nullptr) [[unlikely]] {
+#endif
             raise(PyExc_ValueError,
                   "Too few leaves for PyTreeSpec; expected: " + std::to_string(expected) +
                       ", got: " + std::to_string(PyList_GET_SIZE(leaves_object)) + ".");
           }
-          leaf = Py_NewRef(PyList_GET_ITEM(leaves_object, leaf_index));
         }
         ++leaf_index;
         *top++ = leaf;
