@@ -303,6 +303,23 @@ bool same_order(PyObject* a, PyObject* b) {
 
 }  // namespace
 
+namespace {
+
+// The items of the children a custom flatten function returned, as iteration gives them.
+void collect_iterable(PyObject* raw_children, std::vector<Ref>& children) {
+  Ref iterator = Ref::steal(PyObject_GetIter(raw_children));
+  if (!iterator) {
+    if (!PyErr_ExceptionMatches(PyExc_TypeError)) throw_python_error();
+    PyErr_Clear();
+    raise(PyExc_TypeError, std::string("Object of type '") + Py_TYPE(raw_children)->tp_name +
+                               "' is not an instance of 'iterable'");
+  }
+  while (PyObject* item = PyIter_Next(iterator.get())) children.push_back(Ref::steal(item));
+  if (PyErr_Occurred()) throw_python_error();
+}
+
+}  // namespace
+
 // Fills `node` (except counts) and the children of a non-leaf object, in flatten order.
 // `dict_order_from_namespace` is set when the namespace's dict_insertion_ordered applied.
 void expand_node(PyObject* obj, const NodeInfo& info, RegistryView& view,
@@ -392,16 +409,20 @@ void expand_node(PyObject* obj, const NodeInfo& info, RegistryView& view,
                   " should return a 2- or 3-tuple, got " + std::to_string(size) + ".");
       }
       PyObject* raw_children = PyTuple_GET_ITEM(result.get(), 0);
-      Ref iterator = Ref::steal(PyObject_GetIter(raw_children));
-      if (!iterator) {
-        if (!PyErr_ExceptionMatches(PyExc_TypeError)) throw_python_error();
-        PyErr_Clear();
-        raise(PyExc_TypeError, std::string("Object of type '") + Py_TYPE(raw_children)->tp_name +
-                                   "' is not an instance of 'iterable'");
+      if (PyTuple_CheckExact(raw_children) || PyList_CheckExact(raw_children)) {
+        // What iterating them would give, without the iterator protocol.
+        Ref items = PyTuple_CheckExact(raw_children) ? Ref::borrow(raw_children)
+                                                     : check_ref(PyList_AsTuple(raw_children));
+        Py_ssize_t n = PyTuple_GET_SIZE(items.get());
+        children.reserve(static_cast<size_t>(n));
+        for (Py_ssize_t i = 0; i < n; ++i) {
+          children.push_back(Ref::borrow(PyTuple_GET_ITEM(items.get(), i)));
+        }
+      } else {
+        collect_iterable(raw_children, children);
       }
-      while (PyObject* item = PyIter_Next(iterator.get())) children.push_back(Ref::steal(item));
-      if (PyErr_Occurred()) throw_python_error();
       node.node_data = Ref::borrow(PyTuple_GET_ITEM(result.get(), 1));
+
       if (size == 3 && PyTuple_GET_ITEM(result.get(), 2) != Py_None) {
         node.node_entries = check_ref(PySequence_Tuple(PyTuple_GET_ITEM(result.get(), 2)));
         Py_ssize_t num_entries = PyTuple_GET_SIZE(node.node_entries.get());
