@@ -576,10 +576,12 @@ struct Flattener {
     // Programs flatten trees of one shape again and again: start with room for as many nodes
     // and leaves as this thread's previous flatten had, instead of growing (and moving every
     // node) a dozen times.
+    // Capped, so that a small tree after a huge one does not reserve (and give back) as much.
+    constexpr size_t kMostReserved = size_t{1} << 20;
     thread_local size_t previous_nodes = 0;
     thread_local size_t previous_leaves = 0;
-    if constexpr (kBuildNodes) nodes.reserve(previous_nodes);
-    if constexpr (kCollectLeaves) leaves.reserve(previous_leaves);
+    if constexpr (kBuildNodes) nodes.reserve(std::min(previous_nodes, kMostReserved));
+    if constexpr (kCollectLeaves) leaves.reserve(std::min(previous_leaves, kMostReserved));
     visit(Ref::borrow(tree), 0);
     flush_leaf_nodes();
     if constexpr (kBuildNodes) {
