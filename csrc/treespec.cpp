@@ -614,7 +614,9 @@ bool TreeSpec::equals(const TreeSpec& other) const {
     if (a->kind != b->kind || a->arity != b->arity) return false;
     // Only these kinds carry data to compare; the rest are equal by now.
     bool has_data = a->kind == NodeKind::Custom || a->kind > NodeKind::List;
-    if (has_data && !nodes_equal(*a, *b)) [[unlikely]]
+    // Identical data (and registration) needs no call: the common case for types.
+    if (has_data && !(a->node_data.get() == b->node_data.get() && a->custom == b->custom) &&
+        !nodes_equal(*a, *b)) [[unlikely]]
       return false;
   }
   return true;
@@ -626,8 +628,8 @@ Py_hash_t TreeSpec::hash() const {
   uint64_t h = 0x9e3779b97f4a7c15ULL ^ (none_is_leaf ? 1 : 0);
   auto mix = [&](uint64_t value) { h = (h ^ value) * 0x100000001b3ULL + (h >> 29); };
   for (const Node& node : nodes) {
-    mix(static_cast<uint64_t>(node.kind));
-    mix(static_cast<uint64_t>(node.arity));
+    // One step per node for kind and arity: the steps form a dependency chain.
+    mix(static_cast<uint64_t>(node.kind) | (static_cast<uint64_t>(node.arity) << 8));
     switch (node.kind) {
       case NodeKind::NamedTuple:
       case NodeKind::StructSequence:
