@@ -3,6 +3,8 @@
 // matching rebuild logic.
 #include <algorithm>
 #include <cstddef>
+#include <cstdlib>
+#include <cstring>
 
 #include "optree/treespec.h"
 // After Python.h, which it needs.
@@ -12,10 +14,23 @@ namespace optree {
 
 // ------------------------------------------------------------------ namedtuple / structseq
 
-bool is_namedtuple_class(PyObject* cls, const BuiltinTypes& builtins) {
-  if (!PyType_Check(cls)) return false;
-  auto* type = reinterpret_cast<PyTypeObject*>(cls);
-  if (type == &PyTuple_Type || !PyType_IsSubtype(type, &PyTuple_Type)) return false;
+namespace {
+
+// An entry of a type's own __dict__ (not its bases'), or null. Static builtin types keep their
+// dict per interpreter from 3.12 on, with tp_dict left null: ask for it.
+Ref own_type_attribute(PyTypeObject* type, const char* name) {
+#if PY_VERSION_HEX >= 0x030C0000
+  Ref dict = Ref::steal(PyType_GetDict(type));
+#else
+  Ref dict = Ref::borrow(type->tp_dict);
+#endif
+  if (!dict) return Ref();
+  return Ref::borrow(PyDict_GetItemString(dict.get(), name));
+}
+
+// Whether `cls` (a strict tuple subclass) looks like a namedtuple class.
+bool has_namedtuple_attributes(PyObject* cls, const BuiltinTypes& builtins,
+                               Py_ssize_t& num_fields) {
   Ref fields = Ref::steal(PyObject_GetAttr(cls, builtins.name_fields));
   if (!fields) {
     PyErr_Clear();
@@ -33,33 +48,12 @@ bool is_namedtuple_class(PyObject* cls, const BuiltinTypes& builtins) {
     }
     if (!PyCallable_Check(attr.get())) return false;
   }
+  num_fields = PyTuple_GET_SIZE(fields.get());
   return true;
 }
 
-bool is_namedtuple_class(PyObject* cls) {
-  return is_namedtuple_class(cls, current_shard().builtins());
-}
-
-namespace {
-
-// An entry of a type's own __dict__ (not its bases'), or null. Static builtin types keep their
-// dict per interpreter from 3.12 on, with tp_dict left null: ask for it.
-Ref own_type_attribute(PyTypeObject* type, const char* name) {
-#if PY_VERSION_HEX >= 0x030C0000
-  Ref dict = Ref::steal(PyType_GetDict(type));
-#else
-  Ref dict = Ref::borrow(type->tp_dict);
-#endif
-  if (!dict) return Ref();
-  return Ref::borrow(PyDict_GetItemString(dict.get(), name));
-}
-
-}  // namespace
-
-bool is_structseq_class(PyObject* cls) {
-  if (!PyType_Check(cls)) return false;
-  auto* type = reinterpret_cast<PyTypeObject*>(cls);
-  if (type == &PyTuple_Type || !PyType_IsSubtype(type, &PyTuple_Type)) return false;
+// Whether `cls` (a strict tuple subclass) looks like a PyStructSequence class.
+bool has_structseq_attributes(PyTypeObject* type) {
   // Structure sequences are final: a subclass would not be one.
   if (PyType_HasFeature(type, Py_TPFLAGS_BASETYPE)) return false;
   for (const char* name : {"n_sequence_fields", "n_fields", "n_unnamed_fields"}) {
@@ -67,6 +61,111 @@ bool is_structseq_class(PyObject* cls) {
     if (!value || !PyLong_CheckExact(value.get())) return false;
   }
   return true;
+}
+
+// Whether cls(*children), for a namedtuple class, is exactly tuple.__new__(cls, children): its
+// __new__ is the one collections.namedtuple generates (`lambda _cls, <fields>:
+// _tuple_new(_cls, (<fields>))`, evaluated in a namespace named 'namedtuple_<typename>' whose
+// _tuple_new is tuple.__new__), __init__ is object's (a no-op then), and the metaclass is type
+// (checked by the caller). Unflatten then skips the Python-level __new__.
+bool namedtuple_builds_like_tuple(PyObject* cls, const BuiltinTypes& builtins,
+                                  Py_ssize_t num_fields) {
+  auto* type = reinterpret_cast<PyTypeObject*>(cls);
+  if (type->tp_init != PyBaseObject_Type.tp_init) return false;
+  Ref new_func = Ref::steal(PyObject_GetAttr(cls, builtins.name_new));
+  if (!new_func) {
+    PyErr_Clear();
+    return false;
+  }
+  if (!PyFunction_Check(new_func.get())) return false;
+  PyObject* globals = PyFunction_GetGlobals(new_func.get());
+  if (globals == nullptr || !PyDict_Check(globals)) return false;
+  PyObject* module_name = PyDict_GetItemString(globals, "__name__");
+  if (module_name == nullptr || !PyUnicode_Check(module_name)) return false;
+  Ref prefix = Ref::steal(PyUnicode_FromString("namedtuple_"));
+  if (!prefix) throw_python_error();
+  Py_ssize_t starts = PyUnicode_Tailmatch(module_name, prefix.get(), 0, PY_SSIZE_T_MAX, -1);
+  if (starts == -1) throw_python_error();
+  if (starts == 0) return false;
+  if (PyDict_GetItemString(globals, "_tuple_new") != builtins.tuple_new) return false;
+  auto* code = reinterpret_cast<PyCodeObject*>(PyFunction_GetCode(new_func.get()));
+  return code->co_argcount == num_fields + 1 && code->co_kwonlyargcount == 0 &&
+         code->co_posonlyargcount == 0 && (code->co_flags & (CO_VARARGS | CO_VARKEYWORDS)) == 0;
+}
+
+// The type's version tag, assigning one first if it has none; 0 if CPython cannot give one.
+unsigned int type_version(PyTypeObject* type, const BuiltinTypes& builtins) {
+  auto valid_tag = [type]() -> unsigned int {
+    if (!PyType_HasFeature(type, Py_TPFLAGS_VALID_VERSION_TAG)) return 0;
+    return __atomic_load_n(&type->tp_version_tag, __ATOMIC_ACQUIRE);
+  };
+  unsigned int tag = valid_tag();
+  if (tag != 0) return tag;
+#if PY_VERSION_HEX >= 0x030C0000
+  if (!PyUnstable_Type_AssignVersionTag(type)) return 0;
+#else
+  // A method cache lookup assigns the tag as a side effect.
+  (void)_PyType_Lookup(type, builtins.name_fields);
+#endif
+  return valid_tag();
+}
+
+TupleClassInfo compute_tuple_class_info(PyTypeObject* type, const BuiltinTypes& builtins) {
+  auto* cls = reinterpret_cast<PyObject*>(type);
+  TupleClassInfo info;
+  Py_ssize_t num_fields = 0;
+  info.namedtuple = has_namedtuple_attributes(cls, builtins, num_fields);
+  info.structseq = has_structseq_attributes(type);
+  if (info.namedtuple && num_fields <= UINT16_MAX && Py_IS_TYPE(cls, &PyType_Type)) {
+    info.builds_like_tuple = namedtuple_builds_like_tuple(cls, builtins, num_fields);
+    info.num_fields = static_cast<uint16_t>(num_fields);
+  }
+  return info;
+}
+
+}  // namespace
+
+TupleClassInfo tuple_class_info(PyTypeObject* type, const BuiltinTypes& builtins) {
+  // Attribute lookups on a class also consult its metaclass, which the tag does not cover:
+  // cache plain classes only.
+  unsigned int tag = Py_IS_TYPE(reinterpret_cast<PyObject*>(type), &PyType_Type)
+                         ? type_version(type, builtins)
+                         : 0;
+  TupleClassInfo info;
+  if (builtins.tuple_classes.find(tag, info)) return info;
+  info = compute_tuple_class_info(type, builtins);
+  // Stored only if the type did not change while it was being examined.
+  if (tag != 0 && type_version(type, builtins) == tag) builtins.tuple_classes.store(tag, info);
+  return info;
+}
+
+namespace {
+
+PyTypeObject* strict_tuple_subclass(PyObject* cls) {
+  if (!PyType_Check(cls)) return nullptr;
+  auto* type = reinterpret_cast<PyTypeObject*>(cls);
+  if (type == &PyTuple_Type || !PyType_IsSubtype(type, &PyTuple_Type)) return nullptr;
+  return type;
+}
+
+}  // namespace
+
+bool is_namedtuple_class(PyObject* cls, const BuiltinTypes& builtins) {
+  PyTypeObject* type = strict_tuple_subclass(cls);
+  return type != nullptr && tuple_class_info(type, builtins).namedtuple;
+}
+
+bool is_namedtuple_class(PyObject* cls) {
+  return is_namedtuple_class(cls, current_shard().builtins());
+}
+
+bool is_structseq_class(PyObject* cls, const BuiltinTypes& builtins) {
+  PyTypeObject* type = strict_tuple_subclass(cls);
+  return type != nullptr && tuple_class_info(type, builtins).structseq;
+}
+
+bool is_structseq_class(PyObject* cls) {
+  return is_structseq_class(cls, current_shard().builtins());
 }
 
 namespace {
@@ -130,9 +229,9 @@ Ref structseq_fields(PyObject* obj) {
 namespace {
 
 NodeInfo classify_tuple_subclass(PyTypeObject* type, const BuiltinTypes& builtins) {
-  auto* cls = reinterpret_cast<PyObject*>(type);
-  if (is_namedtuple_class(cls, builtins)) return {NodeKind::NamedTuple};
-  if (is_structseq_class(cls)) return {NodeKind::StructSequence};
+  TupleClassInfo info = tuple_class_info(type, builtins);
+  if (info.namedtuple) return {NodeKind::NamedTuple};
+  if (info.structseq) return {NodeKind::StructSequence};
   return {NodeKind::Leaf};
 }
 
@@ -147,6 +246,7 @@ NodeInfo classify_tuple_subclass(PyTypeObject* type, const BuiltinTypes& builtin
   const BuiltinTypes& builtins = view.shard().builtins();
   if (obj == Py_None) return {options.none_is_leaf ? NodeKind::Leaf : NodeKind::None};
   PyTypeObject* type = Py_TYPE(obj);
+  if (view.is_known_leaf_type(type)) return {NodeKind::Leaf};
   if (type == &PyTuple_Type) return {NodeKind::Tuple};
   if (type == &PyList_Type) return {NodeKind::List};
   if (type == &PyDict_Type) return {NodeKind::Dict};
@@ -158,6 +258,7 @@ NodeInfo classify_tuple_subclass(PyTypeObject* type, const BuiltinTypes& builtin
   }
   if (PyTuple_Check(obj)) [[unlikely]]
     return classify_tuple_subclass(type, builtins);
+  view.remember_leaf_type(type);
   return {NodeKind::Leaf};
 }
 
@@ -206,6 +307,23 @@ bool same_order(PyObject* a, PyObject* b) {
 
 }  // namespace
 
+namespace {
+
+// The items of the children a custom flatten function returned, as iteration gives them.
+void collect_iterable(PyObject* raw_children, std::vector<Ref>& children) {
+  Ref iterator = Ref::steal(PyObject_GetIter(raw_children));
+  if (!iterator) {
+    if (!PyErr_ExceptionMatches(PyExc_TypeError)) throw_python_error();
+    PyErr_Clear();
+    raise(PyExc_TypeError, std::string("Object of type '") + Py_TYPE(raw_children)->tp_name +
+                               "' is not an instance of 'iterable'");
+  }
+  while (PyObject* item = PyIter_Next(iterator.get())) children.push_back(Ref::steal(item));
+  if (PyErr_Occurred()) throw_python_error();
+}
+
+}  // namespace
+
 // Fills `node` (except counts) and the children of a non-leaf object, in flatten order.
 // `dict_order_from_namespace` is set when the namespace's dict_insertion_ordered applied.
 void expand_node(PyObject* obj, const NodeInfo& info, RegistryView& view,
@@ -223,6 +341,7 @@ void expand_node(PyObject* obj, const NodeInfo& info, RegistryView& view,
       if (info.kind == NodeKind::StructSequence) {
         n = structseq_length(Py_TYPE(obj));
       }
+      children.reserve(static_cast<size_t>(n));
       for (Py_ssize_t i = 0; i < n; ++i) children.push_back(Ref::borrow(PyTuple_GET_ITEM(obj, i)));
       if (info.kind != NodeKind::Tuple)
         node.node_data = Ref::borrow(reinterpret_cast<PyObject*>(Py_TYPE(obj)));
@@ -294,16 +413,20 @@ void expand_node(PyObject* obj, const NodeInfo& info, RegistryView& view,
                   " should return a 2- or 3-tuple, got " + std::to_string(size) + ".");
       }
       PyObject* raw_children = PyTuple_GET_ITEM(result.get(), 0);
-      Ref iterator = Ref::steal(PyObject_GetIter(raw_children));
-      if (!iterator) {
-        if (!PyErr_ExceptionMatches(PyExc_TypeError)) throw_python_error();
-        PyErr_Clear();
-        raise(PyExc_TypeError, std::string("Object of type '") + Py_TYPE(raw_children)->tp_name +
-                                   "' is not an instance of 'iterable'");
+      if (PyTuple_CheckExact(raw_children) || PyList_CheckExact(raw_children)) {
+        // What iterating them would give, without the iterator protocol.
+        Ref items = PyTuple_CheckExact(raw_children) ? Ref::borrow(raw_children)
+                                                     : check_ref(PyList_AsTuple(raw_children));
+        Py_ssize_t n = PyTuple_GET_SIZE(items.get());
+        children.reserve(static_cast<size_t>(n));
+        for (Py_ssize_t i = 0; i < n; ++i) {
+          children.push_back(Ref::borrow(PyTuple_GET_ITEM(items.get(), i)));
+        }
+      } else {
+        collect_iterable(raw_children, children);
       }
-      while (PyObject* item = PyIter_Next(iterator.get())) children.push_back(Ref::steal(item));
-      if (PyErr_Occurred()) throw_python_error();
       node.node_data = Ref::borrow(PyTuple_GET_ITEM(result.get(), 1));
+
       if (size == 3 && PyTuple_GET_ITEM(result.get(), 2) != Py_None) {
         node.node_entries = check_ref(PySequence_Tuple(PyTuple_GET_ITEM(result.get(), 2)));
         Py_ssize_t num_entries = PyTuple_GET_SIZE(node.node_entries.get());
@@ -331,6 +454,62 @@ void expand_node(PyObject* obj, const NodeInfo& info, RegistryView& view,
 
 namespace {
 
+// Owned references with an append that compiles to a compare and a store.
+class OwnedObjects {
+ public:
+  OwnedObjects() = default;
+  OwnedObjects(const OwnedObjects&) = delete;
+  OwnedObjects& operator=(const OwnedObjects&) = delete;
+  ~OwnedObjects() {
+    for (size_t i = 0; i < size_; ++i) Py_DECREF(items_[i]);
+    std::free(items_);
+  }
+
+  size_t size() const noexcept { return size_; }
+  void reserve(size_t wanted) {
+    if (wanted > capacity_) grow(std::max(wanted, 2 * capacity_));
+  }
+  // Takes the reference over (also when it throws).
+  [[gnu::always_inline]] void push(PyObject* obj) {
+    if (size_ == capacity_) [[unlikely]]
+      grow_for_one(obj);
+    items_[size_++] = obj;
+  }
+  // A new list taking every reference over; leaves this empty.
+  Ref to_list() {
+    Ref list = check_ref(PyList_New(static_cast<Py_ssize_t>(size_)));
+    if (size_ > 0) {
+      std::memcpy(reinterpret_cast<PyListObject*>(list.get())->ob_item, items_,
+                  size_ * sizeof(PyObject*));
+    }
+    size_ = 0;
+    return list;
+  }
+
+ private:
+  void grow(size_t capacity) {
+    void* items = std::realloc(items_, capacity * sizeof(PyObject*));
+    if (items == nullptr) throw std::bad_alloc();
+    items_ = static_cast<PyObject**>(items);
+    capacity_ = capacity;
+  }
+  [[gnu::noinline]] void grow_for_one(PyObject* obj) {
+    try {
+      grow(std::max<size_t>(16, 2 * capacity_));
+    } catch (...) {
+      Py_DECREF(obj);
+      throw;
+    }
+  }
+
+  PyObject** items_ = nullptr;
+  size_t size_ = 0;
+  size_t capacity_ = 0;
+};
+
+// One walk serves flatten (nodes and leaves), tree_leaves (leaves only) and tree_structure
+// (nodes only): what is not asked for is not built.
+template <bool kBuildNodes, bool kCollectLeaves>
 struct Flattener {
   Flattener(const FlattenOptions& options_, std::vector<Node>& nodes_)
       : options(options_), nodes(nodes_) {}
@@ -340,93 +519,170 @@ struct Flattener {
   RegistryView view;
   const FlattenOptions& options;
   std::vector<Node>& nodes;
-  std::vector<PyObject*> leaves;       // owned references
-  std::vector<PyObject*> paths;        // owned references; only with_path
+  OwnedObjects leaves;
+  OwnedObjects paths;                  // only with_path
   std::vector<PyObject*> path_prefix;  // borrowed entries of the current path
+  Py_ssize_t num_leaves = 0;
+  // Leaf nodes not yet appended to `nodes`: runs of leaves are appended at once, before the
+  // next container's nodes (post-order is kept) or when the walk ends.
+  size_t pending_leaf_nodes = 0;
   bool with_path = false;
   bool uses_namespace = false;
 
-  ~Flattener() {
-    for (PyObject* leaf : leaves) Py_DECREF(leaf);
-    for (PyObject* path : paths) Py_DECREF(path);
+  // Takes `leaf` over.
+  [[gnu::always_inline]] void add_leaf(Ref& leaf) {
+    ++num_leaves;
+    if (with_path) [[unlikely]]
+      add_path();
+    if constexpr (kCollectLeaves) leaves.push(leaf.release());
+    if constexpr (kBuildNodes) ++pending_leaf_nodes;
   }
 
-  void add_leaf(PyObject* obj) {
-    if (with_path) {
-      Ref path = check_ref(PyTuple_New(static_cast<Py_ssize_t>(path_prefix.size())));
-      for (size_t i = 0; i < path_prefix.size(); ++i) {
-        PyTuple_SET_ITEM(path.get(), static_cast<Py_ssize_t>(i), Py_NewRef(path_prefix[i]));
+  void flush_leaf_nodes() {
+    if constexpr (kBuildNodes) {
+      if (pending_leaf_nodes == 0) return;
+      size_t first = nodes.size();
+      nodes.resize(first + pending_leaf_nodes);
+      pending_leaf_nodes = 0;
+      for (size_t i = first; i < nodes.size(); ++i) {
+        nodes[i].num_leaves = 1;
+        nodes[i].num_nodes = 1;
       }
-      paths.push_back(path.release());
     }
-    leaves.push_back(Py_NewRef(obj));
   }
 
-  void recurse(PyObject* obj, Py_ssize_t depth) {
-    if (depth > kMaxRecursionDepth) {
-      raise(PyExc_RecursionError, "Maximum recursion depth exceeded during flattening the tree.");
+  [[gnu::noinline]] void add_path() {
+    Ref path = check_ref(PyTuple_New(static_cast<Py_ssize_t>(path_prefix.size())));
+    for (size_t i = 0; i < path_prefix.size(); ++i) {
+      PyTuple_SET_ITEM(path.get(), static_cast<Py_ssize_t>(i), Py_NewRef(path_prefix[i]));
     }
-    NodeInfo info = classify(obj, view, options);
+    paths.push(path.release());
+  }
+
+  [[noreturn, gnu::noinline]] static void too_deep() {
+    raise(PyExc_RecursionError, "Maximum recursion depth exceeded during flattening the tree.");
+  }
+
+  // Visits `obj`, holding the reference the caller hands over (which keeps it alive whatever
+  // Python code runs meanwhile): a leaf's reference moves into the leaves, a container's is
+  // released after its subtree. Inlined into the container loops, so that leaves cost no call.
+  [[gnu::always_inline]] void visit(Ref obj, Py_ssize_t depth) {
+    if (depth > kMaxRecursionDepth) [[unlikely]]
+      too_deep();
+    NodeInfo info = classify(obj.get(), view, options);
     if (info.kind == NodeKind::Leaf) {
       add_leaf(obj);
-      Node& leaf = nodes.emplace_back();
-      leaf.num_leaves = 1;
-      leaf.num_nodes = 1;
       return;
     }
-    Py_ssize_t leaves_before = static_cast<Py_ssize_t>(leaves.size());
+    flush_leaf_nodes();
+    expand(obj.get(), info, depth);
+  }
+
+  void run(PyObject* tree) {
+    // Programs flatten trees of one shape again and again: start with room for as many nodes
+    // and leaves as this thread's previous flatten had, instead of growing (and moving every
+    // node) a dozen times.
+    // Capped, so that a small tree after a huge one does not reserve (and give back) as much.
+    constexpr size_t kMostReserved = size_t{1} << 20;
+    thread_local size_t previous_nodes = 0;
+    thread_local size_t previous_leaves = 0;
+    if constexpr (kBuildNodes) nodes.reserve(std::min(previous_nodes, kMostReserved));
+    if constexpr (kCollectLeaves) leaves.reserve(std::min(previous_leaves, kMostReserved));
+    visit(Ref::borrow(tree), 0);
+    flush_leaf_nodes();
+    if constexpr (kBuildNodes) {
+      previous_nodes = nodes.size();
+      // A small tree after a big one: give the room back rather than keep it with the spec.
+      if (nodes.capacity() > 2 * nodes.size() + 64) nodes.shrink_to_fit();
+    }
+    if constexpr (kCollectLeaves) previous_leaves = leaves.size();
+  }
+
+  // A sequence's child at `index`.
+  [[gnu::always_inline]] void visit_child(Ref child, Py_ssize_t index, Py_ssize_t depth) {
+    if (with_path) [[unlikely]] {
+      visit_at(std::move(child), index, depth);
+      return;
+    }
+    visit(std::move(child), depth);
+  }
+
+  [[gnu::noinline]] void visit_at(Ref child, Py_ssize_t index, Py_ssize_t depth) {
+    Ref entry = check_ref(PyLong_FromSsize_t(index));
+    path_prefix.push_back(entry.get());
+    visit(std::move(child), depth);
+    path_prefix.pop_back();
+  }
+
+  // Every other container: kept out of
+  // expand(), so that the leaf path inlined there stays small.
+  [[gnu::noinline]] void expand_other(PyObject* obj, const NodeInfo& info, Py_ssize_t depth,
+                                      Node& node) {
+    std::vector<Ref> children;
+    expand_node(obj, info, view, options, node, children, uses_namespace);
+    reserve_for(static_cast<Py_ssize_t>(children.size()));
+    for (size_t i = 0; i < children.size(); ++i) {
+      if (with_path) {
+        Ref entry = node_entry(node, static_cast<Py_ssize_t>(i));
+        path_prefix.push_back(entry.get());
+        visit(std::move(children[i]), depth + 1);
+        path_prefix.pop_back();
+      } else {
+        visit(std::move(children[i]), depth + 1);
+      }
+    }
+  }
+
+  [[gnu::noinline]] void expand(PyObject* obj, const NodeInfo& info, Py_ssize_t depth) {
+    Py_ssize_t leaves_before = num_leaves;
     Py_ssize_t nodes_before = static_cast<Py_ssize_t>(nodes.size());
     Node node;
-    if (!with_path && info.kind == NodeKind::Tuple) {
-      // The most common containers: no intermediate child list.
+    if (info.kind == NodeKind::Tuple || info.kind == NodeKind::NamedTuple) {
+      // The most common containers: no intermediate child list. A tuple holds its items.
       Py_ssize_t n = PyTuple_GET_SIZE(obj);
       reserve_for(n);
-      for (Py_ssize_t i = 0; i < n; ++i) recurse(PyTuple_GET_ITEM(obj, i), depth + 1);
-      node.kind = NodeKind::Tuple;
+      for (Py_ssize_t i = 0; i < n; ++i) {
+        visit_child(Ref::borrow(PyTuple_GET_ITEM(obj, i)), i, depth + 1);
+      }
+      node.kind = info.kind;
       node.arity = n;
+      if (info.kind == NodeKind::NamedTuple) {
+        node.node_data = Ref::borrow(reinterpret_cast<PyObject*>(Py_TYPE(obj)));
+      }
 #ifndef Py_GIL_DISABLED
-    } else if (!with_path && info.kind == NodeKind::List) {
+    } else if (info.kind == NodeKind::List) {
       // With a GIL only Python code run by a leaf predicate or a flatten function can change
-      // the list under us; hold each child while it is visited and fail if the size changes.
+      // the list under us; each child is held while it is visited, and a size change fails.
       Py_ssize_t n = PyList_GET_SIZE(obj);
       reserve_for(n);
       for (Py_ssize_t i = 0; i < n; ++i) {
-        if (PyList_GET_SIZE(obj) != n) {
+        if (PyList_GET_SIZE(obj) != n) [[unlikely]] {
           raise(PyExc_RuntimeError, "list changed size during flattening");
         }
-        Ref child = Ref::borrow(PyList_GET_ITEM(obj, i));
-        recurse(child.get(), depth + 1);
+        visit_child(Ref::borrow(PyList_GET_ITEM(obj, i)), i, depth + 1);
       }
       node.kind = NodeKind::List;
       node.arity = n;
 #endif
     } else {
-      std::vector<Ref> children;
-      expand_node(obj, info, view, options, node, children, uses_namespace);
-      reserve_for(static_cast<Py_ssize_t>(children.size()));
-      for (size_t i = 0; i < children.size(); ++i) {
-        if (with_path) {
-          Ref entry = node_entry(node, static_cast<Py_ssize_t>(i));
-          path_prefix.push_back(entry.get());
-          recurse(children[i].get(), depth + 1);
-          path_prefix.pop_back();
-        } else {
-          recurse(children[i].get(), depth + 1);
-        }
-      }
+      expand_other(obj, info, depth, node);
     }
-    node.num_leaves = static_cast<Py_ssize_t>(leaves.size()) - leaves_before;
-    node.num_nodes = static_cast<Py_ssize_t>(nodes.size()) - nodes_before + 1;
-    nodes.push_back(std::move(node));
+    if constexpr (kBuildNodes) {
+      flush_leaf_nodes();
+      node.num_leaves = num_leaves - leaves_before;
+      node.num_nodes = static_cast<Py_ssize_t>(nodes.size()) - nodes_before + 1;
+      nodes.push_back(std::move(node));
+    }
   }
 
   // Room for at least `children` more leaves and nodes, so wide containers do not reallocate
   // (and move every node built so far) again and again.
   void reserve_for(Py_ssize_t children) {
-    size_t wanted = nodes.size() + static_cast<size_t>(children) + 1;
-    if (wanted > nodes.capacity()) nodes.reserve(std::max(wanted, 2 * nodes.capacity()));
-    wanted = leaves.size() + static_cast<size_t>(children);
-    if (wanted > leaves.capacity()) leaves.reserve(std::max(wanted, 2 * leaves.capacity()));
+    if constexpr (kBuildNodes) {
+      size_t wanted = nodes.size() + static_cast<size_t>(children) + 1;
+      if (wanted > nodes.capacity()) nodes.reserve(std::max(wanted, 2 * nodes.capacity()));
+    }
+    if constexpr (kCollectLeaves) leaves.reserve(leaves.size() + static_cast<size_t>(children));
   }
 };
 
@@ -443,23 +699,30 @@ TreeSpec TreeSpec::flatten(PyObject* tree, const FlattenOptions& options, Ref* l
                            Ref* paths_out) {
   TreeSpec spec;
   spec.none_is_leaf = options.none_is_leaf;
-  Flattener flattener(options, spec.nodes);
-  flattener.with_path = paths_out != nullptr;
-  flattener.recurse(tree, 0);
-  if (flattener.uses_namespace || namespace_orders_dicts(flattener.view, options)) {
-    spec.ns = options.ns;
-  }
-  auto to_list = [](std::vector<PyObject*>& items) {
-    Ref list = check_ref(PyList_New(static_cast<Py_ssize_t>(items.size())));
-    for (size_t i = 0; i < items.size(); ++i) {
-      PyList_SET_ITEM(list.get(), static_cast<Py_ssize_t>(i), items[i]);
+  auto finish = [&](auto& flattener) {
+    flattener.run(tree);
+    if (flattener.uses_namespace || namespace_orders_dicts(flattener.view, options)) {
+      spec.ns = options.ns;
     }
-    items.clear();
-    return list;
   };
-  if (leaves_out != nullptr) *leaves_out = to_list(flattener.leaves);
-  if (paths_out != nullptr) *paths_out = to_list(flattener.paths);
+  if (leaves_out == nullptr && paths_out == nullptr) {
+    Flattener<true, false> flattener(options, spec.nodes);
+    finish(flattener);
+    return spec;
+  }
+  Flattener<true, true> flattener(options, spec.nodes);
+  flattener.with_path = paths_out != nullptr;
+  finish(flattener);
+  if (leaves_out != nullptr) *leaves_out = flattener.leaves.to_list();
+  if (paths_out != nullptr) *paths_out = flattener.paths.to_list();
   return spec;
+}
+
+Ref flatten_leaves(PyObject* tree, const FlattenOptions& options) {
+  std::vector<Node> unused;
+  Flattener<false, true> flattener(options, unused);
+  flattener.run(tree);
+  return flattener.leaves.to_list();
 }
 
 bool is_leaf_object(PyObject* obj, const FlattenOptions& options) {

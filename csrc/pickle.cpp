@@ -1,5 +1,9 @@
-// Pickle state of a treespec: (nodes, none_is_leaf, namespace), each node being
-// (kind, arity, node_data, node_entries, custom_type, num_leaves, num_nodes, original_keys).
+// Pickle state of a treespec: (layout, objects, none_is_leaf, namespace). `layout` is a bytes
+// object with one fixed-size record per node, in treespec order: kind (1 byte), which of the
+// node's objects are present (1 byte: node_data, node_entries, custom_type, original_keys), and
+// arity (8 bytes, little endian). `objects` is a tuple of the present objects, node after node
+// in that order. Counts are recomputed on load. A flat record array pickles and unpickles as one
+// string, where a tuple per node cost the pickler a dozen objects per node.
 // Loading validates everything, since the state may come from anywhere.
 #include "optree/treespec.h"
 
@@ -56,35 +60,65 @@ void validate_keys(const Node& node, PyObject* original_keys) {
 
 }  // namespace
 
+namespace {
+
+constexpr size_t kRecordSize = 10;
+enum PresentObject : uint8_t {
+  kHasData = 1,
+  kHasEntries = 2,
+  kHasCustomType = 4,
+  kHasOriginalKeys = 8,
+};
+
+}  // namespace
+
 Ref TreeSpec::pickle_state() const {
   root();  // raises if uninitialized
 
-  Ref node_states = check_ref(PyTuple_New(num_nodes()));
+  std::string layout(nodes.size() * kRecordSize, '\0');
+  std::vector<PyObject*> objects;  // borrowed from the nodes
   for (size_t i = 0; i < nodes.size(); ++i) {
     const Node& node = nodes[i];
-    auto or_none = [](PyObject* obj) { return obj == nullptr ? Py_None : obj; };
-    PyObject* custom_type = node.custom ? node.custom->type : Py_None;
-    Ref state = check_ref(
-        Py_BuildValue("(inOOOnnO)", static_cast<int>(node.kind), node.arity,
-                      or_none(node.node_data.get()), or_none(node.node_entries.get()), custom_type,
-                      node.num_leaves, node.num_nodes, or_none(node.original_keys.get())));
-    PyTuple_SET_ITEM(node_states.get(), static_cast<Py_ssize_t>(i), state.release());
+    uint8_t present = 0;
+    auto add = [&](PyObject* obj, PresentObject bit) {
+      if (obj == nullptr) return;
+      present |= bit;
+      objects.push_back(obj);
+    };
+    add(node.node_data.get(), kHasData);
+    add(node.node_entries.get(), kHasEntries);
+    add(node.custom ? node.custom->type : nullptr, kHasCustomType);
+    add(node.original_keys.get(), kHasOriginalKeys);
+    char* record = layout.data() + i * kRecordSize;
+    record[0] = static_cast<char>(node.kind);
+    record[1] = static_cast<char>(present);
+    auto arity = static_cast<uint64_t>(node.arity);
+    for (int b = 0; b < 8; ++b) record[2 + b] = static_cast<char>((arity >> (8 * b)) & 0xff);
+  }
+  Ref layout_bytes =
+      check_ref(PyBytes_FromStringAndSize(layout.data(), static_cast<Py_ssize_t>(layout.size())));
+  Ref object_tuple = check_ref(PyTuple_New(static_cast<Py_ssize_t>(objects.size())));
+  for (size_t i = 0; i < objects.size(); ++i) {
+    PyTuple_SET_ITEM(object_tuple.get(), static_cast<Py_ssize_t>(i), Py_NewRef(objects[i]));
   }
   Ref ns_text = unicode(ns);
-  return check_ref(
-      PyTuple_Pack(3, node_states.get(), none_is_leaf ? Py_True : Py_False, ns_text.get()));
+  return check_ref(PyTuple_Pack(4, layout_bytes.get(), object_tuple.get(),
+                                none_is_leaf ? Py_True : Py_False, ns_text.get()));
 }
 
 TreeSpec TreeSpec::from_pickle_state(PyObject* state) {
-  if (!PyTuple_Check(state) || PyTuple_GET_SIZE(state) != 3) {
-    malformed("the state must be a 3-tuple (nodes, none_is_leaf, namespace)");
+  if (!PyTuple_Check(state) || PyTuple_GET_SIZE(state) != 4) {
+    malformed("the state must be a 4-tuple (layout, objects, none_is_leaf, namespace)");
   }
-  PyObject* node_states = PyTuple_GET_ITEM(state, 0);
-  PyObject* none_is_leaf = PyTuple_GET_ITEM(state, 1);
-  PyObject* ns = PyTuple_GET_ITEM(state, 2);
-  if (!PyTuple_Check(node_states) || PyTuple_GET_SIZE(node_states) == 0) {
-    malformed("nodes must be a non-empty tuple");
+  PyObject* layout = PyTuple_GET_ITEM(state, 0);
+  PyObject* objects = PyTuple_GET_ITEM(state, 1);
+  PyObject* none_is_leaf = PyTuple_GET_ITEM(state, 2);
+  PyObject* ns = PyTuple_GET_ITEM(state, 3);
+  if (!PyBytes_CheckExact(layout) || PyBytes_GET_SIZE(layout) == 0 ||
+      PyBytes_GET_SIZE(layout) % static_cast<Py_ssize_t>(kRecordSize) != 0) {
+    malformed("the layout must be a non-empty bytes object of whole node records");
   }
+  if (!PyTuple_CheckExact(objects)) malformed("the objects must be a tuple");
   if (!PyBool_Check(none_is_leaf)) malformed("none_is_leaf must be a bool");
   if (!PyUnicode_Check(ns)) malformed("the namespace must be a str");
   TreeSpec spec;
@@ -93,24 +127,36 @@ TreeSpec TreeSpec::from_pickle_state(PyObject* state) {
   if (ns_utf8 == nullptr) throw_python_error();
   spec.ns = ns_utf8;
 
+  // Hold the layout: the checks below may run Python code.
+  Ref layout_ref = Ref::borrow(layout);
+  Ref objects_ref = Ref::borrow(objects);
+  const auto* records = reinterpret_cast<const unsigned char*>(PyBytes_AS_STRING(layout));
+  auto num_records = static_cast<size_t>(PyBytes_GET_SIZE(layout)) / kRecordSize;
+  Py_ssize_t next_object = 0;
   RegistryView view;
   const TypeTable& table = view.snapshot().table_for(spec.ns);
   std::vector<size_t> stack;  // indices of subtree roots
-  for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(node_states); ++i) {
-    PyObject* item = PyTuple_GET_ITEM(node_states, i);
-    if (!PyTuple_Check(item) || PyTuple_GET_SIZE(item) != 8)
-      malformed("each node must be an 8-tuple");
-    Py_ssize_t kind_value = as_size(PyTuple_GET_ITEM(item, 0), "node kind");
-    if (kind_value >= static_cast<Py_ssize_t>(NodeKind::FrozenDict)) malformed("unknown node kind");
+  spec.nodes.reserve(num_records);
+  for (size_t i = 0; i < num_records; ++i) {
+    const unsigned char* record = records + i * kRecordSize;
+    if (record[0] >= static_cast<unsigned>(NodeKind::FrozenDict)) malformed("unknown node kind");
+    uint8_t present = record[1];
+    if (present > 15) malformed("unknown object flags");
+    uint64_t arity = 0;
+    for (int b = 7; b >= 0; --b) arity = (arity << 8) | record[2 + b];
+    if (arity > static_cast<uint64_t>(PY_SSIZE_T_MAX)) malformed("arity is out of range");
+    auto take = [&](PresentObject bit) -> PyObject* {
+      if ((present & bit) == 0) return Py_None;
+      if (next_object >= PyTuple_GET_SIZE(objects)) malformed("too few objects");
+      return PyTuple_GET_ITEM(objects, next_object++);
+    };
     Node node;
-    node.kind = static_cast<NodeKind>(kind_value);
-    node.arity = as_size(PyTuple_GET_ITEM(item, 1), "arity");
-    PyObject* data = PyTuple_GET_ITEM(item, 2);
-    PyObject* entries = PyTuple_GET_ITEM(item, 3);
-    PyObject* custom_type = PyTuple_GET_ITEM(item, 4);
-    node.num_leaves = as_size(PyTuple_GET_ITEM(item, 5), "num_leaves");
-    node.num_nodes = as_size(PyTuple_GET_ITEM(item, 6), "num_nodes");
-    PyObject* original_keys = PyTuple_GET_ITEM(item, 7);
+    node.kind = static_cast<NodeKind>(record[0]);
+    node.arity = static_cast<Py_ssize_t>(arity);
+    PyObject* data = take(kHasData);
+    PyObject* entries = take(kHasEntries);
+    PyObject* custom_type = take(kHasCustomType);
+    PyObject* original_keys = take(kHasOriginalKeys);
 
     if (static_cast<size_t>(node.arity) > stack.size())
       malformed("a node has more children than precede it");
@@ -121,7 +167,8 @@ TreeSpec TreeSpec::from_pickle_state(PyObject* state) {
       count += spec.nodes[stack[c]].num_nodes;
     }
     if (node.kind == NodeKind::Leaf) leaves = 1;
-    if (node.num_leaves != leaves || node.num_nodes != count) malformed("inconsistent node counts");
+    node.num_leaves = leaves;
+    node.num_nodes = count;
     if (node.kind != NodeKind::Custom && custom_type != Py_None)
       malformed("only custom nodes have a type");
     if (node.kind != NodeKind::Custom && entries != Py_None)
@@ -171,7 +218,8 @@ TreeSpec TreeSpec::from_pickle_state(PyObject* state) {
         break;
       }
       case NodeKind::StructSequence: {
-        if (!is_structseq_class(data)) malformed("structseq data must be a PyStructSequence class");
+        if (!is_structseq_class(data, view.shard().builtins()))
+          malformed("structseq data must be a PyStructSequence class");
         Ref fields = structseq_fields(data);
         if (PyTuple_GET_SIZE(fields.get()) != node.arity)
           malformed("PyStructSequence arity mismatch");
@@ -210,6 +258,7 @@ TreeSpec TreeSpec::from_pickle_state(PyObject* state) {
     spec.nodes.push_back(std::move(node));
   }
   if (stack.size() != 1) malformed("the nodes do not form a single tree");
+  if (next_object != PyTuple_GET_SIZE(objects)) malformed("too many objects");
   return std::move(spec).checked_depth();
 }
 

@@ -168,6 +168,9 @@ Shard::Shard(int64_t interpreter_id) : interpreter_id_(interpreter_id) {
   builtins_.name_fields = check(PyUnicode_InternFromString("_fields"));
   builtins_.name_make = check(PyUnicode_InternFromString("_make"));
   builtins_.name_asdict = check(PyUnicode_InternFromString("_asdict"));
+  builtins_.name_new = check(PyUnicode_InternFromString("__new__"));
+  builtins_.tuple_new =
+      check(PyObject_GetAttr(reinterpret_cast<PyObject*>(&PyTuple_Type), builtins_.name_new));
   inbox_ = std::make_shared<ReclaimInbox>();
   auto* first = new Snapshot();
   first->inbox = inbox_;
@@ -194,6 +197,8 @@ Shard::~Shard() {
   Py_DECREF(builtins_.name_fields);
   Py_DECREF(builtins_.name_make);
   Py_DECREF(builtins_.name_asdict);
+  Py_DECREF(builtins_.name_new);
+  Py_DECREF(builtins_.tuple_new);
 }
 
 void Shard::drain_inbox() {

@@ -23,6 +23,26 @@ bool objects_equal(PyObject* a, PyObject* b) {
   return check_int(PyObject_RichCompareBool(a, b, Py_EQ)) != 0;
 }
 
+// list == list for two key lists, without the generic comparison's dispatch: an identical key
+// needs no call.
+bool key_lists_equal(PyObject* a, PyObject* b) {
+  if (a == b) return true;
+  if (a == nullptr || b == nullptr || !PyList_CheckExact(a) || !PyList_CheckExact(b)) {
+    return objects_equal(a, b);
+  }
+  if (PyList_GET_SIZE(a) != PyList_GET_SIZE(b)) return false;
+  // Sizes re-read on every step, as list comparison does: a key's __eq__ runs Python code.
+  for (Py_ssize_t i = 0; i < PyList_GET_SIZE(a) && i < PyList_GET_SIZE(b); ++i) {
+    PyObject* x = PyList_GET_ITEM(a, i);
+    PyObject* y = PyList_GET_ITEM(b, i);
+    if (x == y) continue;
+    Ref hold_x = Ref::borrow(x);
+    Ref hold_y = Ref::borrow(y);
+    if (!check_int(PyObject_RichCompareBool(x, y, Py_EQ))) return false;
+  }
+  return PyList_GET_SIZE(a) == PyList_GET_SIZE(b);
+}
+
 // Structural equality of two nodes, ignoring counts (callers compare those).
 bool nodes_equal(const Node& a, const Node& b) {
   if (a.kind != b.kind || a.arity != b.arity) return false;
@@ -32,15 +52,17 @@ bool nodes_equal(const Node& a, const Node& b) {
     case NodeKind::Tuple:
     case NodeKind::List:
       return true;
+    case NodeKind::Dict:
+    case NodeKind::OrderedDict:
+      return key_lists_equal(a.node_data.get(), b.node_data.get());
     case NodeKind::Deque:
     case NodeKind::NamedTuple:
     case NodeKind::StructSequence:
-    case NodeKind::Dict:
-    case NodeKind::OrderedDict:
     case NodeKind::DefaultDict:
       return objects_equal(a.node_data.get(), b.node_data.get());
     case NodeKind::Custom:
-      return a.custom->type == b.custom->type && a.custom->ns == b.custom->ns &&
+      return (a.custom == b.custom ||
+              (a.custom->type == b.custom->type && a.custom->ns == b.custom->ns)) &&
              objects_equal(a.node_data.get(), b.node_data.get());
     default:
       return false;
@@ -363,10 +385,8 @@ namespace {
 // Checks that `obj` matches the non-leaf node `node` as flatten_up_to requires and returns its
 // children in treespec order. Kept out of the recursion so its large frame (error messages)
 // is not on the stack once per level.
-[[gnu::noinline]] std::vector<Ref> match_node(const Node& node, PyObject* obj,
-                                              LazyBuiltins& builtins,
-                                              std::optional<RegistryView>& view) {
-  std::vector<Ref> children;
+[[gnu::noinline]] void match_node(const Node& node, PyObject* obj, LazyBuiltins& builtins,
+                                  std::optional<RegistryView>& view, std::vector<Ref>& children) {
   auto arity_check = [&](const char* what, Py_ssize_t got) {
     if (got != node.arity) {
       raise(PyExc_ValueError, std::string(what) + " arity mismatch; expected: " +
@@ -392,10 +412,14 @@ namespace {
       if (!PyList_CheckExact(obj)) {
         raise(PyExc_ValueError, "Expected an instance of list, got " + repr_of(obj) + ".");
       }
-      arity_check("list", PyList_GET_SIZE(obj));
-      for (Py_ssize_t i = 0; i < node.arity; ++i)
-        children.push_back(Ref::borrow(PyList_GET_ITEM(obj, i)));
-      break;
+      {
+        // A consistent copy: other threads (without a GIL) or Python code may change the list.
+        Ref items = check_ref(PyList_AsTuple(obj));
+        arity_check("list", PyTuple_GET_SIZE(items.get()));
+        for (Py_ssize_t i = 0; i < node.arity; ++i)
+          children.push_back(Ref::borrow(PyTuple_GET_ITEM(items.get(), i)));
+        break;
+      }
     case NodeKind::Deque: {
       if (Py_TYPE(obj) != builtins.get().deque) {
         raise(PyExc_ValueError,
@@ -425,7 +449,8 @@ namespace {
       break;
     }
     case NodeKind::StructSequence: {
-      if (!PyTuple_Check(obj) || !is_structseq_class(reinterpret_cast<PyObject*>(Py_TYPE(obj)))) {
+      if (!PyTuple_Check(obj) ||
+          !is_structseq_class(reinterpret_cast<PyObject*>(Py_TYPE(obj)), builtins.get())) {
         raise(PyExc_ValueError,
               "Expected an instance of PyStructSequence type, got " + repr_of(obj) + ".");
       }
@@ -448,21 +473,33 @@ namespace {
     case NodeKind::Dict:
     case NodeKind::OrderedDict:
     case NodeKind::DefaultDict: {
-      if (!PyDict_Check(obj)) {
-        const char* expected = node.kind == NodeKind::Dict          ? "dict"
-                               : node.kind == NodeKind::OrderedDict ? "collections.OrderedDict"
-                                                                    : "collections.defaultdict";
+      // Any of the three builtin dict types stands for any other; subclasses do not.
+      PyTypeObject* type = Py_TYPE(obj);
+      if (type != &PyDict_Type && type != builtins.get().ordered_dict &&
+          type != builtins.get().default_dict) {
         raise(PyExc_ValueError,
-              std::string("Expected an instance of ") + expected + ", got " + repr_of(obj) + ".");
+              "Expected an instance of dict, collections.OrderedDict, or "
+              "collections.defaultdict, got " +
+                  repr_of(obj) + ".");
       }
       PyObject* expected_keys = dict_keys_of(node);
-      Ref got_keys = sorted_dict_keys(obj);
-      if (auto mismatch = dict_key_mismatch(expected_keys, got_keys.get())) {
-        raise(PyExc_ValueError, *mismatch + "; dict: " + repr_of(obj) + ".");
+      // The key sets agree when the sizes do and every expected key is there; only a mismatch
+      // needs the sorted keys and set differences of the message. None of the three types
+      // overrides item lookup for a present key.
+      bool same_keys = PyDict_GET_SIZE(obj) == node.arity;
+      for (Py_ssize_t i = 0; same_keys && i < node.arity; ++i) {
+        PyObject* value = PyDict_GetItemWithError(obj, PyList_GET_ITEM(expected_keys, i));
+        if (value == nullptr && PyErr_Occurred()) throw_python_error();
+        same_keys = value != nullptr;
+        if (same_keys) children.push_back(Ref::borrow(value));
       }
-      for (Py_ssize_t i = 0; i < node.arity; ++i) {
-        PyObject* value = PyObject_GetItem(obj, PyList_GET_ITEM(expected_keys, i));
-        children.push_back(check_ref(value));
+      if (!same_keys) {
+        Ref got_keys = sorted_dict_keys(obj);
+        if (auto mismatch = dict_key_mismatch(expected_keys, got_keys.get())) {
+          raise(PyExc_ValueError, *mismatch + "; dict: " + repr_of(obj) + ".");
+        }
+        // Equal key sets after all (a key's __eq__ or __hash__ changed the dict meanwhile).
+        raise(PyExc_RuntimeError, "dictionary changed during flatten_up_to");
       }
       break;
     }
@@ -495,31 +532,70 @@ namespace {
     default:
       raise(PyExc_SystemError, "unsupported node kind");
   }
-  return children;
 }
 
 }  // namespace
 
 Ref TreeSpec::flatten_up_to(PyObject* tree) const {
   root();  // raises if uninitialized
-  Ref result = check_ref(PyList_New(0));
+  Py_ssize_t unfilled = num_leaves();
+  Ref result = check_ref(PyList_New(unfilled));
   LazyBuiltins builtins;
   std::optional<RegistryView> view;
-  std::function<void(Py_ssize_t, PyObject*)> walk = [&](Py_ssize_t index, PyObject* obj) {
-    const Node& node = nodes[static_cast<size_t>(index)];
-    if (node.kind == NodeKind::Leaf) {
-      check_int(PyList_Append(result.get(), obj));
-      return;
-    }
-    std::vector<Ref> children = match_node(node, obj, builtins, view);
-    std::vector<Py_ssize_t> roots = child_roots(index);
-    for (size_t i = roots.size(); i-- > 0;) walk(roots[i], children[i].get());
+  // Depth first and last child first, as optree does: with several mismatches, the one it
+  // reports is the first met in this order (and custom flatten functions run in this order
+  // too). The leaves are therefore placed back to front.
+  struct Pending {
+    Py_ssize_t index;
+    Ref subtree;
   };
-  // Last child first, as optree does: with several mismatches, the one it reports is the first
-  // met in this order (and custom flatten functions run in this order too). The leaves are
-  // therefore collected back to front.
-  walk(num_nodes() - 1, tree);
-  check_int(PyList_Reverse(result.get()));
+  std::vector<Pending> agenda;
+  agenda.reserve(nodes.size());  // each node is pushed at most once
+  agenda.push_back({num_nodes() - 1, Ref::borrow(tree)});
+  std::vector<Ref> children;
+  while (!agenda.empty()) {
+    Pending item = std::move(agenda.back());
+    agenda.pop_back();
+    const Node& node = nodes[static_cast<size_t>(item.index)];
+    if (node.kind == NodeKind::Leaf) {
+      if (unfilled == 0) raise(PyExc_SystemError, "inconsistent PyTreeSpec leaf count");
+      PyList_SET_ITEM(result.get(), --unfilled, item.subtree.release());
+      continue;
+    }
+    PyObject* obj = item.subtree.get();
+    Py_ssize_t position = item.index - 1;
+    // Tuples and lists that match go straight onto the agenda; everything else (and every
+    // mismatch, with its message) goes through match_node().
+    PyObject** items = nullptr;
+    if ((node.kind == NodeKind::Tuple && PyTuple_CheckExact(obj) &&
+         PyTuple_GET_SIZE(obj) == node.arity) ||
+        (node.kind == NodeKind::NamedTuple &&
+         reinterpret_cast<PyObject*>(Py_TYPE(obj)) == node.node_data.get() &&
+         PyTuple_GET_SIZE(obj) == node.arity)) {
+      items = reinterpret_cast<PyTupleObject*>(obj)->ob_item;
+    }
+#ifndef Py_GIL_DISABLED
+    // Without a GIL another thread may resize the list meanwhile: match_node() copies it.
+    if (node.kind == NodeKind::List && PyList_CheckExact(obj) &&
+        PyList_GET_SIZE(obj) == node.arity) {
+      items = reinterpret_cast<PyListObject*>(obj)->ob_item;
+    }
+#endif
+    if (items == nullptr) {
+      children.clear();
+      match_node(node, obj, builtins, view, children);
+    }
+    // Child i goes to slot base + i, so the last child is popped first.
+    size_t base = agenda.size();
+    agenda.resize(base + static_cast<size_t>(node.arity));
+    for (Py_ssize_t i = node.arity - 1; i >= 0; --i) {
+      Ref child = items != nullptr ? Ref::borrow(items[i])
+                                   : std::move(children[static_cast<size_t>(i)]);
+      agenda[base + static_cast<size_t>(i)] = {position, std::move(child)};
+      position -= nodes[static_cast<size_t>(position)].num_nodes;
+    }
+  }
+  if (unfilled != 0) raise(PyExc_SystemError, "inconsistent PyTreeSpec leaf count");
   return result;
 }
 
@@ -531,11 +607,17 @@ bool TreeSpec::equals(const TreeSpec& other) const {
   other.root();
   // The namespace is not compared: custom nodes carry their registration's namespace already.
   if (none_is_leaf != other.none_is_leaf || nodes.size() != other.nodes.size()) return false;
-  for (size_t i = 0; i < nodes.size(); ++i) {
-    const Node& a = nodes[i];
-    const Node& b = other.nodes[i];
-    if (a.num_leaves != b.num_leaves || a.num_nodes != b.num_nodes) return false;
-    if (!nodes_equal(a, b)) return false;
+  const Node* a = nodes.data();
+  const Node* b = other.nodes.data();
+  for (const Node* end = a + nodes.size(); a != end; ++a, ++b) {
+    // The counts follow from the kinds and arities of a valid post-order sequence.
+    if (a->kind != b->kind || a->arity != b->arity) return false;
+    // Only these kinds carry data to compare; the rest are equal by now.
+    bool has_data = a->kind == NodeKind::Custom || a->kind > NodeKind::List;
+    // Identical data (and registration) needs no call: the common case for types.
+    if (has_data && !(a->node_data.get() == b->node_data.get() && a->custom == b->custom) &&
+        !nodes_equal(*a, *b)) [[unlikely]]
+      return false;
   }
   return true;
 }
@@ -546,8 +628,8 @@ Py_hash_t TreeSpec::hash() const {
   uint64_t h = 0x9e3779b97f4a7c15ULL ^ (none_is_leaf ? 1 : 0);
   auto mix = [&](uint64_t value) { h = (h ^ value) * 0x100000001b3ULL + (h >> 29); };
   for (const Node& node : nodes) {
-    mix(static_cast<uint64_t>(node.kind));
-    mix(static_cast<uint64_t>(node.arity));
+    // One step per node for kind and arity: the steps form a dependency chain.
+    mix(static_cast<uint64_t>(node.kind) | (static_cast<uint64_t>(node.arity) << 8));
     switch (node.kind) {
       case NodeKind::NamedTuple:
       case NodeKind::StructSequence:

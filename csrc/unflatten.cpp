@@ -1,5 +1,11 @@
 // Rebuilding containers from children: unflatten, and the per-kind constructor it shares with
 // the other rebuilding algorithms. flatten.cpp holds the matching flatten logic.
+#include <algorithm>
+#include <bit>
+#include <memory>
+#include <utility>
+#include <vector>
+
 #include "optree/treespec.h"
 
 namespace optree {
@@ -18,29 +24,60 @@ Ref list_of(PyObject* const* children, Py_ssize_t n) {
   return list;
 }
 
+// For each key of `original_keys`, the position of the very same object in `keys`; false if
+// some key is not found by identity (e.g. a treespec unpickled from separate copies).
+bool positions_by_identity(PyObject* keys, PyObject* original_keys,
+                           std::vector<Py_ssize_t>& positions) {
+  Py_ssize_t n = PyList_GET_SIZE(keys);
+  if (PyList_GET_SIZE(original_keys) != n) return false;
+  struct Slot {
+    PyObject* key;
+    Py_ssize_t position;
+  };
+  size_t mask = std::bit_ceil(static_cast<size_t>(2 * n + 1)) - 1;
+  std::vector<Slot> table(mask + 1, Slot{nullptr, 0});
+  auto slot_of = [&](PyObject* key) -> Slot& {
+    size_t index = (reinterpret_cast<uintptr_t>(key) >> 4) & mask;
+    while (table[index].key != nullptr && table[index].key != key) index = (index + 1) & mask;
+    return table[index];
+  };
+  for (Py_ssize_t i = 0; i < n; ++i) {
+    PyObject* key = PyList_GET_ITEM(keys, i);
+    slot_of(key) = Slot{key, i};
+  }
+  positions.resize(static_cast<size_t>(n));
+  for (Py_ssize_t i = 0; i < n; ++i) {
+    Slot& slot = slot_of(PyList_GET_ITEM(original_keys, i));
+    if (slot.key == nullptr) return false;
+    positions[static_cast<size_t>(i)] = slot.position;
+  }
+  return true;
+}
+
 // Fills `target` with keys -> children, in the original insertion order when it was recorded.
 void fill_mapping(PyObject* target, PyObject* keys, PyObject* original_keys,
                   PyObject* const* children) {
+  // Exact dicts skip the generic item assignment; other mappings get their own __setitem__.
+  bool exact = PyDict_CheckExact(target);
+  auto set = [target, exact](PyObject* key, PyObject* value) {
+    check_int(exact ? PyDict_SetItem(target, key, value) : PyObject_SetItem(target, key, value));
+  };
   Py_ssize_t n = PyList_GET_SIZE(keys);
-  if (original_keys == nullptr) {
-    for (Py_ssize_t i = 0; i < n; ++i) {
-      check_int(PyObject_SetItem(target, PyList_GET_ITEM(keys, i), children[i]));
+  if (original_keys != nullptr) {
+    std::vector<Py_ssize_t> positions;
+    if (positions_by_identity(keys, original_keys, positions)) {
+      for (Py_ssize_t i = 0; i < n; ++i) {
+        set(PyList_GET_ITEM(original_keys, i), children[positions[static_cast<size_t>(i)]]);
+      }
+      return;
     }
-    return;
-  }
-  Ref by_key = check_ref(PyDict_New());
-  for (Py_ssize_t i = 0; i < n; ++i) {
-    check_int(PyDict_SetItem(by_key.get(), PyList_GET_ITEM(keys, i), children[i]));
-  }
-  for (Py_ssize_t i = 0; i < PyList_GET_SIZE(original_keys); ++i) {
-    PyObject* key = PyList_GET_ITEM(original_keys, i);
-    PyObject* value = PyDict_GetItemWithError(by_key.get(), key);
-    if (value == nullptr) {
-      if (!PyErr_Occurred()) PyErr_SetObject(PyExc_KeyError, key);
-      throw_python_error();
+    // Placeholders in insertion order fix each key's position; the values then replace them
+    // in place.
+    for (Py_ssize_t i = 0; i < PyList_GET_SIZE(original_keys); ++i) {
+      set(PyList_GET_ITEM(original_keys, i), Py_None);
     }
-    check_int(PyObject_SetItem(target, key, value));
   }
+  for (Py_ssize_t i = 0; i < n; ++i) set(PyList_GET_ITEM(keys, i), children[i]);
 }
 
 }  // namespace
@@ -57,7 +94,7 @@ Ref make_node(const Node& node, PyObject* const* children, LazyBuiltins& builtin
     case NodeKind::List:
       return list_of(children, n);
     case NodeKind::Dict: {
-      Ref dict = check_ref(PyDict_New());
+      Ref dict = check_ref(_PyDict_NewPresized(n));
       fill_mapping(dict.get(), node.node_data.get(), node.original_keys.get(), children);
       return dict;
     }
@@ -83,7 +120,17 @@ Ref make_node(const Node& node, PyObject* const* children, LazyBuiltins& builtin
     }
     case NodeKind::NamedTuple: {
       Ref args = tuple_of(children, n);
-      return check_ref(PyObject_Call(node.node_data.get(), args.get(), nullptr));
+      PyObject* cls = node.node_data.get();
+      const BuiltinTypes& types = builtins.get();
+      if (Py_IS_TYPE(cls, &PyType_Type)) {
+        TupleClassInfo info = tuple_class_info(reinterpret_cast<PyTypeObject*>(cls), types);
+        if (info.builds_like_tuple && info.num_fields == n) {
+          // What the class's own (generated) __new__ would do, minus its Python frame.
+          PyObject* call_args[] = {cls, args.get()};
+          return check_ref(PyObject_Vectorcall(types.tuple_new, call_args, 2, nullptr));
+        }
+      }
+      return check_ref(PyObject_Call(cls, args.get(), nullptr));
     }
     case NodeKind::StructSequence: {
       Ref args = tuple_of(children, n);
@@ -91,8 +138,8 @@ Ref make_node(const Node& node, PyObject* const* children, LazyBuiltins& builtin
     }
     case NodeKind::Custom: {
       Ref args = tuple_of(children, n);
-      return check_ref(PyObject_CallFunctionObjArgs(node.custom->unflatten_func,
-                                                    node.node_data.get(), args.get(), nullptr));
+      PyObject* call_args[] = {node.node_data.get(), args.get()};
+      return check_ref(PyObject_Vectorcall(node.custom->unflatten_func, call_args, 2, nullptr));
     }
     case NodeKind::FrozenDict:
     case NodeKind::NumKinds:
@@ -104,9 +151,22 @@ Ref make_node(const Node& node, PyObject* const* children, LazyBuiltins& builtin
 Ref TreeSpec::unflatten(PyObject* leaves) const {
   root();  // raises if uninitialized
 
-  Ref sequence = check_ref(PySequence_Fast(leaves, "leaves must be iterable"));
+  // A list of leaves may change under us while Python code runs (constructors, key hashing,
+  // finalizers): it is read item by item with its current size. A list made here from any
+  // other iterable is ours alone, so its references are taken over rather than duplicated.
+  Ref sequence;
+  enum class Source { Tuple, SharedList, OwnList } source;
+  if (PyTuple_CheckExact(leaves)) {
+    sequence = Ref::borrow(leaves);
+    source = Source::Tuple;
+  } else if (PyList_CheckExact(leaves)) {
+    sequence = Ref::borrow(leaves);
+    source = Source::SharedList;
+  } else {
+    sequence = check_ref(PySequence_Fast(leaves, "leaves must be iterable"));
+    source = Source::OwnList;
+  }
   Py_ssize_t num_given = PySequence_Fast_GET_SIZE(sequence.get());
-  PyObject** items = PySequence_Fast_ITEMS(sequence.get());
   Py_ssize_t expected = num_leaves();
   if (num_given < expected) {
     raise(PyExc_ValueError, "Too few leaves for PyTreeSpec; expected: " + std::to_string(expected) +
@@ -116,30 +176,85 @@ Ref TreeSpec::unflatten(PyObject* leaves) const {
     raise(PyExc_ValueError,
           "Too many leaves for PyTreeSpec; expected: " + std::to_string(expected) + ".");
   }
-  std::vector<PyObject*> stack;  // owned references
-  stack.reserve(nodes.size());
+  // Owned references of the subtrees built so far; the top `arity` are a node's children.
+  std::unique_ptr<PyObject*[]> storage(new PyObject*[nodes.size()]);
+  PyObject** const bottom = storage.get();
+  PyObject** top = bottom;
   struct Cleanup {
-    std::vector<PyObject*>& stack;
+    PyObject** const& bottom;
+    PyObject**& top;
     ~Cleanup() {
-      for (PyObject* obj : stack) Py_DECREF(obj);
+      while (top != bottom) Py_DECREF(*--top);
     }
-  } cleanup{stack};
-  Py_ssize_t leaf_index = 0;
+  } cleanup{bottom, top};
   LazyBuiltins builtins;
-  for (const Node& node : nodes) {
-    if (node.kind == NodeKind::Leaf) {
-      stack.push_back(Py_NewRef(items[leaf_index++]));
-      continue;
+  PyObject* leaves_object = sequence.get();
+  // One loop per source, so that reading a leaf is a load (and an increment).
+  auto rebuild = [&]<Source kSource>() {
+    Py_ssize_t leaf_index = 0;
+    PyObject** items = PySequence_Fast_ITEMS(leaves_object);
+    for (const Node& node : nodes) {
+      if (node.kind == NodeKind::Leaf) {
+        PyObject* leaf;
+        if constexpr (kSource == Source::Tuple) {
+          leaf = Py_NewRef(items[leaf_index]);
+        } else if constexpr (kSource == Source::OwnList) {
+          leaf = std::exchange(items[leaf_index], nullptr);
+        } else {
+#ifdef Py_GIL_DISABLED
+          // Other threads may change the list meanwhile: take each item under its lock.
+          leaf = PyList_GetItemRef(leaves_object, leaf_index);
+          if (leaf == nullptr) [[unlikely]] {
+            if (!PyErr_ExceptionMatches(PyExc_IndexError)) throw_python_error();
+            PyErr_Clear();
+#else
+          leaf = leaf_index < PyList_GET_SIZE(leaves_object)
+                     ? Py_NewRef(PyList_GET_ITEM(leaves_object, leaf_index))
+                     : nullptr;
+          if (leaf == nullptr) [[unlikely]] {
+#endif
+            raise(PyExc_ValueError,
+                  "Too few leaves for PyTreeSpec; expected: " + std::to_string(expected) +
+                      ", got: " + std::to_string(PyList_GET_SIZE(leaves_object)) + ".");
+          }
+        }
+        ++leaf_index;
+        *top++ = leaf;
+        continue;
+      }
+      PyObject** first = top - node.arity;
+      PyObject* built;
+      if (node.kind == NodeKind::Tuple || node.kind == NodeKind::List) {
+        // The new container takes the references over.
+        bool is_tuple = node.kind == NodeKind::Tuple;
+        built = check(is_tuple ? PyTuple_New(node.arity) : PyList_New(node.arity));
+        PyObject** slots = is_tuple ? reinterpret_cast<PyTupleObject*>(built)->ob_item
+                                    : reinterpret_cast<PyListObject*>(built)->ob_item;
+        for (Py_ssize_t i = 0; i < node.arity; ++i) slots[i] = first[i];
+      } else {
+        built = make_node(node, first, builtins).release();
+        for (PyObject** child = first; child != top; ++child) Py_DECREF(*child);
+      }
+      top = first;
+      *top++ = built;
     }
-    size_t first = stack.size() - static_cast<size_t>(node.arity);
-    Ref built = make_node(node, stack.data() + first, builtins);
-    for (size_t i = first; i < stack.size(); ++i) Py_DECREF(stack[i]);
-    stack.resize(first);
-    stack.push_back(built.release());
+  };
+  switch (source) {
+    case Source::Tuple:
+      rebuild.template operator()<Source::Tuple>();
+      break;
+    case Source::OwnList:
+      rebuild.template operator()<Source::OwnList>();
+      break;
+    case Source::SharedList:
+      rebuild.template operator()<Source::SharedList>();
+      break;
   }
-  PyObject* result = stack.back();
-  stack.clear();
-  return Ref::steal(result);
+  if (source == Source::SharedList && PyList_GET_SIZE(sequence.get()) > expected) [[unlikely]] {
+    raise(PyExc_ValueError,
+          "Too many leaves for PyTreeSpec; expected: " + std::to_string(expected) + ".");
+  }
+  return Ref::steal(*--top);
 }
 
 }  // namespace optree

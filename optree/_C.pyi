@@ -147,6 +147,20 @@ def flatten(
     none_is_leaf: bool = False,
     namespace: str = '',
 ) -> tuple[list[T], PyTreeSpec]: ...
+def _leaves(
+    tree: PyTree[T],
+    /,
+    leaf_predicate: Callable[[T], bool] | None = None,
+    none_is_leaf: bool = False,
+    namespace: str = '',
+) -> list[T]: ...
+def _structure(
+    tree: PyTree[T],
+    /,
+    leaf_predicate: Callable[[T], bool] | None = None,
+    none_is_leaf: bool = False,
+    namespace: str = '',
+) -> PyTreeSpec: ...
 def flatten_with_path(
     tree: PyTree[T],
     /,

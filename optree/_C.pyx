@@ -19,6 +19,7 @@ from optree.core cimport (
     current_interpreter_id,
     current_shard,
     destroy_current_shard,
+    flatten_leaves,
     is_dict_insertion_ordered as core_is_dict_insertion_ordered,
     is_leaf_object,
     is_namedtuple_class as core_is_namedtuple_class,
@@ -418,6 +419,19 @@ def flatten(tree, /, leaf_predicate=None, none_is_leaf=False, namespace=''):
     cdef Ref leaves
     cdef TreeSpec spec = TreeSpec.flatten(<PyObject*>tree, options, &leaves, NULL)
     return steal(leaves), wrap(spec)
+
+
+def _leaves(tree, /, leaf_predicate=None, none_is_leaf=False, namespace=''):
+    """The leaves of a pytree, as flatten() returns them, without building the treespec."""
+    return steal(flatten_leaves(<PyObject*>tree,
+                                make_options(leaf_predicate, none_is_leaf, namespace)))
+
+
+def _structure(tree, /, leaf_predicate=None, none_is_leaf=False, namespace=''):
+    """The treespec of a pytree, as flatten() returns it, without collecting the leaves."""
+    cdef FlattenOptions options = make_options(leaf_predicate, none_is_leaf, namespace)
+    cdef TreeSpec spec = TreeSpec.flatten(<PyObject*>tree, options, NULL, NULL)
+    return wrap(spec)
 
 
 def flatten_with_path(tree, /, leaf_predicate=None, none_is_leaf=False, namespace=''):

@@ -101,6 +101,7 @@ cdef extern from "optree/treespec.h" namespace "optree":
         int root_kind() except +translate_exception
 
     bool is_leaf_object(PyObject* obj, const FlattenOptions& options) except +translate_exception
+    Ref flatten_leaves(PyObject* tree, const FlattenOptions& options) except +translate_exception
     bool is_namedtuple_class(PyObject* cls) except +translate_exception
     bool is_structseq_class(PyObject* cls) except +translate_exception
     Ref namedtuple_fields(PyObject* obj) except +translate_exception

@@ -194,7 +194,7 @@ def tree_leaves(
     namespace: str = '',
 ) -> list[T]:
     """Return the leaves of a pytree, left to right."""
-    return _flatten(tree, is_leaf, none_is_leaf, namespace)[0]
+    return _C._leaves(tree, is_leaf, none_is_leaf, namespace)
 
 
 def tree_structure(
@@ -206,7 +206,7 @@ def tree_structure(
     namespace: str = '',
 ) -> PyTreeSpec:
     """Return the structure (:class:`PyTreeSpec`) of a pytree."""
-    return _flatten(tree, is_leaf, none_is_leaf, namespace)[1]
+    return _C._structure(tree, is_leaf, none_is_leaf, namespace)
 
 
 def tree_paths(

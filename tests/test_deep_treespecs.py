@@ -76,11 +76,16 @@ def test_transform_beyond_the_limit_raises_recursion_error():
 
 
 def test_crafted_deep_pickle_is_rejected():
-    leaf = (1, 0, None, None, None, 1, 1, None)
-    nodes = [leaf]
-    for level in range(1, DEPTH_LIMIT + 10):
-        nodes.append((4, 1, None, None, None, 1, level + 1, None))
-    state = (tuple(nodes), False, '')
+    # The state layout: one record per node (kind byte, present-objects byte, 8-byte arity).
+    def record(kind: int, arity: int) -> bytes:
+        return bytes([kind, 0]) + arity.to_bytes(8, 'little')
+
+    leaf, list_kind = 1, 4
+    layout = record(leaf, 0) + record(list_kind, 1) * (DEPTH_LIMIT + 10)
+    state = (layout, (), False, '')
     reduce_function = optree.tree_structure([1]).__reduce__()[0]
+    assert reduce_function((record(leaf, 0) + record(list_kind, 1), (), False, '')) == (
+        optree.tree_structure([1])
+    )
     with pytest.raises(RecursionError, match='PyTreeSpec depth'):
         reduce_function(state)

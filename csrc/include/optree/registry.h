@@ -3,6 +3,7 @@
 // pin one with a libcds hazard pointer for the length of a call and never take a lock.
 #pragma once
 
+#include <array>
 #include <atomic>
 #include <cstdint>
 #include <memory>
@@ -103,8 +104,46 @@ struct Snapshot {
   }
 };
 
+// What a tuple subclass is to the core (see tuple_class_info() in treespec.h).
+struct TupleClassInfo {
+  bool namedtuple = false;
+  bool structseq = false;
+  // A namedtuple whose instances can be built the way its own __new__ builds them, without
+  // calling it: see namedtuple_builds_like_tuple() in flatten.cpp.
+  bool builds_like_tuple = false;
+  uint16_t num_fields = 0;
+};
+
+// Tuple subclass classifications keyed by type version tag. CPython gives a type a new tag
+// whenever it or a base changes, and never hands a tag to two types of an interpreter, so a hit
+// is always current. Lock-free: each slot is one self-validating word.
+class TupleClassCache {
+ public:
+  bool find(unsigned int tag, TupleClassInfo& info) const noexcept {
+    uint64_t word = slots_[tag & (kSlots - 1)].load(std::memory_order_relaxed);
+    if (tag == 0 || (word >> 32) != tag) return false;
+    info.namedtuple = (word & 1) != 0;
+    info.structseq = (word & 2) != 0;
+    info.builds_like_tuple = (word & 4) != 0;
+    info.num_fields = static_cast<uint16_t>(word >> 16);
+    return true;
+  }
+  void store(unsigned int tag, const TupleClassInfo& info) const noexcept {
+    if (tag == 0) return;
+    uint64_t word = (uint64_t{tag} << 32) | (uint64_t{info.num_fields} << 16) |
+                    (info.namedtuple ? 1 : 0) | (info.structseq ? 2 : 0) |
+                    (info.builds_like_tuple ? 4 : 0);
+    slots_[tag & (kSlots - 1)].store(word, std::memory_order_relaxed);
+  }
+
+ private:
+  static constexpr size_t kSlots = 256;
+  mutable std::array<std::atomic<uint64_t>, kSlots> slots_{};
+};
+
 // Per-interpreter objects the core uses on hot paths: the builtin container types that are not
-// static types, and interned attribute names (which hit CPython's type attribute cache).
+// static types, interned attribute names (which hit CPython's type attribute cache), and the
+// tuple subclass cache.
 struct BuiltinTypes {
   PyTypeObject* ordered_dict = nullptr;
   PyTypeObject* default_dict = nullptr;
@@ -112,6 +151,9 @@ struct BuiltinTypes {
   PyObject* name_fields = nullptr;  // '_fields'
   PyObject* name_make = nullptr;    // '_make'
   PyObject* name_asdict = nullptr;  // '_asdict'
+  PyObject* name_new = nullptr;     // '__new__'
+  PyObject* tuple_new = nullptr;    // tuple.__new__ (a per-interpreter object from 3.12 on)
+  TupleClassCache tuple_classes;
 };
 
 class Shard {
@@ -150,10 +192,17 @@ class RegistryView {
   RegistryView();
   const Snapshot& snapshot() const noexcept { return *snapshot_; }
   const Shard& shard() const noexcept { return *shard_; }
-  void refresh() { snapshot_ = guard_.protect(shard_->current); }
+  void refresh() {
+    snapshot_ = guard_.protect(shard_->current);
+    leaf_type_ = nullptr;
+  }
+  // The last type found to make leaves (never a tuple subclass, whose verdict depends on more
+  // than the registry): the next object of that type is a leaf while the snapshot stays.
+  bool is_known_leaf_type(PyTypeObject* type) const noexcept { return type == leaf_type_; }
+  void remember_leaf_type(PyTypeObject* type) noexcept { leaf_type_ = type; }
   // The lookup table of a namespace, cached while the snapshot stays the same.
-  const TypeTable& table_for(const std::string& ns) {
-    if (table_snapshot_ != snapshot_) {
+  [[gnu::always_inline]] const TypeTable& table_for(const std::string& ns) {
+    if (table_snapshot_ != snapshot_) [[unlikely]] {
       table_ = &snapshot_->table_for(ns);
       table_snapshot_ = snapshot_;
     }
@@ -166,6 +215,7 @@ class RegistryView {
   const Snapshot* snapshot_;
   const Snapshot* table_snapshot_ = nullptr;
   const TypeTable* table_ = nullptr;
+  PyTypeObject* leaf_type_ = nullptr;
 };
 
 // Interpreter lifecycle, called by the bindings.

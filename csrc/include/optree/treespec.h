@@ -12,6 +12,9 @@
 namespace optree {
 
 struct Node {
+  // User-provided, so that a value-initialized Node (emplace_back()) is not zero-filled first.
+  Node() noexcept {}
+
   NodeKind kind = NodeKind::Leaf;
   Py_ssize_t arity = 0;
   // Dict kinds: list of keys in treespec order. NamedTuple / StructSequence: the type.
@@ -52,7 +55,7 @@ class TreeSpec {
   Py_ssize_t num_leaves() const { return nodes.empty() ? 0 : nodes.back().num_leaves; }
   Py_ssize_t num_nodes() const { return static_cast<Py_ssize_t>(nodes.size()); }
 
-  // Construction.
+  // Construction. Leaves (and paths) are collected only when asked for.
   static TreeSpec flatten(PyObject* tree, const FlattenOptions& options, Ref* leaves_out,
                           Ref* paths_out = nullptr);
   static TreeSpec make_leaf(bool none_is_leaf);
@@ -122,6 +125,8 @@ struct NodeInfo {
   const RegistrationPtr* custom = nullptr;
 };
 bool is_leaf_object(PyObject* obj, const FlattenOptions& options);
+// The leaves of a tree, as flatten finds them, without building its treespec.
+Ref flatten_leaves(PyObject* tree, const FlattenOptions& options);
 // Dict keys in flatten order: natural order when they compare, else by (type, key), else as
 // given. Returns a new list.
 Ref sorted_keys(PyObject* keys_in_order);
@@ -146,9 +151,12 @@ void expand_node(PyObject* obj, const NodeInfo& info, RegistryView& view,
                  const FlattenOptions& options, Node& node, std::vector<Ref>& children,
                  bool& uses_namespace);
 
+// What a strict tuple subclass is; cached per interpreter (see TupleClassCache).
+TupleClassInfo tuple_class_info(PyTypeObject* type, const BuiltinTypes& builtins);
 bool is_namedtuple_class(PyObject* cls, const BuiltinTypes& builtins);
 bool is_namedtuple_class(PyObject* cls);  // looks this interpreter's builtins up
-bool is_structseq_class(PyObject* cls);
+bool is_structseq_class(PyObject* cls, const BuiltinTypes& builtins);
+bool is_structseq_class(PyObject* cls);  // looks this interpreter's builtins up
 Ref namedtuple_fields(PyObject* obj);
 Ref structseq_fields(PyObject* obj);
 
