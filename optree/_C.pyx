@@ -49,20 +49,87 @@ cdef extern from "Python.h":
 cdef extern from *:
     """
     #include "optree/registry.h"
-    [[maybe_unused]] static void optree_release_shard_at_exit(void*) {
+
+    // Cython 3.1-3.3 with CYTHON_USE_MODULE_STATE and multi-phase init stores each
+    // interpreter's module in a process-wide lookup table with a strong reference that nothing
+    // ever releases, and leaves m_free unset. The module is then never deallocated: every
+    // destroyed subinterpreter leaks its module, module state and heap types, and the leaked
+    // objects keep the whole obmalloc state of an isolated interpreter alive (megabytes).
+    // At interpreter exit we hand that reference back, so finalization frees the module like any
+    // other, and m_free runs Cython's m_clear when the module dies without the GC clearing it
+    // first (which also takes the module out of the lookup table). Cython's m_clear must run at
+    // most once per module: a second run can touch the lookup table after Cython freed it.
+    #if defined(CYTHON_USE_MODULE_STATE) && CYTHON_USE_MODULE_STATE && \
+        defined(CYTHON_PEP489_MULTI_PHASE_INIT) && CYTHON_PEP489_MULTI_PHASE_INIT && \
+        CYTHON_HEX_VERSION >= 0x03010000 && CYTHON_HEX_VERSION < 0x03040000
+    #include <mutex>
+    #include <unordered_set>
+    static inquiry optree_cython_module_clear = NULL;
+    static std::mutex optree_cleared_modules_mutex;
+    static std::unordered_set<PyObject*> optree_cleared_modules;
+
+    static int optree_module_clear(PyObject* module) {
+      {
+        std::lock_guard<std::mutex> lock(optree_cleared_modules_mutex);
+        if (!optree_cleared_modules.insert(module).second) return 0;
+      }
+      return optree_cython_module_clear(module);
+    }
+
+    static void optree_module_free(void* module) {
+      bool cleared;
+      {
+        std::lock_guard<std::mutex> lock(optree_cleared_modules_mutex);
+        cleared = optree_cleared_modules.erase(static_cast<PyObject*>(module)) > 0;
+      }
+      if (!cleared) (void)optree_cython_module_clear(static_cast<PyObject*>(module));
+    }
+
+    static int optree_take_module_lifetime(PyObject* type) {
+      PyObject* module = PyType_GetModule(reinterpret_cast<PyTypeObject*>(type));
+      if (module == NULL) return -1;
+      PyModuleDef* def = PyModule_GetDef(module);
+      if (def == NULL) {
+        if (!PyErr_Occurred()) PyErr_SetString(PyExc_SystemError, "optree._C has no module def");
+        return -1;
+      }
+      static std::once_flag hooks_installed;
+      std::call_once(hooks_installed, [def] {
+        optree_cython_module_clear = def->m_clear;
+        def->m_clear = optree_module_clear;
+        def->m_free = optree_module_free;
+      });
+      return 0;
+    }
+
+    static int optree_release_module_reference(PyObject* type) {
+      PyObject* module = PyType_GetModule(reinterpret_cast<PyTypeObject*>(type));
+      if (module == NULL) return -1;
+      Py_DECREF(module);  // the lookup table's reference; sys.modules still holds one
+      return 0;
+    }
+    #else
+    static int optree_take_module_lifetime(PyObject*) { return 0; }
+    static int optree_release_module_reference(PyObject*) { return 0; }
+    #endif
+
+    [[maybe_unused]] static void optree_release_shard_at_exit(void* module_type) {
       try {
         optree::destroy_current_shard();
       } catch (...) {
         PyErr_Clear();
       }
+      if (optree_release_module_reference(static_cast<PyObject*>(module_type)) < 0) PyErr_Clear();
     }
     #if PY_VERSION_HEX >= 0x030D0000
-    static int optree_register_exit_hook(void) {
-      return PyUnstable_AtExit(PyInterpreterState_Get(), optree_release_shard_at_exit, NULL);
+    // The module type is a borrowed pointer: the lookup table keeps the module, which keeps its
+    // types, alive until this hook runs.
+    static int optree_register_exit_hook(PyObject* module_type) {
+      return PyUnstable_AtExit(PyInterpreterState_Get(), optree_release_shard_at_exit, module_type);
     }
     #define OPTREE_HAS_C_EXIT_HOOK 1
     #else
-    static int optree_register_exit_hook(void) { return 0; }
+    static int optree_register_exit_hook(PyObject*) { return 0; }
     #define OPTREE_HAS_C_EXIT_HOOK 0
     #endif
     #ifdef Py_GIL_DISABLED
@@ -76,7 +143,9 @@ cdef extern from *:
     #define OPTREE_PY_DEBUG 0
     #endif
     """
-    int optree_register_exit_hook() except -1
+    int optree_register_exit_hook(object module_type) except -1
+    int optree_take_module_lifetime(object module_type) except -1
+    int optree_release_module_reference(object module_type) except -1
     const int OPTREE_HAS_C_EXIT_HOOK
     const int OPTREE_GIL_DISABLED
     const int OPTREE_PY_DEBUG
@@ -636,16 +705,24 @@ def is_current_interpreter_main():
     return current_interpreter_id() == main_interpreter_id()
 
 
+_holds_lookup_table_reference = True
+
+
 def _release_registry():
     """Destroys this interpreter's registry; called once at interpreter exit."""
+    global _holds_lookup_table_reference
     destroy_current_shard()
+    if _holds_lookup_table_reference:
+        _holds_lookup_table_reference = False
+        optree_release_module_reference(PyTreeSpec)
 
 
 # ------------------------------------------------------------------------ module exec
 
 create_current_shard()
+optree_take_module_lifetime(PyTreeSpec)
 if OPTREE_HAS_C_EXIT_HOOK:
-    optree_register_exit_hook()
+    optree_register_exit_hook(PyTreeSpec)
 else:
     import atexit
     atexit.register(_release_registry)

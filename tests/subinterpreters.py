@@ -22,6 +22,7 @@ import subprocess
 import sys
 import tempfile
 import textwrap
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -158,17 +159,22 @@ class ChildResult:
 
 
 def run_python(
-    code: str, *, timeout: float, cwd: str | os.PathLike[str] | None = None
+    code: str,
+    *,
+    timeout: float,
+    cwd: str | os.PathLike[str] | None = None,
+    options: Sequence[str] = (),
 ) -> ChildResult:
-    """Run ``code`` in a fresh ``python -I`` with this process's ``sys.path``.
+    """Run ``code`` in a fresh ``python -I`` (plus ``options``) with this process's ``sys.path``.
 
     The child is isolated (no user site, no PYTHON* variables, no cwd on the path) and starts
     away from the work tree, so it imports the installed optree; a crash, a hang past
     ``timeout`` (``subprocess.TimeoutExpired``) or a failure stays in the child.
     """
     prelude = f'import sys\nsys.path[:] = {sys.path!r}\n'
+    command = [sys.executable, '-I', '-X', 'faulthandler', *options]
     completed = subprocess.run(
-        [sys.executable, '-I', '-X', 'faulthandler', '-c', prelude + textwrap.dedent(code)],
+        [*command, '-c', prelude + textwrap.dedent(code)],
         capture_output=True,
         text=True,
         timeout=timeout,
