@@ -589,8 +589,8 @@ Ref TreeSpec::flatten_up_to(PyObject* tree) const {
     size_t base = agenda.size();
     agenda.resize(base + static_cast<size_t>(node.arity));
     for (Py_ssize_t i = node.arity - 1; i >= 0; --i) {
-      Ref child = items != nullptr ? Ref::borrow(items[i])
-                                   : std::move(children[static_cast<size_t>(i)]);
+      Ref child =
+          items != nullptr ? Ref::borrow(items[i]) : std::move(children[static_cast<size_t>(i)]);
       agenda[base + static_cast<size_t>(i)] = {position, std::move(child)};
       position -= nodes[static_cast<size_t>(position)].num_nodes;
     }
