@@ -51,6 +51,34 @@ def _normalize_namespace(namespace: Any, /) -> Any:
     return global_namespace if namespace == '' else namespace
 
 
+def _register_node_arguments(cls: Any, namespace: Any, /) -> tuple[Any, str]:
+    """Sort out ``register_node(cls, namespace=...)`` and ``register_node(namespace)``.
+
+    Shared by the dataclass and attrs ``register_node``: returns ``(cls, namespace)``, where
+    ``cls`` is None when only a namespace was given (the caller then returns a decorator).
+    """
+    if cls is _global_namespace() or isinstance(cls, str):
+        if namespace is not None:
+            raise ValueError('Cannot specify `namespace` when the first argument is a string.')
+        if cls == '':
+            raise ValueError('The namespace cannot be an empty string.')
+        cls, namespace = None, cls
+    if namespace is None:
+        raise ValueError('Must specify `namespace` when the first argument is a class.')
+    return cls, namespace
+
+
+def _check_registrable_once(cls: Any, marker: str, module: str, /) -> None:
+    """``register_node`` marks a class it registered; a second call is an error."""
+    if marker in cls.__dict__:
+        raise TypeError(
+            f'Cannot register {cls.__name__} as a pytree node more than once with '
+            f'`{module}.register_node()`. '
+            'Use `optree.register_pytree_node()` or `optree.register_pytree_node_class()` '
+            'with explicit flatten/unflatten functions to register it in a different namespace.',
+        )
+
+
 @overload  # type: ignore[no-redef]
 def field(
     *,
@@ -352,17 +380,7 @@ def register_node(
     Children are the fields with ``pytree_node`` true (default); other ``__init__`` fields are
     metadata. Instances are rebuilt with ``cls(**fields)``.
     """
-    global_namespace = _global_namespace()
-    if cls is global_namespace or isinstance(cls, str):
-        if namespace is not None:
-            raise ValueError('Cannot specify `namespace` when the first argument is a string.')
-        if cls == '':
-            raise ValueError('The namespace cannot be an empty string.')
-        cls, namespace = None, cls  # type: ignore[assignment]
-
-    if namespace is None:
-        raise ValueError('Must specify `namespace` when the first argument is a class.')
-
+    cls, namespace = _register_node_arguments(cls, namespace)
     if cls is None:
         chosen: str = namespace
 
@@ -375,13 +393,7 @@ def register_node(
         raise TypeError(f'Expected a class, got {cls!r}.')
     if not dataclasses.is_dataclass(cls):
         raise TypeError(f'{cls!r} is not a dataclass.')
-    if _FIELDS in cls.__dict__:
-        raise TypeError(
-            f'Cannot register {cls.__name__} as a pytree node more than once with '
-            f'`{__name__}.register_node()`. '
-            'Use `optree.register_pytree_node()` or `optree.register_pytree_node_class()` '
-            'with explicit flatten/unflatten functions to register it in a different namespace.',
-        )
+    _check_registrable_once(cls, _FIELDS, __name__)
     namespace = _normalize_namespace(namespace)
     if not cls.__dataclass_params__.init:  # type: ignore[attr-defined]
         warnings.warn(

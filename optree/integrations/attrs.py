@@ -41,7 +41,12 @@ from attrs import (
 )
 
 from optree.accessors import GetAttrEntry
-from optree.dataclasses import _global_namespace, _normalize_namespace, _register_field_node
+from optree.dataclasses import (
+    _check_registrable_once,
+    _normalize_namespace,
+    _register_field_node,
+    _register_node_arguments,
+)
 
 __all__ = [  # noqa: RUF022 (same order as optree)
     'AttrsEntry',
@@ -243,15 +248,7 @@ def register_node(
     Called with only a namespace (``register_node('ns')`` or ``register_node(namespace='ns')``),
     return the decorator. A class is registered this way at most once.
     """
-    global_namespace = _global_namespace()
-    if cls is global_namespace or isinstance(cls, str):
-        if namespace is not None:
-            raise ValueError('Cannot specify `namespace` when the first argument is a string.')
-        if cls == '':
-            raise ValueError('The namespace cannot be an empty string.')
-        cls, namespace = None, cls  # type: ignore[assignment]
-    if namespace is None:
-        raise ValueError('Must specify `namespace` when the first argument is a class.')
+    cls, namespace = _register_node_arguments(cls, namespace)
     if cls is None:
         chosen: str = namespace
 
@@ -264,13 +261,7 @@ def register_node(
         raise TypeError(f'Expected a class, got {cls!r}.')
     if not attrs.has(cls):
         raise TypeError(f'{cls!r} is not an attrs-decorated class.')
-    if _FIELDS in cls.__dict__:
-        raise TypeError(
-            f'Cannot register {cls.__name__} as a pytree node more than once with '
-            f'`{__name__}.register_node()`. '
-            'Use `optree.register_pytree_node()` or `optree.register_pytree_node_class()` '
-            'with explicit flatten/unflatten functions to register it in a different namespace.',
-        )
+    _check_registrable_once(cls, _FIELDS, __name__)
     namespace = _normalize_namespace(namespace)
     if not getattr(getattr(cls, '__attrs_props__', None), 'added_init', True):
         warnings.warn(
