@@ -1,0 +1,156 @@
+#!/usr/bin/env python3
+"""Run optree 0.20.0's own test suite (from its PyPI sdist) against the installed optree.
+
+Usage (tox runs it with each env's python, after our own suite)::
+
+    python tools/upstream_suite.py [PYTEST_ARGS...]
+
+The sdist is fetched once with pip (the machine's configured index), its SHA-256 checked
+against the value pinned here, and its ``tests/`` folder and ``pyproject.toml`` (which holds
+the suite's pytest settings, warnings as errors included) unpacked into a cache directory
+outside the work tree::
+
+    ${OPTREE_CACHE_DIR:-${XDG_CACHE_HOME:-~/.cache}/optree-dev}/upstream/optree-0.20.0/
+
+The suite runs from there, so the work tree's ``optree/`` (which has no compiled core) can
+never shadow the installed package. Nothing of the suite is copied into this repository.
+
+``tests/upstream/upstream_shim.py`` is loaded as a pytest plugin: it supplies the build
+flags the suite imports from ``optree._C`` that only a pybind11 build has, and marks the tests
+listed in ``tests/upstream/expected_failures.txt`` as ``xfail(strict=True)``, so a listed test
+that starts to pass is reported as a failure.
+
+Extra arguments go to pytest (e.g. ``-k tree_iter`` or ``-x``). Exit status: pytest's.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import os
+import shutil
+import subprocess
+import sys
+import tarfile
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+VERSION = '0.20.0'
+SDIST = f'optree-{VERSION}.tar.gz'
+SDIST_SHA256 = 'c7403eb0f2b2a060a97803a8f52904212df85ed6cff4b0eeed9cc6e38c2cf88d'
+# What the suite needs from the sdist: its tests and the pytest settings in pyproject.toml.
+MEMBERS = ('tests/', 'pyproject.toml')
+MARKER = '.optree-upstream-ready'
+SHIM_DIR = Path(__file__).resolve().parent.parent / 'tests' / 'upstream'
+
+
+def log(msg: str) -> None:
+    print(f'[upstream_suite] {msg}', file=sys.stderr, flush=True)
+
+
+def cache_root() -> Path:
+    if os.environ.get('OPTREE_CACHE_DIR'):
+        return Path(os.environ['OPTREE_CACHE_DIR']).expanduser()
+    xdg = os.environ.get('XDG_CACHE_HOME') or os.path.join(os.path.expanduser('~'), '.cache')
+    return Path(xdg) / 'optree-dev'
+
+
+@contextlib.contextmanager
+def locked(path: Path) -> Iterator[None]:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, 'w') as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+def sha256_of(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, 'rb') as fh:
+        for block in iter(lambda: fh.read(1 << 20), b''):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def download_sdist(dest_dir: Path) -> Path:
+    sdist = dest_dir / SDIST
+    if sdist.exists() and sha256_of(sdist) == SDIST_SHA256:
+        return sdist
+    with tempfile.TemporaryDirectory(dir=dest_dir) as tmp:
+        log(f'downloading the optree {VERSION} sdist')
+        subprocess.run(
+            [sys.executable, '-m', 'pip', 'download', '--disable-pip-version-check', '--quiet',
+             '--no-deps', '--no-binary', ':all:', '--dest', tmp, f'optree=={VERSION}'],
+            check=True,
+        )
+        fetched = Path(tmp) / SDIST
+        if not fetched.exists():
+            raise SystemExit(f'[upstream_suite] pip did not produce {SDIST}')
+        digest = sha256_of(fetched)
+        if digest != SDIST_SHA256:
+            raise SystemExit(
+                f'[upstream_suite] {SDIST} has SHA-256 {digest}, expected {SDIST_SHA256}'
+            )
+        os.replace(fetched, sdist)
+    return sdist
+
+
+def ensure_suite() -> Path:
+    """The unpacked suite (a directory holding tests/ and pyproject.toml), cached."""
+    root = cache_root() / 'upstream'
+    suite = root / f'optree-{VERSION}'
+    if (suite / MARKER).exists():
+        return suite
+    with locked(root / '.lock'):
+        if (suite / MARKER).exists():
+            return suite
+        sdist = download_sdist(root)
+        shutil.rmtree(suite, ignore_errors=True)
+        staging = Path(tempfile.mkdtemp(dir=root, prefix='.unpack-'))
+        try:
+            prefix = f'optree-{VERSION}/'
+            with tarfile.open(sdist) as archive:
+                members = []
+                for member in archive.getmembers():
+                    name = member.name.removeprefix(prefix)
+                    if not (member.isfile() or member.isdir()):
+                        continue
+                    if any(name == m or name.startswith(m) for m in MEMBERS):
+                        member.name = name
+                        members.append(member)
+                archive.extractall(staging, members=members, filter='data')
+            (staging / MARKER).write_text(SDIST_SHA256 + '\n')
+            os.replace(staging, suite)
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+        log(f'unpacked the suite into {suite}')
+    return suite
+
+
+def main(argv: list[str]) -> int:
+    suite = ensure_suite()
+    env = dict(os.environ)
+    # Only the shim's directory: the work tree itself must not be importable.
+    env['PYTHONPATH'] = str(SHIM_DIR)
+    env['OPTREE_UPSTREAM_EXPECTED_FAILURES'] = str(SHIM_DIR / 'expected_failures.txt')
+    env['OPTREE_UPSTREAM_WHOLE_SUITE'] = '0' if argv else '1'
+    command = [
+        sys.executable, '-m', 'pytest',
+        '-p', 'upstream_shim',
+        '-p', 'no:cacheprovider',
+        '--rootdir', str(suite),
+        '-c', str(suite / 'pyproject.toml'),
+        '-q', '-rfE',
+        *argv,
+        str(suite / 'tests'),
+    ]
+    log(f'optree {VERSION} suite from {suite} on {sys.executable}')
+    return subprocess.run(command, cwd=suite, env=env, check=False).returncode
+
+
+if __name__ == '__main__':
+    sys.exit(main(sys.argv[1:]))
