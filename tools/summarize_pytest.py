@@ -3,11 +3,13 @@
 
 Usage: tools/summarize_pytest.py LOG
 
-tox runs pytest once per environment and closes with its own report, so the pytest summaries
+tox runs pytest twice per environment (our suite, then optree 0.20.0's own through
+tools/upstream_suite.py) and closes with its own report, so the pytest summaries
 ("==== 120 passed, 2 skipped in 3.1s ====") sit in the middle of the log. This prints each one
-with its environment, then a plain total line::
+with its environment (``py311``, ``py311 upstream``), then a plain total line::
 
     tests: 240 passed, 0 failed, 4 skipped
+    upstream suite: 93900 passed, 0 failed, 12 xfailed, 40 skipped
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ import re
 import sys
 from collections import Counter
 
-_ENV = re.compile(r'^(py3\d+t?): commands\[\d+\]>')
+_ENV = re.compile(r'^(py3\d+t?): commands\[\d+\]>(.*)')
 _EXIT = re.compile(r'(py3\d+t?): exit (-?\d+) \(')
 _SUMMARY = re.compile(
     r'=+ (.*\b(?:passed|failed|error|errors|skipped|no tests ran)\b.*) in [\d.]+s'
@@ -30,15 +32,19 @@ def main(argv: list[str]) -> int:
         return 2
     env: str | None = None
     summarized = False
-    totals: Counter[str] = Counter()
+    totals: dict[str, Counter[str]] = {'tests': Counter(), 'upstream suite': Counter()}
     seen = 0
+
+    def counter() -> Counter[str]:
+        assert env is not None
+        return totals['upstream suite' if env.endswith(' upstream') else 'tests']
 
     def close_env(exit_line: str = '') -> None:
         # An env whose pytest died (a crash, a signal) leaves no summary: count it as a failure.
         nonlocal env, seen
         if env is not None and not summarized:
             seen += 1
-            totals['failed'] += 1
+            counter()['failed'] += 1
             detail = f' ({exit_line})' if exit_line else ''
             print(f'{env}: pytest ended without a summary{detail}; counted as 1 failed')
         env = None
@@ -50,9 +56,11 @@ def main(argv: list[str]) -> int:
             if match:
                 close_env()
                 env, summarized = match.group(1), False
+                if 'upstream_suite' in match.group(2):
+                    env += ' upstream'
                 continue
             match = _EXIT.search(line)
-            if match and match.group(1) == env:
+            if match and env is not None and env.split()[0] == match.group(1):
                 close_env(f'exit code {match.group(2)}')
                 continue
             match = _SUMMARY.search(line)
@@ -62,15 +70,19 @@ def main(argv: list[str]) -> int:
             summarized = True
             print(f'{env}: {match.group(1)}')
             for number, kind in _COUNT.findall(match.group(1)):
-                totals['error' if kind.startswith('error') else kind] += int(number)
+                counter()['error' if kind.startswith('error') else kind] += int(number)
     close_env()
     if not seen:
         print('tests: no pytest summary found in the log')
         return 0
-    line = f'tests: {totals["passed"]} passed, {totals["failed"] + totals["error"]} failed'
-    if totals['skipped']:
-        line += f', {totals["skipped"]} skipped'
-    print(line)
+    for name, counts in totals.items():
+        if not counts:
+            continue
+        line = f'{name}: {counts["passed"]} passed, {counts["failed"] + counts["error"]} failed'
+        for kind in ('xfailed', 'xpassed', 'skipped'):
+            if counts[kind]:
+                line += f', {counts[kind]} {kind}'
+        print(line)
     return 0
 
 
