@@ -20,20 +20,27 @@ flags the suite imports from ``optree._C`` that only a pybind11 build has, and m
 listed in ``tests/upstream/expected_failures.txt`` as ``xfail(strict=True)``, so a listed test
 that starts to pass is reported as a failure.
 
-Extra arguments go to pytest (e.g. ``-k tree_iter`` or ``-x``). Exit status: pytest's.
+The suite runs as ``--jobs`` pytest processes at once (default: 2, or 1 on a single core),
+each taking every N-th test of the same collection, so the machine's cores share it; their
+outputs are printed one after the other, then one pytest-style summary line for the whole.
+Other arguments go to pytest (e.g. ``-k tree_iter`` or ``-x``). Exit status: non-zero when any
+process failed or crashed.
 """
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import fcntl
 import hashlib
 import os
+import re
 import shutil
 import subprocess
 import sys
 import tarfile
 import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -131,13 +138,64 @@ def ensure_suite() -> Path:
     return suite
 
 
+# pytest's closing line, framed by '=' or (with -q) bare: "3 failed, 9 passed in 5.10s (0:00:05)".
+_SUMMARY = re.compile(r'^(?:=+ )?(\d+ [a-z]+\b.*) in ([\d.]+)s(?: \([\d:]+\))?(?: =+)?$')
+_COUNT = re.compile(r'(\d+) (passed|failed|errors?|skipped|xfailed|xpassed|deselected|warnings?)')
+
+
+def run_shards(command: list[str], jobs: int, cwd: Path, env: dict[str, str]) -> int:
+    """Runs the suite as `jobs` pytest processes, each on every jobs-th test; prints their
+    output one after the other and then one summary line for the whole suite."""
+    start = time.monotonic()
+    with tempfile.TemporaryDirectory() as tmp:
+        outputs = [Path(tmp) / f'shard-{index}.log' for index in range(jobs)]
+        processes = []
+        for index, output in enumerate(outputs):
+            with open(output, 'w') as fh:
+                processes.append(subprocess.Popen(
+                    [*command, f'--upstream-shard={index}/{jobs}'],
+                    cwd=cwd, env=env, stdout=fh, stderr=subprocess.STDOUT,
+                ))
+        codes = [process.wait() for process in processes]
+        totals: dict[str, int] = {}
+        for index, (output, code) in enumerate(zip(outputs, codes, strict=True)):
+            summary = None
+            print(f'[upstream_suite] shard {index + 1}/{jobs}, exit status {code}:', flush=True)
+            for line in output.read_text(errors='replace').splitlines():
+                match = _SUMMARY.match(line)
+                if match:
+                    # Reworded, so that only the combined line below reads as a pytest summary.
+                    summary = match.group(1)
+                    line = f'shard {index + 1}/{jobs}: {summary}'
+                print(line)
+            if summary is None:
+                print(f'[upstream_suite] shard {index + 1}/{jobs} ended without a summary '
+                      f'(exit status {code}): counted as 1 failed', flush=True)
+                totals['failed'] = totals.get('failed', 0) + 1
+                continue
+            for number, kind in _COUNT.findall(summary):
+                if kind in ('deselected', 'warning', 'warnings'):
+                    continue
+                kind = 'errors' if kind.startswith('error') else kind
+                totals[kind] = totals.get(kind, 0) + int(number)
+    order = ('failed', 'passed', 'skipped', 'xfailed', 'xpassed', 'errors')
+    counts = ', '.join(f'{totals[kind]} {kind}' for kind in order if totals.get(kind))
+    print(f'==== {counts or "no tests ran"} in {time.monotonic() - start:.2f}s ====', flush=True)
+    if all(code == 0 for code in codes):
+        return 0
+    return next(code for code in codes if code != 0) if 'failed' not in totals else 1
+
+
 def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(add_help=False)
+    parser.add_argument('--jobs', type=int, default=min(2, os.cpu_count() or 1))
+    options, pytest_args = parser.parse_known_args(argv)
     suite = ensure_suite()
     env = dict(os.environ)
     # Only the shim's directory: the work tree itself must not be importable.
     env['PYTHONPATH'] = str(SHIM_DIR)
     env['OPTREE_UPSTREAM_EXPECTED_FAILURES'] = str(SHIM_DIR / 'expected_failures.txt')
-    env['OPTREE_UPSTREAM_WHOLE_SUITE'] = '0' if argv else '1'
+    env['OPTREE_UPSTREAM_WHOLE_SUITE'] = '0' if pytest_args else '1'
     command = [
         sys.executable, '-m', 'pytest',
         '-p', 'upstream_shim',
@@ -145,11 +203,13 @@ def main(argv: list[str]) -> int:
         '--rootdir', str(suite),
         '-c', str(suite / 'pyproject.toml'),
         '-q', '-rfE',
-        *argv,
+        *pytest_args,
         str(suite / 'tests'),
     ]
-    log(f'optree {VERSION} suite from {suite} on {sys.executable}')
-    return subprocess.run(command, cwd=suite, env=env, check=False).returncode
+    log(f'optree {VERSION} suite from {suite} on {sys.executable}, {options.jobs} process(es)')
+    if options.jobs <= 1:
+        return subprocess.run(command, cwd=suite, env=env, check=False).returncode
+    return run_shards(command, options.jobs, suite, env)
 
 
 if __name__ == '__main__':

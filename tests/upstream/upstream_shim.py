@@ -6,6 +6,8 @@ Loaded by ``tools/upstream_suite.py`` (``-p upstream_shim``); not part of our ow
   ``optree._C``. Our ``optree._C`` is built with Cython and does not define them; their
   meaning holds for it (``PyTreeKind`` is a native ``enum.IntEnum``, and the module supports
   subinterpreters), so they are supplied here, in the runner, and never added to our module.
+* ``--upstream-shard=I/N`` keeps every N-th collected test, from the I-th (the runner starts N
+  processes, each with one shard).
 * Tests listed in ``expected_failures.txt`` (path in ``OPTREE_UPSTREAM_EXPECTED_FAILURES``)
   are marked ``xfail(strict=True)``: a listed test that starts to pass fails the run. An entry
   that names a test the suite does not have is an error too (checked on whole-suite runs).
@@ -29,6 +31,14 @@ for _name, _value in _PYBIND11_FLAGS.items():
         setattr(optree._C, _name, _value)
 
 
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        '--upstream-shard',
+        default=None,
+        help='I/N: run only the tests whose index in the collection is I modulo N',
+    )
+
+
 def read_expected_failures(path: Path) -> dict[str, str]:
     """``{test id: reason}``; a line is ``<test id>  # <reason>``, ids relative to tests/."""
     entries: dict[str, str] = {}
@@ -47,7 +57,38 @@ def _relative_id(nodeid: str) -> str:
     return nodeid.removeprefix('tests/')
 
 
+@pytest.hookimpl(tryfirst=True)
+def pytest_collectreport(report: pytest.CollectReport) -> None:
+    # A module skipped at collection (say, a test file for Python 3.14+ only) is reported by
+    # every shard: only the first one counts it, so the shards' counts add up.
+    shard = _CONFIG.getoption('upstream_shard') if _CONFIG is not None else None
+    if shard and report.skipped and not shard.startswith('0/'):
+        report.outcome = 'passed'
+        report.result = []
+
+
+_CONFIG: pytest.Config | None = None
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    global _CONFIG
+    _CONFIG = config
+
+
+# Last, so that the shards split what -k and --deselect left.
+@pytest.hookimpl(trylast=True)
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    mark_expected_failures(config, items)
+    shard = config.getoption('upstream_shard')
+    if shard:
+        index, count = (int(part) for part in shard.split('/'))
+        kept = [item for position, item in enumerate(items) if position % count == index]
+        dropped = [item for position, item in enumerate(items) if position % count != index]
+        config.hook.pytest_deselected(items=dropped)
+        items[:] = kept
+
+
+def mark_expected_failures(config: pytest.Config, items: list[pytest.Item]) -> None:
     listing = os.environ.get('OPTREE_UPSTREAM_EXPECTED_FAILURES')
     if not listing:
         return
