@@ -30,7 +30,7 @@ APT_PACKAGES := build-essential pkg-config ninja-build patchelf libcds-dev libbe
 BUILD_REQS := 'meson-python>=0.16' 'meson>=1.4' 'ninja' 'Cython>=3.1,<3.4'
 TEST_REQS := 'pytest>=8' 'hypothesis>=6.100' 'tox>=4.22' 'typing-extensions>=4.6.0'
 LINT_REQS := 'ruff==0.16.9' 'mypy==2.4.0' 'clang-format==23.1.1'
-DOCS_REQS := 'sphinx>=7'
+DOCS_REQS := 'sphinx==9.0.4' 'myst-parser==5.2.0' 'furo==2025.12.19'
 BENCH_REQS := 'pyperf==2.10.0' 'matplotlib>=3.7'
 
 # tox envs to run when their interpreter exists (tools/pythons.py); the required ones must.
@@ -190,13 +190,27 @@ lint: $(VENV)/.stamp-lint
 format: $(VENV)/.stamp-lint
 	@files="$(CSRC_FILES)"; if [ -n "$$files" ]; then $(VENV)/bin/clang-format -i $$files; fi
 
-$(VENV)/.stamp-docs: $(VENV)/.stamp-tools
-	@$(PIP) $(DOCS_REQS)
+# Sphinx, and the libraries of optree.integrations (pinned in pyproject.toml's test-integrations
+# extra), whose modules the API reference imports.
+$(VENV)/.stamp-docs: $(VENV)/.stamp-tools pyproject.toml
+	@mkdir -p $(BUILD_DIR); reqs=$(BUILD_DIR)/integration-requirements.txt; \
+	$(VPY) -c 'import tomllib; \
+		extras = tomllib.load(open("pyproject.toml", "rb"))["project"]["optional-dependencies"]; \
+		print("\n".join(extras["test-integrations"]))' > $$reqs; \
+	$(PIP) $(DOCS_REQS) -r $$reqs
 	@touch $@
 
-docs: $(VENV)/.stamp-docs
-	$(VENV)/bin/sphinx-build -q -b html docs $(BUILD_DIR)/docs
-	@echo ">>> docs in $(BUILD_DIR)/docs/index.html"
+# The docs of the package installed in $(VENV): HTML (any warning fails, all are reported), then
+# every `>>>` example of the pages and docstrings as a doctest, then the check that every public
+# name of every public module has an entry (tools/api_surface.py docs-coverage).
+SPHINX := $(VENV)/bin/sphinx-build -W --keep-going -q -d $(BUILD_DIR)/docs/doctrees
+docs: install $(VENV)/.stamp-docs
+	@start=$$SECONDS; \
+	$(SPHINX) -E -b html docs $(BUILD_DIR)/docs/html; \
+	$(SPHINX) -b doctest docs $(BUILD_DIR)/docs/doctest; \
+	tail -n 4 $(BUILD_DIR)/docs/doctest/output.txt; \
+	$(VPY) -I tools/api_surface.py docs-coverage $(BUILD_DIR)/docs/html/objects.inv; \
+	echo ">>> docs in $(BUILD_DIR)/docs/html/index.html ($$((SECONDS - start)) s)"
 
 clean:
 	rm -rf build dist .tox results .hypothesis .pytest_cache .mypy_cache .ruff_cache \
