@@ -22,7 +22,7 @@ NESTED_SHAPES = ('dict100x10', 'model_s', 'model_m', 'model_l')
 
 @dataclass(frozen=True)
 class Budget:
-    """A DESIGN §4 target for one row, against optree 0.20.0."""
+    """A target of the performance budget (docs/performance.rst) for one row, vs optree 0.20.0."""
 
     min_ratio: float
     max_ns_per_leaf: float | None = None
@@ -35,9 +35,10 @@ class Budget:
 
 
 def budget_for(op: str, shape: str) -> Budget | None:
-    """DESIGN §4, row by row: flatten-like operations on the list and on the nested
-    dict/tuple/namedtuple trees, the others on every tree. Not on the tree of custom nodes,
-    whose time goes into the user's Python flatten functions, nor on flatten_up_to."""
+    """The performance budget (docs/performance.rst), row by row: flatten-like operations on
+    the list and on the nested dict/tuple/namedtuple trees, the others on every tree. Not on
+    the tree of custom nodes, whose time goes into the user's Python flatten functions, nor
+    on flatten_up_to."""
     if shape == 'custom':
         return None
     if op == 'tree_flatten' and shape == 'list1000':
@@ -151,7 +152,8 @@ def markdown(results: dict[str, Any], microbench: str | None = None) -> str:
         '',
         'Median time per call, with its spread (median absolute deviation) for ours; for the '
         'others, their median and in parentheses their time / our time (**above 1: ours is '
-        'faster**). The budget column checks DESIGN §4 against optree 0.20.0 (— : no target '
+        'faster**). The budget column checks the performance budget against optree 0.20.0 '
+        '(— : no target '
         'for that row).',
         '',
         '| ' + ' | '.join(header) + ' |',
@@ -192,7 +194,7 @@ def markdown(results: dict[str, Any], microbench: str | None = None) -> str:
                 scope = f' ({", ".join(sorted(where))})' if where and len(where) < 8 else ''
                 out.append(f'- {label}: {"N/A: " if where else ""}{reason}{scope}')
 
-    out += ['', '## Budget (DESIGN §4) against optree 0.20.0', '']
+    out += ['', '## Performance budget against optree 0.20.0', '']
     out += budget_summary(results)
     out += ['', '## Geometric mean of the ratios per operation', '']
     out += geomean_table(results)
@@ -302,7 +304,7 @@ def chart(results: dict[str, Any], path: Path) -> None:
         axes[index // cols][index % cols].axis('off')
     handles, labels = axes[0][0].get_legend_handles_labels()
     fig.suptitle('Their time / our time (log scale; bars up from 1: ours is faster; '
-                 'red dashes: DESIGN §4 budget vs optree 0.20.0)', y=0.995, fontsize=11)
+                 'red dashes: performance budget vs optree 0.20.0)', y=0.995, fontsize=11)
     fig.legend(handles, labels, loc='upper center', bbox_to_anchor=(0.5, 0.97),
                ncol=len(libs), frameon=False)
     fig.tight_layout(rect=(0, 0, 1, 0.94))

@@ -1,5 +1,5 @@
 # Thin bindings over the C++ core: argument conversion and forwarding only.
-# The algorithms live in csrc/; see DESIGN.md for the layering.
+# The algorithms live in csrc/; docs/architecture.rst describes the layering.
 from cpython.object cimport PyObject
 from cpython.ref cimport Py_DECREF
 from libcpp cimport bool as cbool

@@ -68,7 +68,7 @@ import pythons  # tools/pythons.py: interpreter discovery, shared with the Makef
 MARKER = pythons.PROVISIONED_MARKER
 TOOLS_DIR = Path(__file__).resolve().parent
 
-# DESIGN.md section 6. The packages the CPython build needs for ssl, zlib, sqlite3, ctypes,
+# The Debian packages the CPython build needs for ssl, zlib, sqlite3, ctypes,
 # readline, lzma, bz2, dbm, uuid and zstd (3.14's compression.zstd).
 BUILD_DEPS = (
     'build-essential pkg-config libssl-dev zlib1g-dev libffi-dev libbz2-dev liblzma-dev '
