@@ -3,7 +3,7 @@
 #   make test    system packages, tools venv, reference venvs, tox over every CPython 3.11+
 #   make bench   build + install into .venv, showcase, C++ micro-benchmarks, side-by-side
 #                timings vs optree 0.20.0, jax, torch and dm-tree (BENCH_ARGS=--fast: quick)
-#   make lint    ruff + mypy on optree/, clang-format on csrc/
+#   make lint    the checks of .pre-commit-config.yaml (ruff, cython-lint, clang-format, codespell, mypy)
 #   make sanitize  ASan + UBSan build, concurrency and subinterpreter tests on 3.12 / 3.14 / 3.14t
 #   make docs    Sphinx docs of the installed package (warnings fail), doctests, API coverage
 #   make wheels  sdist + portable (auditwheel-repaired) wheels, each smoke-tested in a fresh venv
@@ -31,7 +31,8 @@ APT_PACKAGES := build-essential pkg-config ninja-build patchelf libcds-dev libbe
 
 BUILD_REQS := 'meson-python>=0.16' 'meson>=1.4' 'ninja' 'Cython>=3.1,<3.4'
 TEST_REQS := 'pytest>=8' 'hypothesis>=6.100' 'tox>=4.22' 'typing-extensions>=4.6.0'
-LINT_REQS := 'ruff==0.16.9' 'mypy==2.4.0' 'clang-format==23.1.1'
+# The lint tools themselves are pinned in .pre-commit-config.yaml; pre-commit installs them.
+LINT_REQS := 'pre-commit==4.7.0'
 DOCS_REQS := 'sphinx==9.0.4' 'myst-parser==5.2.0' 'furo==2025.12.19'
 BENCH_REQS := 'pyperf==2.10.0' 'matplotlib>=3.7'
 # `make wheels`: the build frontend (also installed into each interpreter's build venv),
@@ -64,7 +65,6 @@ MICROBENCH_ARGS ?= $(if $(findstring --fast,$(BENCH_ARGS)),\
 BUILD_DIR := $(CURDIR)/build
 SOURCES := $(shell find csrc optree -type f ! -name '*.pyc' ! -name '*.so' 2>/dev/null) \
            meson.build pyproject.toml
-CSRC_FILES = $(shell find csrc benchmarks/cpp \( -name '*.h' -o -name '*.hpp' -o -name '*.cpp' \) 2>/dev/null)
 
 .PHONY: help system venv install reference test sanitize bench bench-cpp bench-scaling lint format docs wheels clean clean-cache
 
@@ -75,8 +75,9 @@ help:
 	@echo '                 (BENCH_ARGS=--fast: a quick run)'
 	@echo 'make bench-cpp   build and run only the C++ micro-benchmarks (results/microbench.json)'
 	@echo 'make sanitize    ASan+UBSan build; interpreter/thread tests on $(SANITIZE_ENVS)'
-	@echo 'make lint        ruff + mypy on optree/, clang-format --dry-run on csrc/'
-	@echo 'make format      clang-format -i on csrc/ (the style lint checks)'
+	@echo 'make lint        the checks of .pre-commit-config.yaml: ruff check + format, cython-lint,'
+	@echo '                 clang-format, codespell, mypy (tools pinned, installed into $(VENV))'
+	@echo 'make format      ruff check --fix, ruff format, clang-format -i'
 	@echo 'make install     build and install the package into $(VENV)'
 	@echo 'make docs        Sphinx docs into build/docs/html (-W), doctests, API coverage check'
 	@echo 'make wheels      sdist + a manylinux wheel per interpreter into dist/, each'
@@ -190,16 +191,16 @@ $(VENV)/.stamp-lint: $(VENV)/.stamp-tools
 	@$(PIP) $(LINT_REQS)
 	@touch $@
 
+# pre-commit keeps the hook environments (one per pinned tool) in $(VENV)/pre-commit.
+PRE_COMMIT := PRE_COMMIT_HOME=$(CURDIR)/$(VENV)/pre-commit $(VENV)/bin/pre-commit
 lint: $(VENV)/.stamp-lint
-	$(VENV)/bin/ruff check optree tools benchmarks
-	$(VENV)/bin/mypy optree tests/typing_example.py
-	@files="$(CSRC_FILES)"; if [ -n "$$files" ]; then \
-		echo "clang-format --dry-run -Werror <$$(wc -w <<< "$$files") C++ files>"; \
-		$(VENV)/bin/clang-format --dry-run -Werror $$files; \
-	else echo 'clang-format: no C++ sources yet'; fi
+	@start=$$SECONDS; \
+	$(PRE_COMMIT) run --all-files --show-diff-on-failure --color never; \
+	echo ">>> lint passed in $$((SECONDS - start)) s"
 
 format: $(VENV)/.stamp-lint
-	@files="$(CSRC_FILES)"; if [ -n "$$files" ]; then $(VENV)/bin/clang-format -i $$files; fi
+	@$(PRE_COMMIT) run --all-files --hook-stage manual --color never || \
+		$(PRE_COMMIT) run --all-files --hook-stage manual --color never
 
 # Sphinx, and the libraries of optree.integrations (pinned in pyproject.toml's test-integrations
 # extra), whose modules the API reference imports.

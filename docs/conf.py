@@ -16,7 +16,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent / '_ext'))
 
 project = 'optree'
 author = 'optree reimplementation authors'
-copyright = 'optree reimplementation authors'  # noqa: A001 (Sphinx's name)
+copyright = 'optree reimplementation authors'
 release = optree.__version__
 version = release
 

@@ -2,7 +2,6 @@
 # The algorithms live in csrc/; docs/architecture.rst describes the layering.
 from cpython.object cimport PyObject
 from cpython.ref cimport Py_DECREF
-from libcpp cimport bool as cbool
 from libcpp.optional cimport optional
 from libcpp.string cimport string
 from libcpp.utility cimport move
@@ -246,7 +245,9 @@ cdef Py_ssize_t child_index(object index, str method) except? -1:
     try:
         return operator.index(index)
     except (TypeError, OverflowError):
-        raise TypeError(f'{method}() expects an index that fits a C ssize_t, got {index!r}.') from None
+        raise TypeError(
+            f'{method}() expects an index that fits a C ssize_t, got {index!r}.'
+        ) from None
 
 
 cdef inline PyObject* optional_callable(object func):

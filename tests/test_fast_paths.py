@@ -103,7 +103,8 @@ DICT_EXPRS = [
     'list(unpickled.unflatten(range(4)).items())',
     'list(optree.tree_map(lambda x: -x, tree).items())',
     'list(optree.tree_map(lambda x: x, mixed).items())',
-    'list(optree.tree_map(lambda x: x, dd).items()), optree.tree_map(lambda x: x, dd).default_factory',
+    'list(optree.tree_map(lambda x: x, dd).items()), '
+    'optree.tree_map(lambda x: x, dd).default_factory',
     'list(optree.tree_structure(dd).unflatten([5, 6]).items())',
     "list(optree.tree_map(lambda x: x, {1: 'a', 'x': 'b', (2,): 'c'}).items())",
     "list(optree.tree_structure(collections.OrderedDict(b=1, a=2)).unflatten([3, 4]).items())",

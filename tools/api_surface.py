@@ -36,11 +36,11 @@ import inspect
 import json
 import pkgutil
 import re
-import zlib
 import subprocess
 import sys
 import tempfile
 import types
+import zlib
 from typing import Any
 
 # Attributes every module has or that only reflect how a module was written.
@@ -64,6 +64,8 @@ _INTEGRATIONS = ('attrs', 'jax', 'numpy', 'torch')
 # The reference's classes are pybind11 types: that base class is how it is built, not its API.
 _IMPLEMENTATION_BASES = frozenset({'pybind11_object'})
 _ADDRESS = re.compile(r'0x[0-9a-fA-F]+')
+# What must have a docstring of its own (constants, type variables and aliases cannot).
+_DOCUMENTED_KINDS = (type, types.FunctionType, types.BuiltinFunctionType)
 
 
 def _belongs_to_optree(value: Any) -> bool:
@@ -219,7 +221,7 @@ def docs_coverage(inventory: dict[str, str]) -> list[str]:
             if f'{module}.{name}' not in inventory:
                 problems.append(f'{module}.{name}: no entry in the docs ({entry["kind"]})')
             value = namespace.get(name)
-            if not _belongs_to_optree(value) or not isinstance(value, type | types.FunctionType | types.BuiltinFunctionType):
+            if not _belongs_to_optree(value) or not isinstance(value, _DOCUMENTED_KINDS):
                 continue
             if not _own_docstring(value):
                 problems.append(f'{module}.{name}: no docstring')

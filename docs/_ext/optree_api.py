@@ -23,7 +23,7 @@ from docutils.parsers.rst import directives
 from sphinx.util.docutils import SphinxDirective
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / 'tools'))
-import api_surface  # noqa: E402
+import api_surface
 
 _AUTODOC = {'function': 'autofunction', 'class': 'autoclass'}
 _ALIAS = {'function': 'py:function', 'class': 'py:class'}
