@@ -72,9 +72,14 @@ def test_compare_reports_differences():
             'names': {
                 'f': {'kind': 'function', 'signature': '(x, /)'},
                 'g': {'kind': 'function', 'signature': '(y)'},
-                'C': {'kind': 'class', 'signature': '()', 'mro': ['C', 'object'], 'members': {
-                    'm': {'kind': 'function', 'signature': '(self)'},
-                }},
+                'C': {
+                    'kind': 'class',
+                    'signature': '()',
+                    'mro': ['C', 'object'],
+                    'members': {
+                        'm': {'kind': 'function', 'signature': '(self)'},
+                    },
+                },
             },
         },
     }

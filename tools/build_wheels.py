@@ -60,16 +60,29 @@ def fresh_venv(python: str, path: Path, requirements: list[str]) -> Path:
     run([python, '-m', 'venv', path])
     venv_python = path / 'bin' / 'python'
     if requirements:
-        run([venv_python, '-m', 'pip', 'install', '--quiet', '--disable-pip-version-check',
-             *requirements])
+        run(
+            [
+                venv_python,
+                '-m',
+                'pip',
+                'install',
+                '--quiet',
+                '--disable-pip-version-check',
+                *requirements,
+            ]
+        )
     return venv_python
 
 
 def system_libcds() -> list[str]:
     """The libcds files the dynamic loader could find on this machine."""
     found = set()
-    for pattern in ('/usr/lib/*/libcds*.so*', '/usr/lib/libcds*.so*', '/usr/local/lib/libcds*.so*',
-                    '/lib/*/libcds*.so*'):
+    for pattern in (
+        '/usr/lib/*/libcds*.so*',
+        '/usr/lib/libcds*.so*',
+        '/usr/local/lib/libcds*.so*',
+        '/lib/*/libcds*.so*',
+    ):
         found.update(os.path.realpath(path) for path in glob.glob(pattern))
         found.update(path for path in glob.glob(pattern))
     return sorted(path for path in found if os.path.isfile(path))
@@ -77,18 +90,21 @@ def system_libcds() -> list[str]:
 
 def hidden_libcds_command(cmd: list[str], empty: Path) -> list[str]:
     """``cmd`` run in a new mount namespace where every system libcds file is ``empty``."""
-    mounts = ' '.join(
-        f'mount --bind {empty} {path} &&' for path in system_libcds()
+    mounts = ' '.join(f'mount --bind {empty} {path} &&' for path in system_libcds())
+    unshare = (
+        ['unshare', '--mount'] if os.geteuid() == 0 else ['unshare', '--map-root-user', '--mount']
     )
-    unshare = ['unshare', '--mount'] if os.geteuid() == 0 else ['unshare', '--map-root-user',
-                                                                  '--mount']
     script = f'{mounts} exec "$@"'
     return [*unshare, 'sh', '-c', script, 'hide-libcds', *[str(part) for part in cmd]]
 
 
 def installed_extension(venv_python: Path) -> str:
-    out = run([venv_python, '-I', '-c', 'import optree._C; print(optree._C.__file__)'],
-              capture_output=True, text=True, cwd='/').stdout
+    out = run(
+        [venv_python, '-I', '-c', 'import optree._C; print(optree._C.__file__)'],
+        capture_output=True,
+        text=True,
+        cwd='/',
+    ).stdout
     return out.strip()
 
 
@@ -110,8 +126,9 @@ def build_sdist(out: Path) -> Path:
     return sdist
 
 
-def build_wheel(env: str, python: str, src: Path, work: Path, out: Path,
-                build_reqs: list[str]) -> Path:
+def build_wheel(
+    env: str, python: str, src: Path, work: Path, out: Path, build_reqs: list[str]
+) -> Path:
     env_dir = work / env
     raw = env_dir / 'raw'
     shutil.rmtree(raw, ignore_errors=True)
@@ -144,8 +161,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument('--out', type=Path, default=ROOT / 'dist')
     parser.add_argument('--work', type=Path, default=ROOT / 'build' / 'wheels')
     parser.add_argument('--require', action='append', default=[], metavar='ENV')
-    parser.add_argument('--build-req', action='append', default=[], metavar='REQ',
-                        help='requirement of the build venvs (the pinned `build`)')
+    parser.add_argument(
+        '--build-req',
+        action='append',
+        default=[],
+        metavar='REQ',
+        help='requirement of the build venvs (the pinned `build`)',
+    )
     args = parser.parse_args(argv)
     out, work = args.out.resolve(), args.work.resolve()
     out.mkdir(parents=True, exist_ok=True)
@@ -195,8 +217,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f'{env}: {wheel.name} ({wheel.stat().st_size / 1024:.0f} KiB, {seconds:.0f} s)')
     print(f'ldd of the installed {results[-1][0]} optree/_C:')
     print(ldd.rstrip())
-    print(f'wheels: {len(results)} built, repaired and smoke-tested in '
-          f'{time.monotonic() - start:.0f} s (in {out})')
+    print(
+        f'wheels: {len(results)} built, repaired and smoke-tested in '
+        f'{time.monotonic() - start:.0f} s (in {out})'
+    )
     return 0
 
 

@@ -44,7 +44,9 @@ def main() -> int:
             self.value = value
 
     optree.register_pytree_node(
-        Box, lambda box: ((box.value,), None, None), lambda _, children: Box(*children),
+        Box,
+        lambda box: ((box.value,), None, None),
+        lambda _, children: Box(*children),
         namespace='smoke',
     )
     assert optree.tree_leaves(Box([1, 2]), namespace='smoke') == [1, 2]
@@ -66,9 +68,12 @@ def main() -> int:
         cds = {line.split()[-1] for line in maps if 'libcds' in line}
     if bundled and (not cds or any('/optree.libs/' not in path for path in cds)):
         raise SystemExit(f'libcds does not come from the wheel: {sorted(cds)}')
-    print(f'smoke test passed: optree {optree.__version__} on {sys.version.split()[0]}'
-          f'{" (free-threaded)" if sysconfig.get_config_var("Py_GIL_DISABLED") else ""}, '
-          f'libcds {", ".join(sorted(cds)) or "not mapped"}', flush=True)
+    print(
+        f'smoke test passed: optree {optree.__version__} on {sys.version.split()[0]}'
+        f'{" (free-threaded)" if sysconfig.get_config_var("Py_GIL_DISABLED") else ""}, '
+        f'libcds {", ".join(sorted(cds)) or "not mapped"}',
+        flush=True,
+    )
     return 0
 
 
