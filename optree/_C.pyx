@@ -381,30 +381,37 @@ cdef class PyTreeSpec:
 
     @property
     def num_leaves(self):
+        """Number of leaves in the structure."""
         return self.spec.num_leaves()
 
     @property
     def num_nodes(self):
+        """Number of nodes in the structure, leaves included."""
         return self.spec.num_nodes()
 
     @property
     def num_children(self):
+        """Number of children of the root node."""
         return self.spec.num_children()
 
     @property
     def none_is_leaf(self):
+        """Whether ``None`` counted as a leaf when the structure was made."""
         return self.spec.none_is_leaf
 
     @property
     def namespace(self):
+        """Registry namespace the structure was made with (``''``: the global one)."""
         return self.spec.ns.decode('utf-8')
 
     @property
     def type(self):
+        """Type of the root node; ``None`` when the root is a leaf."""
         return <object>self.spec.type_object()
 
     @property
     def kind(self):
+        """The :class:`PyTreeKind` of the root node."""
         return _KINDS[self.spec.root_kind()]
 
     def __eq__(self, other):

@@ -66,6 +66,8 @@ _IMPLEMENTATION_BASES = frozenset({'pybind11_object'})
 _ADDRESS = re.compile(r'0x[0-9a-fA-F]+')
 # What must have a docstring of its own (constants, type variables and aliases cannot).
 _DOCUMENTED_KINDS = (type, types.FunctionType, types.BuiltinFunctionType)
+# Properties, Python's or C-level ones (Cython's); not __slots__ fields, which are data.
+_PROPERTY_KINDS = (property, types.GetSetDescriptorType)
 
 
 def _belongs_to_optree(value: Any) -> bool:
@@ -231,7 +233,7 @@ def docs_coverage(inventory: dict[str, str]) -> list[str]:
                         continue
                     if isinstance(raw, classmethod | staticmethod):
                         raw = raw.__func__
-                    if callable(raw) or isinstance(raw, property):
+                    if callable(raw) or isinstance(raw, _PROPERTY_KINDS):
                         if not (isinstance(raw.__doc__, str) and raw.__doc__.strip()):
                             problems.append(f'{module}.{name}.{member}: no docstring')
     return sorted(set(problems))
