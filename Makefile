@@ -29,7 +29,7 @@ export OPTREE_CACHE_DIR
 # isolated build env (which made tox recreate its build envs on every run).
 APT_PACKAGES := build-essential pkg-config ninja-build patchelf libcds-dev libbenchmark-dev
 
-BUILD_REQS := 'meson-python>=0.16' 'meson>=1.4' 'ninja' 'Cython>=3.1,<3.4'
+BUILD_REQS := 'meson-python>=0.18' 'meson>=1.4' 'ninja' 'Cython>=3.1,<3.4'
 TEST_REQS := 'pytest>=8' 'hypothesis>=6.100' 'tox>=4.22' 'typing-extensions>=4.6.0'
 # The lint tools themselves are pinned in .pre-commit-config.yaml; pre-commit installs them.
 LINT_REQS := 'pre-commit==4.7.0'
