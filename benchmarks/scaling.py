@@ -147,14 +147,30 @@ def run_worker(python: str, mode: str, workers: int, seconds: float) -> dict:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
-    parser.add_argument('--threads', nargs=2, metavar=('OURS', 'REFERENCE'),
-                        help='free-threaded (3.14t) interpreters with ours / optree 0.20.0')
-    parser.add_argument('--interpreters', nargs=2, metavar=('OURS', 'REFERENCE'),
-                        help='CPython 3.14 interpreters with ours / optree 0.20.0')
-    parser.add_argument('--workers', type=int, default=os.cpu_count() or 2,
-                        help='largest number of threads / subinterpreters (default: nproc)')
-    parser.add_argument('--seconds', type=float, default=0.5,
-                        help='approximate duration of one worker run (default: 0.5)')
+    parser.add_argument(
+        '--threads',
+        nargs=2,
+        metavar=('OURS', 'REFERENCE'),
+        help='free-threaded (3.14t) interpreters with ours / optree 0.20.0',
+    )
+    parser.add_argument(
+        '--interpreters',
+        nargs=2,
+        metavar=('OURS', 'REFERENCE'),
+        help='CPython 3.14 interpreters with ours / optree 0.20.0',
+    )
+    parser.add_argument(
+        '--workers',
+        type=int,
+        default=os.cpu_count() or 2,
+        help='largest number of threads / subinterpreters (default: nproc)',
+    )
+    parser.add_argument(
+        '--seconds',
+        type=float,
+        default=0.5,
+        help='approximate duration of one worker run (default: 0.5)',
+    )
     parser.add_argument('--output-dir', type=Path, default=Path('results'))
     args = parser.parse_args()
     if not args.threads and not args.interpreters:
@@ -206,12 +222,16 @@ def main() -> int:
                         cells += [f'fails: {error[:60]}', '-']
                 both = workers in o_rows and workers in t_rows
                 speedup = f'{o_rows[workers] / t_rows[workers]:.2f}' if both else '-'
-                lines.append(f'| {workers} | {operation} | {where} | ' + ' | '.join(cells)
-                             + f' | {speedup} |')
+                lines.append(
+                    f'| {workers} | {operation} | {where} | '
+                    + ' | '.join(cells)
+                    + f' | {speedup} |'
+                )
                 if int(workers) == min(args.workers, cores or 1):
                     shown = ['-' if r is None else f'x{r:.2f}' for r in ratios]
-                    summary.append(f'{operation} on {workers} {mode}: ours {shown[0]}, '
-                                   f'optree 0.20 {shown[1]}')
+                    summary.append(
+                        f'{operation} on {workers} {mode}: ours {shown[0]}, optree 0.20 {shown[1]}'
+                    )
     args.output_dir.mkdir(parents=True, exist_ok=True)
     table = '\n'.join(lines) + '\n'
     (args.output_dir / 'scaling.md').write_text(table)
@@ -239,8 +259,13 @@ def main() -> int:
                 if '1' not in rows:
                     continue
                 workers = sorted(rows, key=int)
-                axis.plot([int(w) for w in workers], [rows[w] / rows['1'] for w in workers],
-                          style, marker='o', label=f'{label}: {operation}')
+                axis.plot(
+                    [int(w) for w in workers],
+                    [rows[w] / rows['1'] for w in workers],
+                    style,
+                    marker='o',
+                    label=f'{label}: {operation}',
+                )
         top = args.workers
         axis.plot([1, top], [1, top], ':', color='grey', label='linear')
         axis.set_title(f'{mode} ({cores} cores)')

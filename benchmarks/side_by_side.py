@@ -56,8 +56,10 @@ class Progress:
         self.done += 1
         elapsed = time.monotonic() - self.start
         eta = elapsed / self.done * (self.total - self.done)
-        line = (f'[{self.done:4d}/{self.total} {100 * self.done / self.total:3.0f}%] '
-                f'{label:<44.44} elapsed {elapsed / 60:4.1f} min, ~{eta / 60:4.1f} min left')
+        line = (
+            f'[{self.done:4d}/{self.total} {100 * self.done / self.total:3.0f}%] '
+            f'{label:<44.44} elapsed {elapsed / 60:4.1f} min, ~{eta / 60:4.1f} min left'
+        )
         if self.tty:
             print('\r' + line, end='', flush=True)
         elif elapsed - self.last_print >= 20 or self.done == self.total:
@@ -71,8 +73,11 @@ class Progress:
 
 def ensure_venv(kind: str, python: str) -> tuple[str, dict[str, Any]]:
     """Path of a benchmark venv's python and its marker (what installed, what did not)."""
-    proc = subprocess.run([sys.executable, str(ROOT / 'tools' / 'bench_venvs.py'), kind, python],
-                          stdout=subprocess.PIPE, text=True)
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / 'tools' / 'bench_venvs.py'), kind, python],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     if proc.returncode != 0:
         raise SystemExit(f'could not create the {kind} benchmark venv')
     venv_python = proc.stdout.strip().splitlines()[-1]
@@ -82,9 +87,20 @@ def ensure_venv(kind: str, python: str) -> tuple[str, dict[str, Any]]:
 
 def describe(python: str, library: str, shapes: str, calibrate_time: float) -> dict[str, Any]:
     proc = subprocess.run(
-        [python, '-I', str(SUITE), '--library', library, '--shapes', shapes, '--describe',
-         '--calibrate-time', str(calibrate_time)],
-        capture_output=True, text=True,
+        [
+            python,
+            '-I',
+            str(SUITE),
+            '--library',
+            library,
+            '--shapes',
+            shapes,
+            '--describe',
+            '--calibrate-time',
+            str(calibrate_time),
+        ],
+        capture_output=True,
+        text=True,
     )
     if proc.returncode != 0:
         tail = (proc.stderr.strip().splitlines() or ['no output'])[-1]
@@ -92,10 +108,32 @@ def describe(python: str, library: str, shapes: str, calibrate_time: float) -> d
     return json.loads(proc.stdout)
 
 
-def run_suite(python: str, library: str, shape: str, reps: Path, out: Path, log: Path,
-              pyperf_args: list[str], progress: Progress) -> None:
-    cmd = [python, '-I', str(SUITE), '--library', library, '--shapes', shape,
-           '--reps', str(reps), '--loops', '1', *pyperf_args, '-o', str(out)]
+def run_suite(
+    python: str,
+    library: str,
+    shape: str,
+    reps: Path,
+    out: Path,
+    log: Path,
+    pyperf_args: list[str],
+    progress: Progress,
+) -> None:
+    cmd = [
+        python,
+        '-I',
+        str(SUITE),
+        '--library',
+        library,
+        '--shapes',
+        shape,
+        '--reps',
+        str(reps),
+        '--loops',
+        '1',
+        *pyperf_args,
+        '-o',
+        str(out),
+    ]
     with open(log, 'w') as log_file:
         log_file.write(' '.join(cmd) + '\n')
         log_file.flush()
@@ -128,31 +166,53 @@ def load_pyperf(path: Path) -> dict[str, dict[str, Any]]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
-    parser.add_argument('--fast', action='store_true',
-                        help=f'quick look: trees {", ".join(trees.FAST_SHAPES)}, one worker '
-                        'process per benchmark, shorter values')
+    parser.add_argument(
+        '--fast',
+        action='store_true',
+        help=f'quick look: trees {", ".join(trees.FAST_SHAPES)}, one worker '
+        'process per benchmark, shorter values',
+    )
     parser.add_argument('--output-dir', type=Path, default=Path('results'))
-    parser.add_argument('--libraries', default=','.join(k for k, _, _ in libraries.LIBRARIES),
-                        help='comma-separated subset of: %(default)s')
-    parser.add_argument('--shapes', help='comma-separated tree shapes (default: all, or the '
-                        '--fast ones)')
-    parser.add_argument('--processes', type=int, help='pyperf worker processes per benchmark '
-                        '(default 2; 1 with --fast)')
-    parser.add_argument('--heavy-processes', type=int, help='the same for jax and torch, '
-                        'which pay a long import in every process (default 1)')
+    parser.add_argument(
+        '--libraries',
+        default=','.join(k for k, _, _ in libraries.LIBRARIES),
+        help='comma-separated subset of: %(default)s',
+    )
+    parser.add_argument(
+        '--shapes', help='comma-separated tree shapes (default: all, or the --fast ones)'
+    )
+    parser.add_argument(
+        '--processes',
+        type=int,
+        help='pyperf worker processes per benchmark (default 2; 1 with --fast)',
+    )
+    parser.add_argument(
+        '--heavy-processes',
+        type=int,
+        help='the same for jax and torch, which pay a long import in every process (default 1)',
+    )
     parser.add_argument('--values', type=int, help='timed values per process (default 3)')
-    parser.add_argument('--value-time', type=float, help='seconds per timed value '
-                        '(default 0.03; 0.02 with --fast)')
-    parser.add_argument('--microbench', type=Path,
-                        help='Google Benchmark JSON of benchmarks/cpp to include in the report')
+    parser.add_argument(
+        '--value-time', type=float, help='seconds per timed value (default 0.03; 0.02 with --fast)'
+    )
+    parser.add_argument(
+        '--microbench',
+        type=Path,
+        help='Google Benchmark JSON of benchmarks/cpp to include in the report',
+    )
     args = parser.parse_args(argv)
 
     processes = args.processes or (1 if args.fast else 2)
     heavy_processes = args.heavy_processes or 1
     values = args.values or 3
     value_time = args.value_time or (0.02 if args.fast else 0.03)
-    shape_names = (args.shapes.split(',') if args.shapes
-                   else list(trees.FAST_SHAPES) if args.fast else [s.name for s in trees.SHAPES])
+    shape_names = (
+        args.shapes.split(',')
+        if args.shapes
+        else list(trees.FAST_SHAPES)
+        if args.fast
+        else [s.name for s in trees.SHAPES]
+    )
     wanted = args.libraries.split(',')
     if 'ours' not in wanted:
         parser.error('--libraries must include ours: every ratio is relative to it')
@@ -163,8 +223,11 @@ def main(argv: list[str] | None = None) -> int:
 
     start = time.monotonic()
     load_before = ', '.join(f'{x:.1f}' for x in os.getloadavg())
-    print(f'>>> side by side: {", ".join(wanted)} on {len(shape_names)} trees'
-          f'{" (--fast)" if args.fast else ""}', flush=True)
+    print(
+        f'>>> side by side: {", ".join(wanted)} on {len(shape_names)} trees'
+        f'{" (--fast)" if args.fast else ""}',
+        flush=True,
+    )
 
     # 1. Virtualenvs: ours is this interpreter's; the others are cached out of tree.
     pythons: dict[str, str] = {'ours': sys.executable}
@@ -201,13 +264,20 @@ def main(argv: list[str] | None = None) -> int:
         info.update(status='ok', version=descriptions[key]['version'])
     if 'ours' not in descriptions:
         raise SystemExit('our package could not be loaded: run make install')
-    if (descriptions.get('optree-0.20.0', {}).get('module_file')
-            == descriptions['ours']['module_file']):
+    if (
+        descriptions.get('optree-0.20.0', {}).get('module_file')
+        == descriptions['ours']['module_file']
+    ):
         raise SystemExit('ours and optree 0.20.0 resolve to the same module: check the venvs')
 
     # 3. Time, shape by shape, library after library.
-    total = sum(1 for d in descriptions.values() for s in d['shapes'].values()
-                for c in s['cases'].values() if 'reps' in c)
+    total = sum(
+        1
+        for d in descriptions.values()
+        for s in d['shapes'].values()
+        for c in s['cases'].values()
+        if 'reps' in c
+    )
     progress = Progress(total)
     for shape in shape_names:
         for key, description in descriptions.items():
@@ -218,10 +288,25 @@ def main(argv: list[str] | None = None) -> int:
             reps_file = raw / f'{key}-{shape}.reps.json'
             reps_file.write_text(json.dumps(reps))
             procs = heavy_processes if key in HEAVY_IMPORTS else processes
-            pyperf_args = ['--processes', str(procs), '--values', str(values), '--warmups', '1',
-                           '--quiet']
-            run_suite(pythons[key], key, shape, reps_file, raw / f'{key}-{shape}.json',
-                      raw / f'{key}-{shape}.log', pyperf_args, progress)
+            pyperf_args = [
+                '--processes',
+                str(procs),
+                '--values',
+                str(values),
+                '--warmups',
+                '1',
+                '--quiet',
+            ]
+            run_suite(
+                pythons[key],
+                key,
+                shape,
+                reps_file,
+                raw / f'{key}-{shape}.json',
+                raw / f'{key}-{shape}.log',
+                pyperf_args,
+                progress,
+            )
     progress.finish()
 
     # 4. Collect and report.
@@ -246,7 +331,8 @@ def main(argv: list[str] | None = None) -> int:
             if entry['library_leaves'] != entry['leaves']:
                 info = next(i for i in library_info if i['key'] == key)
                 info.setdefault('notes', []).append(
-                    f'{shape}: {entry["library_leaves"]} leaves, expected {entry["leaves"]}')
+                    f'{shape}: {entry["library_leaves"]} leaves, expected {entry["leaves"]}'
+                )
 
     ours_shapes = descriptions['ours']['shapes']
     import pyperf
@@ -265,13 +351,17 @@ def main(argv: list[str] | None = None) -> int:
                 f'({heavy_processes} for jax and torch, whose import takes seconds) x {values} '
                 f'values of ~{value_time:g} s after 1 warmup; each value times '
                 f'{_suite.UNROLL} calls per repetition, repetitions calibrated once per case '
-                'beforehand'),
+                'beforehand'
+            ),
             'fast': args.fast,
         },
         'libraries': library_info,
         'shapes': {
-            name: {'description': next(s.description for s in trees.SHAPES if s.name == name),
-                   'leaves': ours_shapes[name]['leaves'], 'nodes': ours_shapes[name]['nodes']}
+            name: {
+                'description': next(s.description for s in trees.SHAPES if s.name == name),
+                'leaves': ours_shapes[name]['leaves'],
+                'nodes': ours_shapes[name]['nodes'],
+            }
             for name in shape_names
         },
         'operations': [list(op) for op in libraries.OPERATIONS],

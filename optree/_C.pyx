@@ -1,8 +1,7 @@
 # Thin bindings over the C++ core: argument conversion and forwarding only.
-# The algorithms live in csrc/; see DESIGN.md for the layering.
+# The algorithms live in csrc/; docs/architecture.rst describes the layering.
 from cpython.object cimport PyObject
 from cpython.ref cimport Py_DECREF
-from libcpp cimport bool as cbool
 from libcpp.optional cimport optional
 from libcpp.string cimport string
 from libcpp.utility cimport move
@@ -246,7 +245,9 @@ cdef Py_ssize_t child_index(object index, str method) except? -1:
     try:
         return operator.index(index)
     except (TypeError, OverflowError):
-        raise TypeError(f'{method}() expects an index that fits a C ssize_t, got {index!r}.') from None
+        raise TypeError(
+            f'{method}() expects an index that fits a C ssize_t, got {index!r}.'
+        ) from None
 
 
 cdef inline PyObject* optional_callable(object func):
@@ -380,30 +381,37 @@ cdef class PyTreeSpec:
 
     @property
     def num_leaves(self):
+        """Number of leaves in the structure."""
         return self.spec.num_leaves()
 
     @property
     def num_nodes(self):
+        """Number of nodes in the structure, leaves included."""
         return self.spec.num_nodes()
 
     @property
     def num_children(self):
+        """Number of children of the root node."""
         return self.spec.num_children()
 
     @property
     def none_is_leaf(self):
+        """Whether ``None`` counted as a leaf when the structure was made."""
         return self.spec.none_is_leaf
 
     @property
     def namespace(self):
+        """Registry namespace the structure was made with (``''``: the global one)."""
         return self.spec.ns.decode('utf-8')
 
     @property
     def type(self):
+        """Type of the root node; ``None`` when the root is a leaf."""
         return <object>self.spec.type_object()
 
     @property
     def kind(self):
+        """The :class:`PyTreeKind` of the root node."""
         return _KINDS[self.spec.root_kind()]
 
     def __eq__(self, other):

@@ -28,7 +28,8 @@ cdef extern from "optree/registry.h" namespace "optree":
     void destroy_current_shard() except +translate_exception
     Shard& current_shard() except +translate_exception
     Py_ssize_t registry_size(const string* ns) except +translate_exception
-    bool is_dict_insertion_ordered(const string& ns, bool inherit_global) except +translate_exception
+    bool is_dict_insertion_ordered(
+        const string& ns, bool inherit_global) except +translate_exception
     int64_t num_interpreters_seen()
     int64_t num_interpreters_alive() except +translate_exception
     vector[int64_t] alive_interpreter_ids() except +translate_exception

@@ -448,8 +448,7 @@ def tree_transpose(
     inner_ns = inner_treespec.namespace
     if outer_ns and inner_ns and outer_ns != inner_ns:
         raise ValueError(
-            f'Tree structures must have the same namespace, '
-            f'got {outer_ns!r} vs. {inner_ns!r}.',
+            f'Tree structures must have the same namespace, got {outer_ns!r} vs. {inner_ns!r}.',
         )
 
     leaves, treespec = _flatten(

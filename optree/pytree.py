@@ -251,4 +251,3 @@ def reexport(*, namespace: str, module: str | None = None) -> _ModuleType:
     _sys.modules[names[1]] = sub_dataclasses
     _sys.modules[names[2]] = sub_functools
     return mod
-

@@ -145,9 +145,7 @@ def _registry_get(
             entries = list(_NODETYPE_REGISTRY.values())
         result = {entry.type: entry for entry in entries if entry.namespace == ''}
         if namespace:
-            result.update(
-                (entry.type, entry) for entry in entries if entry.namespace == namespace
-            )
+            result.update((entry.type, entry) for entry in entries if entry.namespace == namespace)
         if _C.is_dict_insertion_ordered(namespace):
             result.update(_INSERTION_ORDERED_ENTRIES)
         return result
@@ -544,9 +542,7 @@ _NODETYPE_REGISTRY: dict[_RegistryKey, PyTreeNodeRegistryEntry] = {
     type(None): _builtin_entry(
         type(None), _none_flatten, _none_unflatten, PyTreeEntry, PyTreeKind.NONE
     ),
-    tuple: _builtin_entry(
-        tuple, _tuple_flatten, _tuple_unflatten, SequenceEntry, PyTreeKind.TUPLE
-    ),
+    tuple: _builtin_entry(tuple, _tuple_flatten, _tuple_unflatten, SequenceEntry, PyTreeKind.TUPLE),
     list: _builtin_entry(list, _list_flatten, _list_unflatten, SequenceEntry, PyTreeKind.LIST),
     dict: _builtin_entry(dict, _dict_flatten, _dict_unflatten, MappingEntry, PyTreeKind.DICT),
     namedtuple: _builtin_entry(  # type: ignore[dict-item]

@@ -279,14 +279,13 @@ def scenario_registrations_stay_in_their_interpreter() -> None:
         assert registry_probe() == main_before
         assert main_before['dict_global'] == [2, 1]
         # Nobody can unregister what another interpreter registered; the owner still can.
-        assert b.call('import interpreter_scenarios as s\nresult = s.unregister_foreign()') == [
-            'ValueError'
-        ] * 3
+        assert (
+            b.call('import interpreter_scenarios as s\nresult = s.unregister_foreign()')
+            == ['ValueError'] * 3
+        )
         assert unregister_foreign() == ['ValueError'] * 3
         try:
-            a.exec(
-                "import optree\noptree.unregister_pytree_node(bytearray, namespace='main-only')"
-            )
+            a.exec("import optree\noptree.unregister_pytree_node(bytearray, namespace='main-only')")
         except SubinterpreterError as ex:
             assert 'ValueError' in str(ex), ex
         else:
@@ -351,7 +350,7 @@ def scenario_subinterpreters_leave_the_main_registry_alone(
 # reads after the subinterpreter is destroyed. The sentinel class and the registered objects
 # live in a module of their own (not ``__main__``), so a leak of the subinterpreter's
 # ``__main__`` cannot hide or fake a release.
-WATCHED_MODULE = '''
+WATCHED_MODULE = """
 import os
 import optree
 
@@ -382,7 +381,7 @@ def watch(tag, fd):
     for name, obj in (('type', Watched), ('flatten', flatten), ('unflatten', unflatten),
                       ('entry', Entry), ('control', Control)):
         obj.sentinel = Sentinel(f'{tag}:{name}', fd)
-'''
+"""
 
 WATCHED_TOKENS = ('type', 'flatten', 'unflatten', 'entry', 'control')
 
@@ -404,7 +403,7 @@ def _watched_setup(tag: str, fd: int, *, spec_holder: str | None, unregister: bo
     )
     if spec_holder is not None:
         code += (
-            f"holder = types.ModuleType({spec_holder!r})\n"
+            f'holder = types.ModuleType({spec_holder!r})\n'
             f'holder.spec = spec\nsys.modules[{spec_holder!r}] = holder\n'
         )
     if unregister:

@@ -72,9 +72,14 @@ def test_compare_reports_differences():
             'names': {
                 'f': {'kind': 'function', 'signature': '(x, /)'},
                 'g': {'kind': 'function', 'signature': '(y)'},
-                'C': {'kind': 'class', 'signature': '()', 'mro': ['C', 'object'], 'members': {
-                    'm': {'kind': 'function', 'signature': '(self)'},
-                }},
+                'C': {
+                    'kind': 'class',
+                    'signature': '()',
+                    'mro': ['C', 'object'],
+                    'members': {
+                        'm': {'kind': 'function', 'signature': '(self)'},
+                    },
+                },
             },
         },
     }
@@ -94,3 +99,58 @@ def test_compare_reports_differences():
     assert 'optree.g: missing' in text
     assert 'optree.f: signature differs' in text
     assert 'optree.C.m: missing' in text
+
+
+def _full_inventory(tool):
+    """An inventory with an entry for every public module and name of the installed package."""
+    inventory = {}
+    for module in tool.public_modules():
+        inventory[module] = 'py:module'
+        info = tool.describe_module(module)
+        for name in info['names'] if info['available'] else ():
+            inventory[f'{module}.{name}'] = 'py:function'
+    return inventory
+
+
+def test_public_modules_are_found_by_walking_the_package():
+    """The docs check finds every module the API comparison knows, without a list of its own."""
+    tool = _load_tool()
+    found = tool.public_modules()
+    expected = set(tool._BASE_MODULES) | {f'optree.integrations.{n}' for n in tool._INTEGRATIONS}
+    assert expected <= set(found), sorted(expected - set(found))
+    assert not [name for name in found if any(p.startswith('_') for p in name.split('.'))]
+
+
+def test_docs_coverage_reports_a_missing_entry():
+    tool = _load_tool()
+    inventory = _full_inventory(tool)
+    unavailable = [p for p in tool.docs_coverage(inventory) if 'cannot be imported' in p]
+    # Only integration modules whose library this interpreter lacks can be left unchecked.
+    assert all(p.startswith('optree.integrations.') for p in unavailable), unavailable
+    assert tool.docs_coverage(inventory) == unavailable
+    del inventory['optree.tree_map']
+    del inventory['optree.accessors']
+    problems = tool.docs_coverage(inventory)
+    assert 'optree.tree_map: no entry in the docs (function)' in problems
+    assert 'optree.accessors: no module entry in the docs' in problems
+    assert 'optree.accessors: module optree.accessors has no entry in the docs' in problems
+
+
+def test_read_inventory(tmp_path):
+    import zlib
+
+    body = (
+        'optree py:module 0 api/optree.html#module-$ -\n'
+        'optree.tree_map py:function 1 api/optree.html#$ -\n'
+        'quickstart std:doc -1 quickstart.html Quick start\n'
+    )
+    path = tmp_path / 'objects.inv'
+    path.write_bytes(
+        b'# Sphinx inventory version 2\n# Project: optree\n# Version: 0\n'
+        b'# The remainder of this file is compressed using zlib.\n' + zlib.compress(body.encode())
+    )
+    assert _load_tool().read_inventory(str(path)) == {
+        'optree': 'py:module',
+        'optree.tree_map': 'py:function',
+        'quickstart': 'std:doc',
+    }

@@ -103,10 +103,11 @@ DICT_EXPRS = [
     'list(unpickled.unflatten(range(4)).items())',
     'list(optree.tree_map(lambda x: -x, tree).items())',
     'list(optree.tree_map(lambda x: x, mixed).items())',
-    'list(optree.tree_map(lambda x: x, dd).items()), optree.tree_map(lambda x: x, dd).default_factory',
+    'list(optree.tree_map(lambda x: x, dd).items()), '
+    'optree.tree_map(lambda x: x, dd).default_factory',
     'list(optree.tree_structure(dd).unflatten([5, 6]).items())',
     "list(optree.tree_map(lambda x: x, {1: 'a', 'x': 'b', (2,): 'c'}).items())",
-    "list(optree.tree_structure(collections.OrderedDict(b=1, a=2)).unflatten([3, 4]).items())",
+    'list(optree.tree_structure(collections.OrderedDict(b=1, a=2)).unflatten([3, 4]).items())',
 ]
 
 
@@ -127,12 +128,12 @@ spec = optree.tree_structure({'a': 1, 'b': (2, 3), 'c': [4]})
 
 FLATTEN_UP_TO_EXPRS = [
     "spec.flatten_up_to({'c': [[4]], 'b': (2, {'x': 3}), 'a': None})",
-    "spec.flatten_up_to(KeyDict(a=1, b=(2, 3), c=[4]))",
-    "spec.flatten_up_to(OD(a=1, b=(2, 3), c=[4]))",
-    "spec.flatten_up_to([1, (2, 3), [4]])",
+    'spec.flatten_up_to(KeyDict(a=1, b=(2, 3), c=[4]))',
+    'spec.flatten_up_to(OD(a=1, b=(2, 3), c=[4]))',
+    'spec.flatten_up_to([1, (2, 3), [4]])',
     "optree.tree_structure(OD(a=1)).flatten_up_to({'a': [1]})",
-    "spec.flatten_up_to(collections.OrderedDict(c=[4], b=(2, 3), a=1))",
-    "spec.flatten_up_to(collections.defaultdict(int, a=1, b=(2, 3), c=[4]))",
+    'spec.flatten_up_to(collections.OrderedDict(c=[4], b=(2, 3), a=1))',
+    'spec.flatten_up_to(collections.defaultdict(int, a=1, b=(2, 3), c=[4]))',
     "spec.flatten_up_to({'a': 1, 'b': (2, 3)})",
     "spec.flatten_up_to({'a': 1, 'b': (2, 3), 'c': [4], 'd': 5})",
     "spec.flatten_up_to({'a': 1, 'b': (2, 3), 'x': [4]})",

@@ -173,8 +173,7 @@ def test_jax_tree_ravel(differential):
 def test_unavailable_library_gives_import_error(differential):
     """Each integration module needs its library; without it the import fails the same way."""
     differential.check(
-        'import sys\n'
-        "sys.modules['some_missing_library'] = None\n",
+        "import sys\nsys.modules['some_missing_library'] = None\n",
         [
             # A module set to None in sys.modules cannot be imported: use it as a stand-in.
             'import importlib\n'
@@ -259,9 +258,9 @@ ATTRS_EXPRS = [
     "oattrs.AttrsEntry('y', Point, PyTreeKind.CUSTOM)",
     "oattrs.AttrsEntry('y', Point, PyTreeKind.CUSTOM)(Point(1, 2))",
     "oattrs.AttrsEntry('y', Point, PyTreeKind.CUSTOM).codify('p')",
-    "oattrs.AttrsEntry(1, Plain, PyTreeKind.CUSTOM).field",
-    "oattrs.AttrsEntry(0, Tagged, PyTreeKind.CUSTOM) == "
-    "oattrs.AttrsEntry(0, Tagged, PyTreeKind.CUSTOM)",
+    'oattrs.AttrsEntry(1, Plain, PyTreeKind.CUSTOM).field',
+    'oattrs.AttrsEntry(0, Tagged, PyTreeKind.CUSTOM) == '
+    'oattrs.AttrsEntry(0, Tagged, PyTreeKind.CUSTOM)',
     'oattrs.field(pytree_node=False).metadata',
     "oattrs.field(metadata={'pytree_node': False}).metadata",
     'oattrs.field(default=1).metadata',
@@ -283,7 +282,7 @@ ATTRS_EXPRS = [
     'oattrs.register_node(real_attrs.define(type("Fresh", (), {"__annotations__": {"a": int}})),'
     ' namespace=1)',
     "oattrs.define(1, namespace='x')",
-    "oattrs.define(namespace=NS)(1)",
+    'oattrs.define(namespace=NS)(1)',
     'oattrs.register_node(namespace=NS)',
     "oattrs.register_node('deco-ns')",
     # Decorator forms.
@@ -380,7 +379,7 @@ def test_attrs_inheritance_and_aliases(differential):
             'oattrs.AttrsEntry(1, Derived, PyTreeKind.CUSTOM).children_fields',
             'oattrs.AttrsEntry(1, Base, PyTreeKind.CUSTOM).children_fields',
             "optree.tree_flatten(Aliased(1, bee=2), namespace='attrs-base')",
-            "optree.tree_unflatten(optree.tree_structure(Aliased(1, bee=2), "
+            'optree.tree_unflatten(optree.tree_structure(Aliased(1, bee=2), '
             "namespace='attrs-base'), [5, 6])",
             "[a.codify('s') for a in optree.tree_accessors(Aliased(1, bee=2), "
             "namespace='attrs-base')]",

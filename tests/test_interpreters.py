@@ -35,8 +35,11 @@ def _show(capsys: pytest.CaptureFixture[str], name: str, figures: dict) -> None:
 
 def test_eight_interpreters_at_once_agree_with_the_main_interpreter(capsys):
     result = run_scenario(
-        'interpreter_scenarios', 'scenario_concurrent_interpreters', timeout=SCENARIO_TIMEOUT,
-        count=8, rounds=20,
+        'interpreter_scenarios',
+        'scenario_concurrent_interpreters',
+        timeout=SCENARIO_TIMEOUT,
+        count=8,
+        rounds=20,
     )
     _passes(result)
     assert result.figures['interpreters'] == 8
@@ -176,7 +179,7 @@ def test_destroying_an_interpreter_destroys_its_optree_module():
 # 9.4 MiB on 3.14t), so RSS there measures CPython; the test above covers those versions.
 @pytest.mark.skipif(
     sys.version_info < (3, 14) or bool(sysconfig.get_config_var('Py_GIL_DISABLED')),
-    reason='only CPython 3.14+ with the GIL frees a destroyed isolated interpreter\'s arenas',
+    reason="only CPython 3.14+ with the GIL frees a destroyed isolated interpreter's arenas",
 )
 # Under AddressSanitizer (make sanitize preloads it) freed memory waits in ASan's quarantine and
 # PYTHONMALLOC=malloc bypasses the arenas, so RSS there measures the sanitizer (303 KiB/cycle).

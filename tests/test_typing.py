@@ -37,16 +37,27 @@ def _mypy(tmp_path: Path, python: str | None) -> dict[str, list[str]]:
     broken = tmp_path / 'broken_example.py'
     broken.write_text(_EXAMPLE.read_text() + _BROKEN)
     command = [
-        sys.executable, '-m', 'mypy',
-        '--config-file', str(_CONFIG),
-        '--cache-dir', str(tmp_path / f'cache-{python is None}'),
-        '--no-error-summary', '--hide-error-context', '--no-pretty', '--show-error-codes',
+        sys.executable,
+        '-m',
+        'mypy',
+        '--config-file',
+        str(_CONFIG),
+        '--cache-dir',
+        str(tmp_path / f'cache-{python is None}'),
+        '--no-error-summary',
+        '--hide-error-context',
+        '--no-pretty',
+        '--show-error-codes',
     ]
     if python is not None:
         command += ['--python-executable', python]
     proc = subprocess.run(
         [*command, str(_EXAMPLE), str(broken)],
-        capture_output=True, text=True, cwd=tmp_path, timeout=600, check=False,
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        timeout=600,
+        check=False,
     )
     assert proc.returncode in {0, 1}, proc.stdout + proc.stderr
     found: dict[str, list[str]] = {_EXAMPLE.name: [], broken.name: []}
@@ -65,8 +76,12 @@ def mypy_available():
 
 def test_example_runs(tmp_path):
     proc = subprocess.run(
-        [sys.executable, str(_EXAMPLE)], capture_output=True, text=True, cwd=tmp_path,
-        timeout=120, check=False,
+        [sys.executable, str(_EXAMPLE)],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        timeout=120,
+        check=False,
     )
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == 'typing example ok'

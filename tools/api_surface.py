@@ -5,6 +5,7 @@ Usage::
 
     python tools/api_surface.py describe              # JSON description on stdout
     python tools/api_surface.py compare REFERENCE_PY  # ours (this python) vs the reference
+    python tools/api_surface.py docs-coverage OBJECTS_INV  # every public name documented?
 
 ``compare`` runs ``describe`` under both interpreters (the reference one is optree 0.20.0 in
 its own venv, see tools/reference_venv.py), prints every difference and exits 1 if there is
@@ -20,6 +21,12 @@ description records its kind (module, class, function, constant, ...), its signa
 
 An integration module (``optree.integrations.numpy`` ...) whose third-party library is missing on
 either side is reported as unavailable rather than compared.
+
+``docs-coverage`` checks the Sphinx docs (``make docs`` runs it on the ``objects.inv`` that the
+HTML build writes): every public module found by walking the installed package (so a module
+added later is covered without being listed here) must have an entry, and so must every public
+name of each; every function and class that optree defines must have a docstring, and so must
+every public method or property defined in such a class.
 """
 
 from __future__ import annotations
@@ -27,11 +34,13 @@ from __future__ import annotations
 import importlib
 import inspect
 import json
+import pkgutil
 import re
 import subprocess
 import sys
 import tempfile
 import types
+import zlib
 from typing import Any
 
 # Attributes every module has or that only reflect how a module was written.
@@ -55,6 +64,10 @@ _INTEGRATIONS = ('attrs', 'jax', 'numpy', 'torch')
 # The reference's classes are pybind11 types: that base class is how it is built, not its API.
 _IMPLEMENTATION_BASES = frozenset({'pybind11_object'})
 _ADDRESS = re.compile(r'0x[0-9a-fA-F]+')
+# What must have a docstring of its own (constants, type variables and aliases cannot).
+_DOCUMENTED_KINDS = (type, types.FunctionType, types.BuiltinFunctionType)
+# Properties, Python's or C-level ones (Cython's); not __slots__ fields, which are data.
+_PROPERTY_KINDS = (property, types.GetSetDescriptorType)
 
 
 def _belongs_to_optree(value: Any) -> bool:
@@ -156,6 +169,76 @@ def describe() -> dict[str, Any]:
     return modules
 
 
+def public_modules() -> list[str]:
+    """Every public module of the installed package: ``optree`` and each module or package under
+    it whose dotted name has no part starting with an underscore (integrations included, whether
+    or not their library is installed)."""
+    package = importlib.import_module('optree')
+    found = {'optree'}
+    for module in pkgutil.walk_packages(package.__path__, 'optree.'):
+        if not any(part.startswith('_') for part in module.name.split('.')):
+            found.add(module.name)
+    return sorted(found)
+
+
+def read_inventory(path: str) -> dict[str, str]:
+    """The ``name -> domain:role`` entries of a Sphinx ``objects.inv`` (format version 2)."""
+    with open(path, 'rb') as stream:
+        header = [stream.readline() for _ in range(4)]
+        if not header[0].startswith(b'# Sphinx inventory version 2'):
+            raise ValueError(f'{path}: not a Sphinx inventory of version 2: {header[0]!r}')
+        body = zlib.decompress(stream.read()).decode()
+    entries = {}
+    for line in body.splitlines():
+        match = re.match(r'(.+?)\s+(\S+:\S+)\s+-?\d+\s', line)
+        if match:
+            entries.setdefault(match.group(1), match.group(2))
+    return entries
+
+
+def _own_docstring(value: Any) -> bool:
+    doc = vars(value).get('__doc__') if isinstance(value, type) else getattr(value, '__doc__', None)
+    return isinstance(doc, str) and bool(doc.strip())
+
+
+def docs_coverage(inventory: dict[str, str]) -> list[str]:
+    """What the docs miss: public modules and names without an entry, missing docstrings."""
+    problems = []
+    for module in public_modules():
+        if inventory.get(module) != 'py:module':
+            problems.append(f'{module}: no module entry in the docs')
+        info = describe_module(module)
+        if not info['available']:
+            problems.append(f'{module}: cannot be imported to check it ({info["reason"]})')
+            continue
+        namespace = vars(importlib.import_module(module))
+        for name, entry in info['names'].items():
+            if entry['kind'] == 'module':
+                target = namespace[name].__name__
+                if not target.startswith('optree.'):
+                    continue  # another library's module, re-exported (attrs.validators, ...)
+                if inventory.get(target) != 'py:module':
+                    problems.append(f'{module}.{name}: module {target} has no entry in the docs')
+                continue
+            if f'{module}.{name}' not in inventory:
+                problems.append(f'{module}.{name}: no entry in the docs ({entry["kind"]})')
+            value = namespace.get(name)
+            if not _belongs_to_optree(value) or not isinstance(value, _DOCUMENTED_KINDS):
+                continue
+            if not _own_docstring(value):
+                problems.append(f'{module}.{name}: no docstring')
+            if isinstance(value, type):
+                for member, raw in vars(value).items():
+                    if member.startswith('_'):
+                        continue
+                    if isinstance(raw, classmethod | staticmethod):
+                        raw = raw.__func__
+                    if callable(raw) or isinstance(raw, _PROPERTY_KINDS):
+                        if not (isinstance(raw.__doc__, str) and raw.__doc__.strip()):
+                            problems.append(f'{module}.{name}.{member}: no docstring')
+    return sorted(set(problems))
+
+
 def _diff_entries(where: str, ours: dict[str, Any], theirs: dict[str, Any]) -> list[str]:
     problems = []
     for key in ('kind', 'value', 'signature', 'mro', 'name'):
@@ -225,6 +308,13 @@ def main(argv: list[str]) -> int:
         for line in problems:
             print(line)
         print(f'{len(problems)} difference(s) from optree 0.20.0')
+        return 1 if problems else 0
+    if len(argv) == 2 and argv[0] == 'docs-coverage':
+        problems = docs_coverage(read_inventory(argv[1]))
+        for line in problems:
+            print(line)
+        modules = public_modules()
+        print(f'docs coverage: {len(modules)} public modules, {len(problems)} problem(s)')
         return 1 if problems else 0
     print(__doc__, file=sys.stderr)
     return 2

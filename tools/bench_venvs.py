@@ -76,8 +76,11 @@ def pip(py: Path, requirements: list[str], *extra: str) -> subprocess.CompletedP
 
 
 def failure_reason(proc: subprocess.CompletedProcess[str]) -> str:
-    lines = [ln for ln in (proc.stdout + proc.stderr).splitlines()
-             if ln.strip() and not ln.startswith('WARNING: Location')]
+    lines = [
+        ln
+        for ln in (proc.stdout + proc.stderr).splitlines()
+        if ln.strip() and not ln.startswith('WARNING: Location')
+    ]
     return ' | '.join(lines[-3:])[:400] or f'pip exited with {proc.returncode}'
 
 

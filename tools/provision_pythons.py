@@ -68,7 +68,7 @@ import pythons  # tools/pythons.py: interpreter discovery, shared with the Makef
 MARKER = pythons.PROVISIONED_MARKER
 TOOLS_DIR = Path(__file__).resolve().parent
 
-# DESIGN.md section 6. The packages the CPython build needs for ssl, zlib, sqlite3, ctypes,
+# The Debian packages the CPython build needs for ssl, zlib, sqlite3, ctypes,
 # readline, lzma, bz2, dbm, uuid and zstd (3.14's compression.zstd).
 BUILD_DEPS = (
     'build-essential pkg-config libssl-dev zlib1g-dev libffi-dev libbz2-dev liblzma-dev '
@@ -203,9 +203,10 @@ def _deb822_uris(text: str) -> list[str]:
             fields[key] = value.strip()
         if fields.get('enabled', 'yes').lower() == 'no':
             continue
-        if 'deb' not in fields.get('types', '').split() and 'deb-src' not in fields.get(
-            'types', ''
-        ).split():
+        if (
+            'deb' not in fields.get('types', '').split()
+            and 'deb-src' not in fields.get('types', '').split()
+        ):
             continue
         uris += fields.get('uris', '').split()
     return uris
@@ -344,11 +345,18 @@ def build(recipe: Recipe, root: Path, jobs: int) -> Path:
         _run_logged(['make', 'altinstall'], srcdir, logfile, 'make altinstall')
         python = prefix / 'bin' / recipe.executable
         smoke = subprocess.run(
-            [str(python), '-I', '-c', _SMOKE.format(
-                free_threaded=recipe.free_threaded,
-                has_interpreters=recipe.source is SOURCE_3_14,
-            )],
-            capture_output=True, text=True, timeout=600,
+            [
+                str(python),
+                '-I',
+                '-c',
+                _SMOKE.format(
+                    free_threaded=recipe.free_threaded,
+                    has_interpreters=recipe.source is SOURCE_3_14,
+                ),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=600,
         )
         with open(logfile, 'a') as out:
             out.write(f'\n===== smoke test\n{smoke.stdout}{smoke.stderr}')
@@ -356,8 +364,9 @@ def build(recipe: Recipe, root: Path, jobs: int) -> Path:
             raise ProvisionError('the smoke test failed')
     except (ProvisionError, OSError, subprocess.TimeoutExpired, ValueError) as exc:
         tail = _tail(logfile)
-        raise ProvisionError(f'building CPython {recipe.name} failed: {exc}\n'
-                             f'--- last lines of {logfile}:\n{tail}') from None
+        raise ProvisionError(
+            f'building CPython {recipe.name} failed: {exc}\n--- last lines of {logfile}:\n{tail}'
+        ) from None
     elapsed = time.monotonic() - start
     marker = {
         'source': dataclasses.asdict(recipe.source),
@@ -389,10 +398,18 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
     parser.add_argument('envs', nargs='+', metavar='ENV')
     ci_default = os.environ.get('CI', '').lower() in ('1', 'true', 'yes')
-    parser.add_argument('--ci', action=argparse.BooleanOptionalAction, default=ci_default,
-                        help='a missing buildable interpreter is an error (default: $CI)')
-    parser.add_argument('--no-build', dest='build', action='store_false',
-                        help='only report what is missing; build nothing')
+    parser.add_argument(
+        '--ci',
+        action=argparse.BooleanOptionalAction,
+        default=ci_default,
+        help='a missing buildable interpreter is an error (default: $CI)',
+    )
+    parser.add_argument(
+        '--no-build',
+        dest='build',
+        action='store_false',
+        help='only report what is missing; build nothing',
+    )
     parser.add_argument('--jobs', type=int, default=int(os.environ.get('OPTREE_BUILD_JOBS', 2)))
     args = parser.parse_args(argv)
 
@@ -407,8 +424,10 @@ def main(argv: list[str] | None = None) -> int:
         if recipe is None:
             how = pythons.HOW_TO_GET.get(env, 'install it with pyenv')
             if args.ci:
-                loud(f'CI: no interpreter for {env}, which cannot be built here ({how}); '
-                     f'the {env} tox env is SKIPPED')
+                loud(
+                    f'CI: no interpreter for {env}, which cannot be built here ({how}); '
+                    f'the {env} tox env is SKIPPED'
+                )
             else:
                 log(f'{env}: no interpreter, skipped ({how})')
             continue
@@ -423,8 +442,10 @@ def main(argv: list[str] | None = None) -> int:
                 loud(f'CI: CPython {recipe.name} for {env} could not be provisioned')
                 failed.append(env)
             else:
-                log(f'{env}: skipped; fix the problem above and rerun '
-                    f'`python3 tools/provision_pythons.py {env}` (or `make test`)')
+                log(
+                    f'{env}: skipped; fix the problem above and rerun '
+                    f'`python3 tools/provision_pythons.py {env}` (or `make test`)'
+                )
     if failed:
         print(f'error: required interpreters missing: {", ".join(failed)}', file=sys.stderr)
         return 1

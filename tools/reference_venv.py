@@ -112,9 +112,7 @@ def default_dest(python: str) -> Path:
     # Keyed by the requirements too: a changed pin gets a venv of its own, never a stale one.
     digest = hashlib.sha256('\n'.join(requirements()).encode()).hexdigest()[:8]
     return (
-        cache_root()
-        / 'reference'
-        / f'optree-{REFERENCE_VERSION}-{interpreter_key(info)}-{digest}'
+        cache_root() / 'reference' / f'optree-{REFERENCE_VERSION}-{interpreter_key(info)}-{digest}'
     )
 
 

@@ -106,7 +106,9 @@ def run_tests(env: str, venv_python: Path, workdir: Path, pytest_args: list[str]
     # preloaded: pip has no business running under them.
     reference = subprocess.run(
         [str(venv_python), str(REPO / 'tools' / 'reference_venv.py'), str(venv_python)],
-        check=True, stdout=subprocess.PIPE, text=True,
+        check=True,
+        stdout=subprocess.PIPE,
+        text=True,
     ).stdout.strip()
     env_vars = dict(
         os.environ,
@@ -118,10 +120,15 @@ def run_tests(env: str, venv_python: Path, workdir: Path, pytest_args: list[str]
         UBSAN_OPTIONS=f'halt_on_error=1:print_stacktrace=1:log_path={reports / "ubsan"}',
     )
     probe = 'import sysconfig; print(sysconfig.get_config_var("Py_GIL_DISABLED"))'
-    free_threaded = subprocess.run(
-        [str(venv_python), '-c', probe],
-        check=True, stdout=subprocess.PIPE, text=True,
-    ).stdout.strip() == '1'
+    free_threaded = (
+        subprocess.run(
+            [str(venv_python), '-c', probe],
+            check=True,
+            stdout=subprocess.PIPE,
+            text=True,
+        ).stdout.strip()
+        == '1'
+    )
     if not free_threaded:
         # Python objects from the system malloc, which ASan checks. A free-threaded build
         # refuses this (it needs mimalloc), so there ASan sees our own allocations only.
@@ -134,7 +141,12 @@ def run_tests(env: str, venv_python: Path, workdir: Path, pytest_args: list[str]
     # reports on stderr (it still halts the process: halt_on_error=1).
     report_lines: list[str] = []
     with subprocess.Popen(
-        cmd, cwd=REPO, env=env_vars, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        cmd,
+        cwd=REPO,
+        env=env_vars,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
         errors='replace',
     ) as proc:
         assert proc.stdout is not None
@@ -154,8 +166,10 @@ def run_tests(env: str, venv_python: Path, workdir: Path, pytest_args: list[str]
     found += report_lines
     elapsed = time.monotonic() - start
     ok = status == 0 and not found
-    log(f'{env}: pytest exit status {status}, {len(found)} sanitizer report(s), '
-        f'{elapsed:.0f} s: {"PASSED" if ok else "FAILED"}')
+    log(
+        f'{env}: pytest exit status {status}, {len(found)} sanitizer report(s), '
+        f'{elapsed:.0f} s: {"PASSED" if ok else "FAILED"}'
+    )
     return ok
 
 

@@ -129,8 +129,7 @@ def _unravel_tree(
     if leaf_dtypes is None:
         chunks = backend.split(flat, sizes, offsets)
         leaves = [
-            backend.restore(chunk, shape, None)
-            for chunk, shape in zip(chunks, shapes, strict=True)
+            backend.restore(chunk, shape, None) for chunk, shape in zip(chunks, shapes, strict=True)
         ]
         return tree_unflatten(treespec, leaves)
     flat_dtype = backend.dtype(flat)

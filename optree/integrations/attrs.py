@@ -293,8 +293,8 @@ def register_node(
             cls,
             children=[(name, cast(str, attribute.alias)) for name, attribute in children.items()],
             metadata=[(name, cast(str, attribute.alias)) for name, attribute in metadata.items()],
-        path_entry_type=AttrsEntry,
-        namespace=namespace,
+            path_entry_type=AttrsEntry,
+            namespace=namespace,
             marker=(_FIELDS, (MappingProxyType(children), MappingProxyType(metadata))),
         ),
     )
