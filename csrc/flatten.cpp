@@ -195,7 +195,13 @@ Ref namedtuple_fields(PyObject* obj) {
   if (!is_namedtuple_class(cls)) {
     raise(PyExc_TypeError, expected_of_kind(obj, "collections.namedtuple type"));
   }
-  return check_ref(PyObject_GetAttrString(cls, "_fields"));
+  Ref fields = check_ref(PyObject_GetAttrString(cls, "_fields"));
+  // Checked again: another thread may have replaced `_fields` since the class was classified.
+  if (!PyTuple_Check(fields.get())) {
+    raise(PyExc_TypeError, "Expected the `_fields` of " + repr_of(cls) + " to be a tuple, got " +
+                               repr_of(fields.get()) + ".");
+  }
+  return fields;
 }
 
 Ref structseq_fields(PyObject* obj) {
@@ -269,26 +275,33 @@ namespace {}  // namespace
 Ref sorted_keys(PyObject* keys_in_order) {
   Ref keys = check_ref(PyList_GetSlice(keys_in_order, 0, PyList_GET_SIZE(keys_in_order)));
   if (PyList_Sort(keys.get()) == 0) return keys;
+  keys = Ref();  // a failed sort may leave it half sorted
   if (!PyErr_ExceptionMatches(PyExc_TypeError)) throw_python_error();
   PyErr_Clear();
   Py_ssize_t n = PyList_GET_SIZE(keys_in_order);
-  Ref decorated = check_ref(PyList_New(n));
+  // The (type name, key) pairs are gathered before they go into a list: the attribute lookups
+  // may run Python code (a metaclass property), which must not find a list with empty slots.
+  std::vector<Ref> pairs;
+  pairs.reserve(static_cast<size_t>(n));
   for (Py_ssize_t i = 0; i < n; ++i) {
     PyObject* key = PyList_GET_ITEM(keys_in_order, i);
     PyObject* cls = reinterpret_cast<PyObject*>(Py_TYPE(key));
     Ref module = check_ref(PyObject_GetAttrString(cls, "__module__"));
     Ref qualname = check_ref(PyObject_GetAttrString(cls, "__qualname__"));
     Ref type_name = check_ref(PyUnicode_FromFormat("%S.%S", module.get(), qualname.get()));
-    PyList_SET_ITEM(decorated.get(), i, check(PyTuple_Pack(2, type_name.get(), key)));
+    pairs.push_back(check_ref(PyTuple_Pack(2, type_name.get(), key)));
+  }
+  Ref decorated = check_ref(PyList_New(n));
+  for (Py_ssize_t i = 0; i < n; ++i) {
+    PyList_SET_ITEM(decorated.get(), i, pairs[static_cast<size_t>(i)].release());
   }
   if (PyList_Sort(decorated.get()) == 0) {
+    Ref sorted = check_ref(PyList_New(n));
     for (Py_ssize_t i = 0; i < n; ++i) {
       PyObject* key = PyTuple_GET_ITEM(PyList_GET_ITEM(decorated.get(), i), 1);
-      PyObject* old = PyList_GET_ITEM(keys.get(), i);
-      PyList_SET_ITEM(keys.get(), i, Py_NewRef(key));
-      Py_DECREF(old);
+      PyList_SET_ITEM(sorted.get(), i, Py_NewRef(key));
     }
-    return keys;
+    return sorted;
   }
   if (!PyErr_ExceptionMatches(PyExc_TypeError)) throw_python_error();
   PyErr_Clear();
@@ -559,6 +572,10 @@ struct Flattener {
     paths.push(path.release());
   }
 
+  [[noreturn, gnu::noinline]] static void list_index_out_of_range() {
+    raise(PyExc_IndexError, "list index out of range");
+  }
+
   [[noreturn, gnu::noinline]] static void too_deep() {
     raise(PyExc_RecursionError, "Maximum recursion depth exceeded during flattening the tree.");
   }
@@ -649,21 +666,23 @@ struct Flattener {
       if (info.kind == NodeKind::NamedTuple) {
         node.node_data = Ref::borrow(reinterpret_cast<PyObject*>(Py_TYPE(obj)));
       }
-#ifndef Py_GIL_DISABLED
     } else if (info.kind == NodeKind::List) {
-      // With a GIL only Python code run by a leaf predicate or a flatten function can change
-      // the list under us; each child is held while it is visited, and a size change fails.
+      // As optree: the length is read once and each item when it is reached, so the Python
+      // code run meanwhile (a leaf predicate, a flatten function, or another thread) may
+      // change the list. A shrunk list raises IndexError; items appended are not visited.
       Py_ssize_t n = PyList_GET_SIZE(obj);
       reserve_for(n);
       for (Py_ssize_t i = 0; i < n; ++i) {
-        if (PyList_GET_SIZE(obj) != n) [[unlikely]] {
-          raise(PyExc_RuntimeError, "list changed size during flattening");
-        }
+#ifdef Py_GIL_DISABLED
+        visit_child(check_ref(PyList_GetItemRef(obj, i)), i, depth + 1);
+#else
+        if (i >= PyList_GET_SIZE(obj)) [[unlikely]]
+          list_index_out_of_range();
         visit_child(Ref::borrow(PyList_GET_ITEM(obj, i)), i, depth + 1);
+#endif
       }
       node.kind = NodeKind::List;
       node.arity = n;
-#endif
     } else {
       expand_other(obj, info, depth, node);
     }

@@ -1,0 +1,413 @@
+"""Hostile inputs on the flatten / unflatten / flatten_up_to paths, and argument handling.
+
+Python code run by the core (leaf predicates, custom flatten and unflatten functions, key
+hashing, reprs, metaclass properties) may change the objects being walked, or look for the
+core's own containers through ``gc.get_objects()``. Whatever it does must end in the same
+result or exception as optree 0.20.0, never in a crash or a hang. Every case that could crash
+evaluates our side in a child process.
+"""
+
+from __future__ import annotations
+
+import textwrap
+
+import pytest
+from conftest import run_ours_isolated
+
+# ---------------------------------------------------------------------------------------------
+# A namedtuple class whose `_fields` changes after a treespec of it was built
+# ---------------------------------------------------------------------------------------------
+
+DIVERGED_FIELDS = {
+    'shorter': "('x',)",
+    'longer': "('x', 'y', 'z', 'w')",
+    'renamed': "('a', 'b', 'c')",
+    'empty': '()',
+}
+
+# What is read from `_fields` (or depends on it) after the change.
+DIVERGED_FIELDS_EXPRS = [
+    'repr(spec)',
+    'str(spec)',
+    'optree.tree_unflatten(spec, [1, 2, 3])',
+    'spec.entries()',
+    'optree.tree_paths(tree)',
+    'optree.tree_structure(P(1, (2,), 3)) == spec',
+    'optree.tree_leaves(tree)',
+    'optree.namedtuple_fields(P)',
+    'optree.is_namedtuple(P)',
+    'optree.tree_accessors(tree)',
+    'optree.treespec_accessors(spec)',
+    'optree.tree_map(lambda x: x, tree)',
+    'optree.tree_map_with_path(lambda p, x: p, tree)',
+    'spec.flatten_up_to(tree)',
+    'spec.children()',
+    'list(optree.tree_iter(tree))',
+    'hash(spec) == hash(spec)',
+    'spec.transform(lambda s: s)',
+    'spec.walk([1, 2, 3], lambda t, m, c: c, None)',
+]
+
+
+@pytest.mark.parametrize('fields', list(DIVERGED_FIELDS))
+def test_namedtuple_fields_changed_after_the_treespec(differential, fields):
+    setup = textwrap.dedent(
+        f"""
+        P = namedtuple('P', ['x', 'y', 'z'])
+        tree = P(1, (2,), 3)
+        spec = optree.tree_structure(tree)
+        P._fields = {DIVERGED_FIELDS[fields]}
+        """,
+    )
+    differential.check(setup, DIVERGED_FIELDS_EXPRS, isolated=True)
+    # The repr names the cause, as optree's does.
+    differential.check(setup, ['repr(spec)'], isolated=True, check_message=True)
+
+
+# ---------------------------------------------------------------------------------------------
+# Containers of the core seen by Python code while they are being filled
+# ---------------------------------------------------------------------------------------------
+
+# Reads every list of exactly N items that the garbage collector knows: a list with an empty
+# slot crashes the interpreter here.
+READ_LISTS_OF_N = textwrap.dedent(
+    """
+    import gc
+
+    N = 1237
+
+
+    def read_lists_of_n():
+        for obj in gc.get_objects():
+            if type(obj) is list and len(obj) == N:
+                list(obj)
+    """,
+)
+
+
+def _assert_ours_completes(setup: str, expr: str, expected: str) -> None:
+    (outcome,) = run_ours_isolated([(setup, expr)])
+    assert outcome['ok'], outcome
+    assert outcome['repr'] == expected, outcome
+
+
+def test_flatten_up_to_hides_its_result_list_from_key_hashing():
+    setup = READ_LISTS_OF_N + textwrap.dedent(
+        """
+        captured = []
+
+
+        class Key:
+            def __hash__(self):
+                read_lists_of_n()
+                captured.extend(
+                    obj for obj in gc.get_objects() if type(obj) is list and len(obj) == N
+                )
+                return 0
+
+            def __eq__(self, other):
+                return isinstance(other, Key)
+
+
+        spec = optree.tree_structure(({Key(): (1, 2, 3)}, tuple(range(N - 3))))
+        """,
+    )
+    # A mismatch found after Key.__hash__ ran: the list of the failed call must not survive
+    # half filled either.
+    expr = textwrap.dedent(
+        """
+        try:
+            spec.flatten_up_to(({Key(): (1, 2)}, tuple(range(N - 3))))
+        except ValueError:
+            pass
+        for lst in captured:
+            list(lst)
+        leaves = spec.flatten_up_to(({Key(): (1, 2, 3)}, tuple(range(N - 3))))
+        result = (len(leaves), leaves[:4])
+        """,
+    )
+    _assert_ours_completes(setup, expr, '(1237, [1, 2, 3, 0])')
+
+
+def test_flatten_up_to_hides_its_result_list_from_custom_flatten_functions():
+    setup = READ_LISTS_OF_N + textwrap.dedent(
+        """
+        class Box:
+            def __init__(self, value):
+                self.value = value
+
+            def __repr__(self):
+                read_lists_of_n()
+                return 'Box(...)'
+
+
+        def flatten_box(box):
+            read_lists_of_n()
+            return (box.value,), 'meta'
+
+
+        optree.register_pytree_node(
+            Box, flatten_box, lambda meta, children: Box(*children), namespace='hostile-box'
+        )
+        spec = optree.tree_structure(
+            [Box(0), *range(N - 2), Box(1)], namespace='hostile-box'
+        )
+        """,
+    )
+    expr = textwrap.dedent(
+        """
+        leaves = spec.flatten_up_to([Box(0), *range(N - 2), Box(1)])
+        try:  # the repr of a mismatch message runs Python code too
+            spec.flatten_up_to([Box(0), *range(N - 2), (1,)])
+        except ValueError:
+            pass
+        result = (len(leaves), leaves[-2:])
+        """,
+    )
+    _assert_ours_completes(setup, expr, '(1237, [1234, 1])')
+
+
+def test_sorting_mixed_dict_keys_hides_its_work_list_from_metaclass_code():
+    # Keys that do not compare are sorted by (type name, key); the type name is looked up on
+    # the key's class, where a metaclass property runs Python code.
+    setup = READ_LISTS_OF_N + textwrap.dedent(
+        """
+        class Meta(type):
+            @property
+            def __module__(cls):
+                read_lists_of_n()
+                return 'hostile'
+
+
+        class K(metaclass=Meta):
+            def __repr__(self):
+                return 'K()'
+
+
+        tree = dict.fromkeys(range(N - 1), 0)
+        tree[K()] = 1
+        """,
+    )
+    expr = 'leaves, spec = optree.tree_flatten(tree)\nresult = (len(leaves), leaves[-2:])\n'
+    _assert_ours_completes(setup, expr, '(1237, [0, 1])')
+
+
+# ---------------------------------------------------------------------------------------------
+# unflatten reads an iterable lazily
+# ---------------------------------------------------------------------------------------------
+
+COUNTING_SETUP = textwrap.dedent(
+    """
+    events = []
+
+
+    def counting(items):
+        for item in items:
+            events.append(('leaf', item))
+            yield item
+
+
+    class Node:
+        def __init__(self, *children):
+            self.children = children
+
+        def __repr__(self):
+            return f'Node{self.children!r}'
+
+
+    def unflatten_node(meta, children):
+        events.append(('node', tuple(children)))
+        return Node(*children)
+
+
+    optree.register_pytree_node(
+        Node, lambda n: (n.children, None), unflatten_node, namespace='hostile-lazy'
+    )
+    NS = 'hostile-lazy'
+    spec = optree.tree_structure([Node(1, 2), (3, Node(4)), 5], namespace=NS)
+    """,
+)
+
+
+def test_unflatten_stops_reading_an_endless_iterator(differential):
+    differential.check(
+        COUNTING_SETUP,
+        [
+            'spec.unflatten(itertools.count())',
+            'optree.tree_unflatten(spec, itertools.count())',
+            'optree.tree_unflatten(optree.tree_structure(1), itertools.repeat(0))',
+            'optree.tree_unflatten(optree.tree_structure(()), itertools.count())',
+        ],
+        isolated=True,
+        check_message=True,
+    )
+
+
+def test_unflatten_reads_one_item_past_the_leaves(differential):
+    exprs = [
+        # Exactly num_leaves + 1 items are pulled, however many there are.
+        'try:\n    spec.unflatten(counting(itertools.count()))\nexcept ValueError:\n    pass\n'
+        'result = len(events)\n',
+        # The containers are built as the leaves arrive, in the order optree builds them.
+        'result = (spec.unflatten(counting(range(5))), events)\n',
+        'try:\n    spec.unflatten(counting(range(3)))\nexcept ValueError as ex:\n'
+        '    result = (str(ex), events)\n',
+        'try:\n    spec.unflatten(counting(range(7)))\nexcept ValueError as ex:\n'
+        '    result = (str(ex), events)\n',
+        # tree_map feeds unflatten a map object: the function runs interleaved as well.
+        'tree = [Node(1, 2), (3, Node(4)), 5]\n'
+        "mapped = optree.tree_map(lambda x: events.append(('f', x)) or x, tree, namespace=NS)\n"
+        'result = (mapped, events)\n',
+    ]
+    differential.check(COUNTING_SETUP, exprs, isolated=True)
+
+
+def test_unflatten_iterates_sequences_of_other_types(differential):
+    setup = textwrap.dedent(
+        """
+        class Backwards(list):
+            def __iter__(self):
+                return reversed(list(super().__iter__()))
+
+
+        class Forwards(tuple):
+            def __iter__(self):
+                return iter(('a', 'b', 'c'))
+
+
+        spec = optree.tree_structure([1, (2, 3)])
+        """,
+    )
+    differential.check(
+        setup,
+        [
+            'spec.unflatten(Backwards([1, 2, 3]))',
+            'spec.unflatten(Forwards((1, 2, 3)))',
+            "spec.unflatten('xyz')",
+            "spec.unflatten({'a': 1, 'b': 2, 'c': 3})",
+            'spec.unflatten(range(3))',
+            'spec.unflatten(3)',
+            'spec.unflatten(None)',
+        ],
+        isolated=True,
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# A list changed while it is being flattened
+# ---------------------------------------------------------------------------------------------
+
+MUTATING_PREDICATES = {
+    # Shrinks the list at its first item: the next index is past its end.
+    'shrink': 'def is_leaf(x):\n    if x == 0:\n        del lst[1:]\n    return False\n',
+    # Grows it: the items appended are not visited.
+    'grow': 'def is_leaf(x):\n    if x == 0:\n        lst.extend([8, 9])\n    return False\n',
+    # Replaces a later item: the new one is visited.
+    'replace': "def is_leaf(x):\n    if x == 0:\n        lst[3] = ('new', [3])\n    return False\n",
+    # Empties it from a nested item.
+    'clear-nested': 'def is_leaf(x):\n    if x == 2:\n        lst.clear()\n    return False\n',
+}
+
+LIST_OPS = [
+    'optree.tree_flatten(lst, is_leaf=is_leaf)',
+    'optree.tree_leaves(lst, is_leaf=is_leaf)',
+    'optree.tree_structure(lst, is_leaf=is_leaf)',
+    'optree.tree_flatten_with_path(lst, is_leaf=is_leaf)',
+    'optree.tree_map(lambda x: x, lst, is_leaf=is_leaf)',
+    'optree.tree_paths(lst, is_leaf=is_leaf)',
+    'list(optree.tree_iter(lst, is_leaf=is_leaf))',
+    '(optree.tree_leaves(lst, is_leaf=is_leaf), lst)',
+]
+
+
+@pytest.mark.parametrize('mutation', list(MUTATING_PREDICATES))
+def test_list_changed_by_the_leaf_predicate(differential, mutation):
+    setup = "lst = [0, 1, (2, [2.5]), 3, {'k': 4}, 5, 6, 7]\n" + MUTATING_PREDICATES[mutation]
+    differential.check(setup, LIST_OPS, isolated=True, check_message=True)
+
+
+def test_list_shrunk_by_the_leaf_predicate_raises_index_error(differential):
+    setup = MUTATING_PREDICATES['shrink'] + 'lst = [0, 1, 2, 3, 4, 5, 6, 7]\n'
+    for op in LIST_OPS[:6]:
+        ours = differential.check_raises(setup, op, IndexError, check_message=True)
+        assert ours['message'] == 'list index out of range'
+
+
+def test_list_changed_by_a_custom_flatten_function(differential):
+    setup = textwrap.dedent(
+        """
+        class Cut:
+            def __init__(self, value):
+                self.value = value
+
+
+        def flatten_cut(cut):
+            del outer[2:]
+            return (cut.value,), None
+
+
+        optree.register_pytree_node(
+            Cut, flatten_cut, lambda meta, children: Cut(*children), namespace='hostile-cut'
+        )
+
+
+        class Grow:
+            def __init__(self, value):
+                self.value = value
+
+
+        def flatten_grow(grow):
+            outer.append(99)
+            children.append('late')
+            return children, None
+
+
+        children = ['early']
+        optree.register_pytree_node(
+            Grow, flatten_grow, lambda meta, children: Grow(*children), namespace='hostile-cut'
+        )
+        """,
+    )
+    differential.check(
+        setup,
+        [
+            "outer = [Cut(1), 2, 3]\nresult = optree.tree_leaves(outer, namespace='hostile-cut')\n",
+            "outer = [Cut(1), 2]\nresult = optree.tree_leaves(outer, namespace='hostile-cut')\n",
+            "outer = [1, Grow(2), 3]\nresult = optree.tree_flatten(outer, namespace='hostile-cut')",
+        ],
+        isolated=True,
+        check_message=True,
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# walk() hands f_node the key lists of dict nodes
+# ---------------------------------------------------------------------------------------------
+
+
+def test_walk_metadata_changes_leave_the_treespec_intact():
+    # optree hands f_node the treespec's own key list, whose later use then fails; here f_node
+    # gets a copy (an intended difference: nothing changes behind the treespec's back).
+    setup = textwrap.dedent(
+        """
+        tree = {'b': 1, 'a': 2, 'c': defaultdict(list, {'y': 3, 'x': 4}), 'd': OrderedDict(q=5)}
+        leaves, spec = optree.tree_flatten(tree)
+        before = (repr(spec), spec.entries(), optree.tree_unflatten(spec, leaves), hash(spec))
+
+
+        def f_node(node_type, metadata, children):
+            if isinstance(metadata, list):
+                metadata.clear()
+            elif isinstance(metadata, tuple):
+                metadata[1].clear()
+            return node_type
+        """,
+    )
+    expr = textwrap.dedent(
+        """
+        spec.walk(leaves, f_node, None)
+        after = (repr(spec), spec.entries(), optree.tree_unflatten(spec, leaves), hash(spec))
+        result = after == before
+        """,
+    )
+    _assert_ours_completes(setup, expr, 'True')
