@@ -411,3 +411,319 @@ def test_walk_metadata_changes_leave_the_treespec_intact():
         """,
     )
     _assert_ours_completes(setup, expr, 'True')
+
+
+# ---------------------------------------------------------------------------------------------
+# Argument handling: namespaces and flags
+# ---------------------------------------------------------------------------------------------
+
+NAMESPACE_SETUP = textwrap.dedent(
+    """
+    class Name(str):
+        def __eq__(self, other):
+            return False
+
+        __hash__ = str.__hash__
+
+
+    class Node:
+        def __init__(self, *children):
+            self.children = children
+
+        def __repr__(self):
+            return f'Node{self.children!r}'
+
+
+    optree.register_pytree_node(
+        Node,
+        lambda n: (n.children, 'meta'),
+        lambda meta, children: Node(*children),
+        namespace=Name('hostile-names'),
+    )
+    tree = {'b': Node(1, [2]), 'a': (3, None)}
+    """,
+)
+
+
+@pytest.mark.parametrize(
+    'namespace',
+    [
+        "Name('hostile-names')",
+        "'hostile-names'",
+        "b'hostile-names'",
+        "bytearray(b'hostile-names')",
+        "Name('')",
+        "b''",
+        "'other'",
+    ],
+)
+def test_namespaces_accepted_as_optree_accepts_them(differential, namespace):
+    exprs = [
+        f'optree.tree_flatten(tree, namespace={namespace})',
+        f'type(optree.tree_structure(tree, namespace={namespace}).namespace)',
+        f'optree.tree_leaves(tree, namespace={namespace})',
+        f'list(optree.tree_iter(tree, namespace={namespace}))',
+        f'optree.tree_map(lambda x: x, tree, namespace={namespace})',
+        f'optree.tree_flatten_with_path(tree, namespace={namespace})',
+        f'optree.tree_is_leaf(tree, namespace={namespace})',
+        f'optree.treespec_leaf(namespace={namespace})',
+        f'optree.treespec_none(namespace={namespace})',
+        f'optree.treespec_tuple((), namespace={namespace})',
+        f'optree.treespec_from_collection(Node(optree.treespec_leaf()), namespace={namespace})',
+        f'optree._C.is_dict_insertion_ordered({namespace})',
+        # (not the size itself: the reference is a long-lived process that registered more)
+        f'type(optree._C.get_registry_size({namespace}))',
+    ]
+    differential.check(NAMESPACE_SETUP, exprs, isolated=True)
+
+
+def test_str_subclass_namespaces_register_and_unregister(differential):
+    exprs = [
+        "optree.register_pytree_node.get(Node, namespace=Name('hostile-names'))",
+        "optree.unregister_pytree_node(Node, namespace=Name('hostile-names'))",
+        "with optree.dict_insertion_ordered(True, namespace=Name('hostile-names')):\n"
+        "    result = optree.tree_leaves({'b': 1, 'a': 2}, namespace='hostile-names')\n",
+        "@optree.register_pytree_node_class(namespace=Name('hostile-class'))\n"
+        'class Leafy:\n'
+        '    def __tree_flatten__(self):\n'
+        '        return (), None\n'
+        '    @classmethod\n'
+        '    def __tree_unflatten__(cls, meta, children):\n'
+        '        return cls()\n'
+        "result = optree.tree_structure(Leafy(), namespace='hostile-class')\n",
+    ]
+    differential.check(NAMESPACE_SETUP, exprs, isolated=True)
+
+
+@pytest.mark.parametrize(
+    'namespace', ['1', 'None', "['ns']", "'\\udc80'", 'object()', "memoryview(b'ns')"]
+)
+def test_namespaces_rejected_with_type_error(differential, namespace):
+    exprs = [
+        f'optree.tree_flatten(tree, namespace={namespace})',
+        f'optree.tree_leaves(tree, namespace={namespace})',
+        f'optree.tree_structure(tree, namespace={namespace})',
+        f'optree.tree_iter(tree, namespace={namespace})',
+        f'optree.tree_map(lambda x: x, tree, namespace={namespace})',
+        f'optree.tree_is_leaf(tree, namespace={namespace})',
+        f'optree.treespec_leaf(namespace={namespace})',
+        f'optree.treespec_none(namespace={namespace})',
+        f'optree.treespec_list((), namespace={namespace})',
+        f'optree._C.is_dict_insertion_ordered({namespace})',
+        f'optree._C.set_dict_insertion_ordered(True, {namespace})',
+    ]
+    for expr in exprs:
+        differential.check_raises(NAMESPACE_SETUP, expr, TypeError)
+
+
+FLAG_CALLS = [
+    'optree.tree_flatten(tree, none_is_leaf={v})',
+    'optree.tree_leaves(tree, none_is_leaf={v})',
+    'optree.tree_structure(tree, none_is_leaf={v})',
+    'list(optree.tree_iter(tree, none_is_leaf={v}))',
+    'optree.tree_map(lambda x: x, tree, none_is_leaf={v})',
+    'optree.tree_flatten_with_path(tree, none_is_leaf={v})',
+    'optree.tree_is_leaf(None, none_is_leaf={v})',
+    'optree.treespec_leaf(none_is_leaf={v})',
+    'optree.treespec_none(none_is_leaf={v})',
+    'optree.treespec_tuple((), none_is_leaf={v})',
+    'optree.tree_structure(1).is_leaf(strict={v})',
+    'optree.tree_structure([1]).is_prefix(optree.tree_structure([1]), strict={v})',
+    'optree.tree_structure([1]).is_suffix(optree.tree_structure([1]), strict={v})',
+    "optree._C.is_dict_insertion_ordered('hostile-flags-unset', {v})",
+    # The reference runs in a long-lived process: the mode is put back.
+    "optree._C.set_dict_insertion_ordered({v}, 'hostile-flags')\n"
+    "result = optree._C.is_dict_insertion_ordered('hostile-flags')\n"
+    "optree._C.set_dict_insertion_ordered(False, 'hostile-flags')\n",
+]
+
+FLAG_SETUP = textwrap.dedent(
+    """
+    class Truthy:
+        def __bool__(self):
+            return True
+
+
+    class Sized:
+        def __len__(self):
+            return 1
+
+
+    class Broken:
+        def __bool__(self):
+            raise RuntimeError('no truth')
+
+
+    tree = {'a': None, 'b': (1, None)}
+    """,
+)
+
+
+@pytest.mark.parametrize(
+    'value', ['True', 'False', 'None', '0', '1', '-1', '2.5', '0.0', '1j', '10**30', 'Truthy()']
+)
+def test_flags_accept_what_optree_accepts(differential, value):
+    exprs = [call.format(v=value) for call in FLAG_CALLS]
+    differential.check(FLAG_SETUP, exprs, isolated=True)
+
+
+@pytest.mark.parametrize(
+    'value', ["'yes'", "''", '[]', '[1]', 'object()', 'Sized()', 'Broken()', "b'1'"]
+)
+def test_flags_reject_what_optree_rejects(differential, value):
+    for call in FLAG_CALLS:
+        differential.check_raises(FLAG_SETUP, call.format(v=value), TypeError)
+
+
+# ---------------------------------------------------------------------------------------------
+# Registering namedtuple and PyStructSequence classes: warnings and messages
+# ---------------------------------------------------------------------------------------------
+
+REGISTRATION_SETUP = textwrap.dedent(
+    """
+    import warnings
+
+    from optree.registry import __GLOBAL_NAMESPACE as GLOBAL
+
+    Pt = namedtuple('Pt', ['a', 'b'])
+
+
+    def register(cls, namespace):
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter('always')
+            try:
+                optree.register_pytree_node(
+                    cls,
+                    lambda t: (list(t)[::-1], None),
+                    lambda meta, children: cls(*children[::-1]),
+                    namespace=namespace,
+                )
+                outcome = 'registered'
+            except ValueError as ex:
+                outcome = f'ValueError: {ex}'
+        return outcome, [(w.category.__name__, str(w.message)) for w in caught]
+    """,
+)
+
+
+def test_registering_a_namedtuple_warns_once_it_stands(differential):
+    exprs = [
+        'result = [register(Pt, GLOBAL), register(Pt, GLOBAL), optree.tree_leaves(Pt(1, 2))]\n'
+        'optree.unregister_pytree_node(Pt, namespace=GLOBAL)\n',
+        "result = [register(Pt, 'hostile-nt'), register(Pt, 'hostile-nt'),\n"
+        "          optree.tree_leaves(Pt(1, 2), namespace='hostile-nt')]\n",
+        "result = register(time.struct_time, 'hostile-ss')\n",
+        'result = register(type(sys.float_info), GLOBAL)\n'
+        'optree.unregister_pytree_node(type(sys.float_info), namespace=GLOBAL)\n',
+        # A plain class registers silently.
+        "class Plain:\n    pass\nresult = register(Plain, 'hostile-nt')\n",
+    ]
+    differential.check(REGISTRATION_SETUP, exprs, isolated=True)
+
+
+def test_a_registration_warning_raised_as_an_error_undoes_the_registration(differential):
+    expr = textwrap.dedent(
+        """
+        with warnings.catch_warnings():
+            warnings.simplefilter('error')
+            try:
+                optree.register_pytree_node(
+                    Pt, lambda t: (t, None), lambda m, c: Pt(*c), namespace='hostile-err'
+                )
+            except UserWarning as ex:
+                raised = str(ex)
+        result = (
+            raised,
+            optree.tree_structure(Pt(1, 2), namespace='hostile-err'),
+            register(Pt, 'hostile-err'),
+            optree.tree_structure(Pt(1, 2), namespace='hostile-err'),
+        )
+        """,
+    )
+    differential.check(REGISTRATION_SETUP, [expr], isolated=True)
+
+
+def test_unregistering_a_namedtuple_that_was_not_registered(differential):
+    exprs = [
+        "optree.unregister_pytree_node(Pt, namespace='hostile-none')",
+        'optree.unregister_pytree_node(Pt, namespace=GLOBAL)',
+        "optree.unregister_pytree_node(time.struct_time, namespace='hostile-none')",
+        'optree.unregister_pytree_node(type(sys.float_info), namespace=GLOBAL)',
+    ]
+    for expr in exprs:
+        differential.check_raises(REGISTRATION_SETUP, expr, ValueError, check_message=True)
+
+
+# ---------------------------------------------------------------------------------------------
+# The classification of namedtuple and PyStructSequence classes holds no reference
+# ---------------------------------------------------------------------------------------------
+
+CLASSIFIERS = [
+    'optree.is_namedtuple',
+    'optree.is_namedtuple_class',
+    'optree.is_structseq',
+    'optree.is_structseq_class',
+    'optree.namedtuple_fields',
+    'optree.structseq_fields',
+]
+
+
+@pytest.mark.parametrize('classifier', CLASSIFIERS)
+def test_classifying_a_class_keeps_no_reference_to_it(classifier):
+    setup = textwrap.dedent(
+        f"""
+        import gc
+        import sysconfig
+        import weakref
+
+        deleted = []
+
+
+        class Meta(type):
+            def __del__(cls):
+                deleted.append(cls.__name__)
+
+
+        class Foo(metaclass=Meta):
+            pass
+
+
+        def probe(cls):
+            before = sys.getrefcount(cls)
+            for _ in range(3):
+                try:
+                    {classifier}(cls)
+                except TypeError:
+                    pass
+            return sys.getrefcount(cls) - before
+        """,
+    )
+    expr = textwrap.dedent(
+        """
+        Point = namedtuple('Point', ('x', 'y'))
+        changes = [probe(Point), probe(Foo), probe(time.struct_time)]
+        point_ref = weakref.ref(Point)
+        del Point, Foo
+        gc.collect()
+        # Free-threaded builds may keep types alive longer (optree's suite does not check it).
+        collected = bool(sysconfig.get_config_var('Py_GIL_DISABLED')) or (
+            point_ref() is None and deleted == ['Foo']
+        )
+        result = (changes, collected)
+        """,
+    )
+    _assert_ours_completes(setup, expr, '([0, 0, 0], True)')
+
+
+def test_namedtuple_fields_is_the_classes_own_fields(differential):
+    setup = "P = namedtuple('P', ('x', 'y'))\nold = P._fields\n"
+    differential.check(
+        setup,
+        [
+            'optree.namedtuple_fields(P) is old',
+            'optree.namedtuple_fields(P(0, 1)) is old',
+            "new = ('a', 'b')\nP._fields = new\n"
+            'result = (optree.namedtuple_fields(P) is new, optree.namedtuple_fields(P(0, 1)))\n',
+        ],
+        isolated=True,
+    )
