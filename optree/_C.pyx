@@ -69,12 +69,32 @@ cdef extern from *:
     static std::mutex optree_cleared_modules_mutex;
     static std::unordered_set<PyObject*> optree_cleared_modules;
 
+    // Cython's lookup table (defined further down in the generated file).
+    static PyObject* __Pyx_State_FindModule(void*);
+    static int __Pyx_State_AddModule(PyObject* module, void*);
+
+    // Cython's m_clear also takes "this interpreter's module" out of the lookup table. A module
+    // whose exec failed (e.g. `import optree` while atexit.register raises) may be collected
+    // after a new import made another module the interpreter's one: that one is put back.
+    static int optree_cython_module_clear_only(PyObject* module) {
+      PyObject* current = __Pyx_State_FindModule(NULL);
+      if (current == NULL || current == module) return optree_cython_module_clear(module);
+      Py_INCREF(current);
+      int result = optree_cython_module_clear(module);
+      if (__Pyx_State_FindModule(NULL) == NULL) {
+        if (__Pyx_State_AddModule(current, NULL) == 0) return result;  // the table took it
+        PyErr_Clear();
+      }
+      Py_DECREF(current);
+      return result;
+    }
+
     static int optree_module_clear(PyObject* module) {
       {
         std::lock_guard<std::mutex> lock(optree_cleared_modules_mutex);
         if (!optree_cleared_modules.insert(module).second) return 0;
       }
-      return optree_cython_module_clear(module);
+      return optree_cython_module_clear_only(module);
     }
 
     static void optree_module_free(void* module) {
@@ -83,7 +103,7 @@ cdef extern from *:
         std::lock_guard<std::mutex> lock(optree_cleared_modules_mutex);
         cleared = optree_cleared_modules.erase(static_cast<PyObject*>(module)) > 0;
       }
-      if (!cleared) (void)optree_cython_module_clear(static_cast<PyObject*>(module));
+      if (!cleared) (void)optree_cython_module_clear_only(static_cast<PyObject*>(module));
     }
 
     static int optree_take_module_lifetime(PyObject* type) {
@@ -794,8 +814,9 @@ def _release_registry():
 
 # ------------------------------------------------------------------------ module exec
 
-create_current_shard()
+# First: from here on a failing exec leaves a module that is cleared safely (see above).
 optree_take_module_lifetime(PyTreeSpec)
+create_current_shard()
 if OPTREE_HAS_C_EXIT_HOOK:
     optree_register_exit_hook(PyTreeSpec)
 else:

@@ -9,6 +9,9 @@ evaluates our side in a child process.
 
 from __future__ import annotations
 
+import subprocess
+import sys
+import tempfile
 import textwrap
 
 import pytest
@@ -727,3 +730,57 @@ def test_namedtuple_fields_is_the_classes_own_fields(differential):
         ],
         isolated=True,
     )
+
+
+# ---------------------------------------------------------------------------------------------
+# An import that fails part way, then a second import
+# ---------------------------------------------------------------------------------------------
+
+
+def test_import_after_a_failed_import_works():
+    # With atexit.register broken optree's import fails on interpreters where it registers its
+    # exit hook that way (before 3.13) and succeeds elsewhere; either way, once it is restored
+    # optree imports and works, and the failed module, when collected, leaves it alone.
+    script = textwrap.dedent(
+        """
+        import atexit
+        import gc
+        import sys
+        import time
+
+        real_register = atexit.register
+
+
+        def failing_register(*args, **kwargs):
+            raise RuntimeError('injected atexit failure')
+
+
+        atexit.register = failing_register
+        try:
+            import optree
+        except RuntimeError:
+            assert 'optree' not in sys.modules and 'optree._C' not in sys.modules
+        finally:
+            atexit.register = real_register
+
+        import optree
+
+        gc.collect()
+        assert optree.tree_leaves({'b': (1, [2]), 'a': 3}) == [3, 1, 2]
+        assert optree.structseq_fields(time.struct_time)[:2] == ('tm_year', 'tm_mon')
+        optree.register_pytree_node(
+            type('Box', (), {}), lambda b: ((), None), lambda m, c: None, namespace='boxes'
+        )
+        print('COMPLETED')
+        """,
+    )
+    proc = subprocess.run(
+        [sys.executable, '-c', script],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+        cwd=tempfile.gettempdir(),  # not the work tree, whose optree/ has no compiled core
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.stdout.strip() == 'COMPLETED'
