@@ -774,6 +774,14 @@ TreeSpec TreeSpec::from_collection(PyObject* collection,
   std::vector<Ref> raw_children;
   bool uses_namespace = false;
   expand_node(collection, info, view, options, node, raw_children, uses_namespace);
+  // A custom flatten function runs again here and may give another number of children than
+  // the first time (collection_children()): the node would not match its subtrees.
+  if (node.arity != static_cast<Py_ssize_t>(children.size())) {
+    raise(PyExc_RuntimeError,
+          "PyTree custom flatten function for type " + repr_of(type_of(collection)) +
+              " returned a different number of children (" + std::to_string(node.arity) +
+              ") than before (" + std::to_string(children.size()) + ").");
+  }
   if (uses_namespace || namespace_orders_dicts(view, options)) spec.ns = options.ns;
   for (const TreeSpec* child : children) {
     if (child->none_is_leaf != options.none_is_leaf) {

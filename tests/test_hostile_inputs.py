@@ -383,6 +383,45 @@ def test_list_changed_by_a_custom_flatten_function(differential):
     )
 
 
+def test_from_collection_with_a_flatten_function_that_changes_its_mind():
+    # treespec_from_collection runs the flatten function twice here (once in optree): a second
+    # answer with another number of children must not give a node that does not match its
+    # subtrees (its repr then read past them).
+    setup = textwrap.dedent(
+        """
+        calls = itertools.count()
+
+
+        class Box:
+            def __init__(self, *children):
+                self.children = children
+
+
+        def flatten_box(box):
+            twice = next(calls) % 2 == 1
+            return (box.children * 2 if twice else box.children), None
+
+
+        optree.register_pytree_node(
+            Box, flatten_box, lambda meta, children: Box(*children), namespace='hostile-twice'
+        )
+        leaf = optree.treespec_leaf()
+        """,
+    )
+    expr = textwrap.dedent(
+        """
+        try:
+            spec = optree.treespec_from_collection(Box(leaf, leaf), namespace='hostile-twice')
+            result = (repr(spec), spec.num_children, spec.num_leaves)
+        except RuntimeError as ex:
+            result = str(ex)
+        """,
+    )
+    (outcome,) = run_ours_isolated([(setup, expr)])
+    assert outcome['ok'], outcome
+    assert 'returned a different number of children (4) than before (2)' in outcome['repr']
+
+
 # ---------------------------------------------------------------------------------------------
 # walk() hands f_node the key lists of dict nodes
 # ---------------------------------------------------------------------------------------------
