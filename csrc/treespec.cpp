@@ -2,7 +2,9 @@
 #include "optree/treespec.h"
 
 #include <algorithm>
+#include <cstring>
 #include <functional>
+#include <memory>
 
 namespace optree {
 
@@ -546,7 +548,16 @@ Ref TreeSpec::flatten_up_to(PyObject* tree) const {
   // The subtrees are gathered here and put in a list only at the end: a list made up front
   // would be visible (through gc.get_objects()) with empty slots to the Python code that runs
   // meanwhile (custom flatten functions, key hashing, reprs of error messages).
-  std::vector<Ref> subtrees(static_cast<size_t>(unfilled));
+  // Owned references in [unfilled, size); moved into the list at the end.
+  struct Subtrees {
+    explicit Subtrees(Py_ssize_t n) : items(new PyObject*[static_cast<size_t>(n)]), size(n) {}
+    ~Subtrees() {
+      for (Py_ssize_t i = filled_from; i < size; ++i) Py_DECREF(items[i]);
+    }
+    std::unique_ptr<PyObject*[]> items;
+    Py_ssize_t size;
+    Py_ssize_t filled_from = size;
+  } subtrees(unfilled);
   LazyBuiltins builtins;
   std::optional<RegistryView> view;
   // Depth first and last child first, as optree does: with several mismatches, the one it
@@ -566,7 +577,8 @@ Ref TreeSpec::flatten_up_to(PyObject* tree) const {
     const Node& node = nodes[static_cast<size_t>(item.index)];
     if (node.kind == NodeKind::Leaf) {
       if (unfilled == 0) raise(PyExc_SystemError, "inconsistent PyTreeSpec leaf count");
-      subtrees[static_cast<size_t>(--unfilled)] = std::move(item.subtree);
+      subtrees.items[--unfilled] = item.subtree.release();
+      subtrees.filled_from = unfilled;
       continue;
     }
     PyObject* obj = item.subtree.get();
@@ -603,10 +615,12 @@ Ref TreeSpec::flatten_up_to(PyObject* tree) const {
     }
   }
   if (unfilled != 0) raise(PyExc_SystemError, "inconsistent PyTreeSpec leaf count");
-  Ref result = check_ref(PyList_New(static_cast<Py_ssize_t>(subtrees.size())));
-  for (size_t i = 0; i < subtrees.size(); ++i) {
-    PyList_SET_ITEM(result.get(), static_cast<Py_ssize_t>(i), subtrees[i].release());
+  Ref result = check_ref(PyList_New(subtrees.size));
+  if (subtrees.size > 0) {
+    std::memcpy(reinterpret_cast<PyListObject*>(result.get())->ob_item, subtrees.items.get(),
+                static_cast<size_t>(subtrees.size) * sizeof(PyObject*));
   }
+  subtrees.filled_from = subtrees.size;  // the list owns them now
   return result;
 }
 
