@@ -553,6 +553,8 @@ def test_namespaces_rejected_with_type_error(differential, namespace):
         f'optree.treespec_list((), namespace={namespace})',
         f'optree._C.is_dict_insertion_ordered({namespace})',
         f'optree._C.set_dict_insertion_ordered(True, {namespace})',
+        f'optree.tree_flatten_one_level([1], namespace={namespace})',
+        f'optree.register_pytree_node.get(list, namespace={namespace})',
     ]
     for expr in exprs:
         differential.check_raises(NAMESPACE_SETUP, expr, TypeError)
