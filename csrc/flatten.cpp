@@ -337,6 +337,30 @@ void collect_iterable(PyObject* raw_children, std::vector<Ref>& children) {
 
 }  // namespace
 
+// The keys of a dict-kind node in flatten order (`keys_in_order` sorted, unless insertion
+// order applies); sets the node's data and, when the orders differ, its original keys.
+Ref dict_node_keys(PyObject* obj, NodeKind kind, const Ref& keys_in_order, RegistryView& view,
+                   const FlattenOptions& options, Node& node) {
+  Ref keys;
+  if (kind == NodeKind::OrderedDict) {
+    keys = keys_in_order;
+  } else {
+    const Snapshot& snapshot = view.snapshot();
+    bool insertion_ordered =
+        snapshot.global_dict_insertion_ordered ||
+        (!options.ns.empty() && snapshot.dict_insertion_ordered_namespaces.contains(options.ns));
+    keys = insertion_ordered ? keys_in_order : sorted_keys(keys_in_order.get());
+    if (!same_order(keys.get(), keys_in_order.get())) node.original_keys = keys_in_order;
+  }
+  if (kind == NodeKind::DefaultDict) {
+    Ref factory = check_ref(PyObject_GetAttrString(obj, "default_factory"));
+    node.node_data = check_ref(PyTuple_Pack(2, factory.get(), keys.get()));
+  } else {
+    node.node_data = keys;
+  }
+  return keys;
+}
+
 // Fills `node` (except counts) and the children of a non-leaf object, in flatten order.
 // `dict_order_from_namespace` is set when the namespace's dict_insertion_ordered applied.
 void expand_node(PyObject* obj, const NodeInfo& info, RegistryView& view,
@@ -380,17 +404,7 @@ void expand_node(PyObject* obj, const NodeInfo& info, RegistryView& view,
     case NodeKind::DefaultDict: {
       Ref snapshot_dict = check_ref(PyDict_Copy(obj));  // consistent under concurrent writers
       Ref keys_in_order = check_ref(PyDict_Keys(snapshot_dict.get()));
-      Ref keys;
-      if (info.kind == NodeKind::OrderedDict) {
-        keys = keys_in_order;
-      } else {
-        const Snapshot& snapshot = view.snapshot();
-        bool insertion_ordered = snapshot.global_dict_insertion_ordered ||
-                                 (!options.ns.empty() &&
-                                  snapshot.dict_insertion_ordered_namespaces.contains(options.ns));
-        keys = insertion_ordered ? keys_in_order : sorted_keys(keys_in_order.get());
-        if (!same_order(keys.get(), keys_in_order.get())) node.original_keys = keys_in_order;
-      }
+      Ref keys = dict_node_keys(obj, info.kind, keys_in_order, view, options, node);
       for (Py_ssize_t i = 0; i < PyList_GET_SIZE(keys.get()); ++i) {
         PyObject* value =
             PyDict_GetItemWithError(snapshot_dict.get(), PyList_GET_ITEM(keys.get(), i));
@@ -400,12 +414,6 @@ void expand_node(PyObject* obj, const NodeInfo& info, RegistryView& view,
           throw_python_error();
         }
         children.push_back(Ref::borrow(value));
-      }
-      if (info.kind == NodeKind::DefaultDict) {
-        Ref factory = check_ref(PyObject_GetAttrString(obj, "default_factory"));
-        node.node_data = check_ref(PyTuple_Pack(2, factory.get(), keys.get()));
-      } else {
-        node.node_data = keys;
       }
       break;
     }
@@ -631,6 +639,47 @@ struct Flattener {
     path_prefix.pop_back();
   }
 
+  // As optree: the keys are taken (and sorted) first, and each value is read when it is
+  // reached, so the Python code run meanwhile may change the dict: a replaced value is
+  // visited, a removed key raises RuntimeError, keys added are not visited.
+  [[gnu::noinline]] void expand_dict(PyObject* obj, const NodeInfo& info, Py_ssize_t depth,
+                                     Node& node) {
+    node.kind = info.kind;
+    Ref keys_in_order = check_ref(PyDict_Keys(obj));
+    Ref keys = dict_node_keys(obj, info.kind, keys_in_order, view, options, node);
+    Py_ssize_t n = PyList_GET_SIZE(keys.get());
+    reserve_for(n);
+    for (Py_ssize_t i = 0; i < n; ++i) {
+      PyObject* key = PyList_GET_ITEM(keys.get(), i);
+#if PY_VERSION_HEX >= 0x030D0000
+      PyObject* found = nullptr;
+      if (check_int(PyDict_GetItemRef(obj, key, &found)) == 0) [[unlikely]]
+        dict_key_gone(key);
+      Ref value = Ref::steal(found);
+#else
+      PyObject* found = PyDict_GetItemWithError(obj, key);
+      if (found == nullptr) [[unlikely]] {
+        if (PyErr_Occurred()) throw_python_error();
+        dict_key_gone(key);
+      }
+      Ref value = Ref::borrow(found);
+#endif
+      if (with_path) {
+        path_prefix.push_back(key);
+        visit(std::move(value), depth + 1);
+        path_prefix.pop_back();
+      } else {
+        visit(std::move(value), depth + 1);
+      }
+    }
+    node.arity = n;
+  }
+
+  [[noreturn, gnu::noinline]] static void dict_key_gone(PyObject* key) {
+    raise(PyExc_RuntimeError,
+          "dictionary changed during flattening: key " + repr_of(key) + " is gone");
+  }
+
   // Every other container: kept out of
   // expand(), so that the leaf path inlined there stays small.
   [[gnu::noinline]] void expand_other(PyObject* obj, const NodeInfo& info, Py_ssize_t depth,
@@ -683,6 +732,9 @@ struct Flattener {
       }
       node.kind = NodeKind::List;
       node.arity = n;
+    } else if (info.kind == NodeKind::Dict || info.kind == NodeKind::OrderedDict ||
+               info.kind == NodeKind::DefaultDict) {
+      expand_dict(obj, info, depth, node);
     } else {
       expand_other(obj, info, depth, node);
     }

@@ -336,6 +336,39 @@ def test_list_shrunk_by_the_leaf_predicate_raises_index_error(differential):
         assert ours['message'] == 'list index out of range'
 
 
+DICT_MUTATIONS = {
+    # A value replaced before it is reached is the one visited.
+    'replace': "d['c'] = ('new', [9])",
+    # Keys added are not visited.
+    'add': "d['z'] = 5",
+    # A key removed before it is reached raises RuntimeError.
+    'remove': "del d['c']",
+    'clear': 'd.clear()',
+}
+
+
+@pytest.mark.parametrize('mutation', list(DICT_MUTATIONS))
+@pytest.mark.parametrize(
+    'make',
+    ['dict', 'OrderedDict', 'functools.partial(defaultdict, list)'],
+    ids=['dict', 'OrderedDict', 'defaultdict'],
+)
+def test_dict_changed_by_the_leaf_predicate(differential, mutation, make):
+    setup = textwrap.dedent(
+        f"""
+        d = ({make})([('b', 1), ('a', 0), ('c', 2)])
+
+
+        def is_leaf(x):
+            if x == 0:
+                {DICT_MUTATIONS[mutation]}
+            return False
+        """,
+    )
+    # optree's RuntimeError for a removed key has a pybind11 message: only types are compared.
+    differential.check(setup, [op.replace('lst', 'd') for op in LIST_OPS], isolated=True)
+
+
 def test_list_changed_by_a_custom_flatten_function(differential):
     setup = textwrap.dedent(
         """
