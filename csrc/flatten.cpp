@@ -641,7 +641,7 @@ struct Flattener {
 
   // As optree: the keys are taken (and sorted) first, and each value is read when it is
   // reached, so the Python code run meanwhile may change the dict: a replaced value is
-  // visited, a removed key raises RuntimeError, keys added are not visited.
+  // visited, a removed key raises KeyError, keys added are not visited.
   [[gnu::noinline]] void expand_dict(PyObject* obj, const NodeInfo& info, Py_ssize_t depth,
                                      Node& node) {
     node.kind = info.kind;
@@ -675,9 +675,11 @@ struct Flattener {
     node.arity = n;
   }
 
+  // KeyError(key), as optree raises it from 3.13 on (before, its error is a pybind11 artifact).
   [[noreturn, gnu::noinline]] static void dict_key_gone(PyObject* key) {
-    raise(PyExc_RuntimeError,
-          "dictionary changed during flattening: key " + repr_of(key) + " is gone");
+    Ref args = check_ref(PyTuple_Pack(1, key));
+    PyErr_SetObject(PyExc_KeyError, args.get());
+    throw_python_error();
   }
 
   // Every other container: kept out of
