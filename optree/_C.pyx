@@ -202,7 +202,9 @@ cdef string namespace_of_other(object namespace) except *:
         try:
             data = PyUnicode_AsUTF8AndSize(namespace, &size)
         except UnicodeError:
-            raise TypeError(f'The namespace must be a UTF-8 encodable string, got {namespace!r}.') from None
+            raise TypeError(
+                f'The namespace must be a UTF-8 encodable string, got {namespace!r}.'
+            ) from None
         return string(data, size)
     if isinstance(namespace, (bytes, bytearray)):
         try:
@@ -219,8 +221,7 @@ cdef inline string namespace_of(object namespace) except *:
 
 
 cdef cbool bool_of_other(object value, str name) except *:
-    # optree accepts True, False, None, and objects whose type has a __bool__ slot that returns
-    # cleanly (numbers, numpy.bool_, ...); anything else is a TypeError (no truth by __len__).
+    # See optree_bool_slot(): anything else is a TypeError, as in optree.
     cdef int result = optree_bool_slot(value)
     if result < 0:
         raise TypeError(f'The `{name}` argument must be a bool, got {value!r}.')
