@@ -195,7 +195,13 @@ Ref namedtuple_fields(PyObject* obj) {
   if (!is_namedtuple_class(cls)) {
     raise(PyExc_TypeError, expected_of_kind(obj, "collections.namedtuple type"));
   }
-  return check_ref(PyObject_GetAttrString(cls, "_fields"));
+  Ref fields = check_ref(PyObject_GetAttrString(cls, "_fields"));
+  // Checked again: another thread may have replaced `_fields` since the class was classified.
+  if (!PyTuple_Check(fields.get())) {
+    raise(PyExc_TypeError, "Expected the `_fields` of " + repr_of(cls) + " to be a tuple, got " +
+                               repr_of(fields.get()) + ".");
+  }
+  return fields;
 }
 
 Ref structseq_fields(PyObject* obj) {
@@ -269,26 +275,33 @@ namespace {}  // namespace
 Ref sorted_keys(PyObject* keys_in_order) {
   Ref keys = check_ref(PyList_GetSlice(keys_in_order, 0, PyList_GET_SIZE(keys_in_order)));
   if (PyList_Sort(keys.get()) == 0) return keys;
+  keys = Ref();  // a failed sort may leave it half sorted
   if (!PyErr_ExceptionMatches(PyExc_TypeError)) throw_python_error();
   PyErr_Clear();
   Py_ssize_t n = PyList_GET_SIZE(keys_in_order);
-  Ref decorated = check_ref(PyList_New(n));
+  // The (type name, key) pairs are gathered before they go into a list: the attribute lookups
+  // may run Python code (a metaclass property), which must not find a list with empty slots.
+  std::vector<Ref> pairs;
+  pairs.reserve(static_cast<size_t>(n));
   for (Py_ssize_t i = 0; i < n; ++i) {
     PyObject* key = PyList_GET_ITEM(keys_in_order, i);
     PyObject* cls = reinterpret_cast<PyObject*>(Py_TYPE(key));
     Ref module = check_ref(PyObject_GetAttrString(cls, "__module__"));
     Ref qualname = check_ref(PyObject_GetAttrString(cls, "__qualname__"));
     Ref type_name = check_ref(PyUnicode_FromFormat("%S.%S", module.get(), qualname.get()));
-    PyList_SET_ITEM(decorated.get(), i, check(PyTuple_Pack(2, type_name.get(), key)));
+    pairs.push_back(check_ref(PyTuple_Pack(2, type_name.get(), key)));
+  }
+  Ref decorated = check_ref(PyList_New(n));
+  for (Py_ssize_t i = 0; i < n; ++i) {
+    PyList_SET_ITEM(decorated.get(), i, pairs[static_cast<size_t>(i)].release());
   }
   if (PyList_Sort(decorated.get()) == 0) {
+    Ref sorted = check_ref(PyList_New(n));
     for (Py_ssize_t i = 0; i < n; ++i) {
       PyObject* key = PyTuple_GET_ITEM(PyList_GET_ITEM(decorated.get(), i), 1);
-      PyObject* old = PyList_GET_ITEM(keys.get(), i);
-      PyList_SET_ITEM(keys.get(), i, Py_NewRef(key));
-      Py_DECREF(old);
+      PyList_SET_ITEM(sorted.get(), i, Py_NewRef(key));
     }
-    return keys;
+    return sorted;
   }
   if (!PyErr_ExceptionMatches(PyExc_TypeError)) throw_python_error();
   PyErr_Clear();
@@ -323,6 +336,30 @@ void collect_iterable(PyObject* raw_children, std::vector<Ref>& children) {
 }
 
 }  // namespace
+
+// The keys of a dict-kind node in flatten order (`keys_in_order` sorted, unless insertion
+// order applies); sets the node's data and, when the orders differ, its original keys.
+Ref dict_node_keys(PyObject* obj, NodeKind kind, const Ref& keys_in_order, RegistryView& view,
+                   const FlattenOptions& options, Node& node) {
+  Ref keys;
+  if (kind == NodeKind::OrderedDict) {
+    keys = keys_in_order;
+  } else {
+    const Snapshot& snapshot = view.snapshot();
+    bool insertion_ordered =
+        snapshot.global_dict_insertion_ordered ||
+        (!options.ns.empty() && snapshot.dict_insertion_ordered_namespaces.contains(options.ns));
+    keys = insertion_ordered ? keys_in_order : sorted_keys(keys_in_order.get());
+    if (!same_order(keys.get(), keys_in_order.get())) node.original_keys = keys_in_order;
+  }
+  if (kind == NodeKind::DefaultDict) {
+    Ref factory = check_ref(PyObject_GetAttrString(obj, "default_factory"));
+    node.node_data = check_ref(PyTuple_Pack(2, factory.get(), keys.get()));
+  } else {
+    node.node_data = keys;
+  }
+  return keys;
+}
 
 // Fills `node` (except counts) and the children of a non-leaf object, in flatten order.
 // `dict_order_from_namespace` is set when the namespace's dict_insertion_ordered applied.
@@ -367,17 +404,7 @@ void expand_node(PyObject* obj, const NodeInfo& info, RegistryView& view,
     case NodeKind::DefaultDict: {
       Ref snapshot_dict = check_ref(PyDict_Copy(obj));  // consistent under concurrent writers
       Ref keys_in_order = check_ref(PyDict_Keys(snapshot_dict.get()));
-      Ref keys;
-      if (info.kind == NodeKind::OrderedDict) {
-        keys = keys_in_order;
-      } else {
-        const Snapshot& snapshot = view.snapshot();
-        bool insertion_ordered = snapshot.global_dict_insertion_ordered ||
-                                 (!options.ns.empty() &&
-                                  snapshot.dict_insertion_ordered_namespaces.contains(options.ns));
-        keys = insertion_ordered ? keys_in_order : sorted_keys(keys_in_order.get());
-        if (!same_order(keys.get(), keys_in_order.get())) node.original_keys = keys_in_order;
-      }
+      Ref keys = dict_node_keys(obj, info.kind, keys_in_order, view, options, node);
       for (Py_ssize_t i = 0; i < PyList_GET_SIZE(keys.get()); ++i) {
         PyObject* value =
             PyDict_GetItemWithError(snapshot_dict.get(), PyList_GET_ITEM(keys.get(), i));
@@ -387,12 +414,6 @@ void expand_node(PyObject* obj, const NodeInfo& info, RegistryView& view,
           throw_python_error();
         }
         children.push_back(Ref::borrow(value));
-      }
-      if (info.kind == NodeKind::DefaultDict) {
-        Ref factory = check_ref(PyObject_GetAttrString(obj, "default_factory"));
-        node.node_data = check_ref(PyTuple_Pack(2, factory.get(), keys.get()));
-      } else {
-        node.node_data = keys;
       }
       break;
     }
@@ -559,6 +580,10 @@ struct Flattener {
     paths.push(path.release());
   }
 
+  [[noreturn, gnu::noinline]] static void list_index_out_of_range() {
+    raise(PyExc_IndexError, "list index out of range");
+  }
+
   [[noreturn, gnu::noinline]] static void too_deep() {
     raise(PyExc_RecursionError, "Maximum recursion depth exceeded during flattening the tree.");
   }
@@ -614,6 +639,49 @@ struct Flattener {
     path_prefix.pop_back();
   }
 
+  // As optree: the keys are taken (and sorted) first, and each value is read when it is
+  // reached, so the Python code run meanwhile may change the dict: a replaced value is
+  // visited, a removed key raises KeyError, keys added are not visited.
+  [[gnu::noinline]] void expand_dict(PyObject* obj, const NodeInfo& info, Py_ssize_t depth,
+                                     Node& node) {
+    node.kind = info.kind;
+    Ref keys_in_order = check_ref(PyDict_Keys(obj));
+    Ref keys = dict_node_keys(obj, info.kind, keys_in_order, view, options, node);
+    Py_ssize_t n = PyList_GET_SIZE(keys.get());
+    reserve_for(n);
+    for (Py_ssize_t i = 0; i < n; ++i) {
+      PyObject* key = PyList_GET_ITEM(keys.get(), i);
+#if PY_VERSION_HEX >= 0x030D0000
+      PyObject* found = nullptr;
+      if (check_int(PyDict_GetItemRef(obj, key, &found)) == 0) [[unlikely]]
+        dict_key_gone(key);
+      Ref value = Ref::steal(found);
+#else
+      PyObject* found = PyDict_GetItemWithError(obj, key);
+      if (found == nullptr) [[unlikely]] {
+        if (PyErr_Occurred()) throw_python_error();
+        dict_key_gone(key);
+      }
+      Ref value = Ref::borrow(found);
+#endif
+      if (with_path) {
+        path_prefix.push_back(key);
+        visit(std::move(value), depth + 1);
+        path_prefix.pop_back();
+      } else {
+        visit(std::move(value), depth + 1);
+      }
+    }
+    node.arity = n;
+  }
+
+  // KeyError(key), as optree raises it from 3.13 on (before, its error is a pybind11 artifact).
+  [[noreturn, gnu::noinline]] static void dict_key_gone(PyObject* key) {
+    Ref args = check_ref(PyTuple_Pack(1, key));
+    PyErr_SetObject(PyExc_KeyError, args.get());
+    throw_python_error();
+  }
+
   // Every other container: kept out of
   // expand(), so that the leaf path inlined there stays small.
   [[gnu::noinline]] void expand_other(PyObject* obj, const NodeInfo& info, Py_ssize_t depth,
@@ -649,21 +717,26 @@ struct Flattener {
       if (info.kind == NodeKind::NamedTuple) {
         node.node_data = Ref::borrow(reinterpret_cast<PyObject*>(Py_TYPE(obj)));
       }
-#ifndef Py_GIL_DISABLED
     } else if (info.kind == NodeKind::List) {
-      // With a GIL only Python code run by a leaf predicate or a flatten function can change
-      // the list under us; each child is held while it is visited, and a size change fails.
+      // As optree: the length is read once and each item when it is reached, so the Python
+      // code run meanwhile (a leaf predicate, a flatten function, or another thread) may
+      // change the list. A shrunk list raises IndexError; items appended are not visited.
       Py_ssize_t n = PyList_GET_SIZE(obj);
       reserve_for(n);
       for (Py_ssize_t i = 0; i < n; ++i) {
-        if (PyList_GET_SIZE(obj) != n) [[unlikely]] {
-          raise(PyExc_RuntimeError, "list changed size during flattening");
-        }
+#ifdef Py_GIL_DISABLED
+        visit_child(check_ref(PyList_GetItemRef(obj, i)), i, depth + 1);
+#else
+        if (i >= PyList_GET_SIZE(obj)) [[unlikely]]
+          list_index_out_of_range();
         visit_child(Ref::borrow(PyList_GET_ITEM(obj, i)), i, depth + 1);
+#endif
       }
       node.kind = NodeKind::List;
       node.arity = n;
-#endif
+    } else if (info.kind == NodeKind::Dict || info.kind == NodeKind::OrderedDict ||
+               info.kind == NodeKind::DefaultDict) {
+      expand_dict(obj, info, depth, node);
     } else {
       expand_other(obj, info, depth, node);
     }
@@ -755,6 +828,14 @@ TreeSpec TreeSpec::from_collection(PyObject* collection,
   std::vector<Ref> raw_children;
   bool uses_namespace = false;
   expand_node(collection, info, view, options, node, raw_children, uses_namespace);
+  // A custom flatten function runs again here and may give another number of children than
+  // the first time (collection_children()): the node would not match its subtrees.
+  if (node.arity != static_cast<Py_ssize_t>(children.size())) {
+    raise(PyExc_RuntimeError,
+          "PyTree custom flatten function for type " + repr_of(type_of(collection)) +
+              " returned a different number of children (" + std::to_string(node.arity) +
+              ") than before (" + std::to_string(children.size()) + ").");
+  }
   if (uses_namespace || namespace_orders_dicts(view, options)) spec.ns = options.ns;
   for (const TreeSpec* child : children) {
     if (child->none_is_leaf != options.none_is_leaf) {

@@ -8,14 +8,26 @@ namespace optree {
 
 namespace {
 
-PyObject* node_metadata(const Node& node) {
+// The metadata walk() hands to f_node. The key list of a dict kind is the treespec's own and
+// the treespec reads it unchecked later: f_node gets a copy it may change at will.
+Ref node_metadata(const Node& node) {
   switch (node.kind) {
     case NodeKind::Tuple:
     case NodeKind::List:
     case NodeKind::None:
-      return Py_None;
+      return Ref::borrow(Py_None);
+    case NodeKind::Dict:
+    case NodeKind::OrderedDict: {
+      PyObject* keys = node.node_data.get();
+      return check_ref(PyList_GetSlice(keys, 0, PyList_GET_SIZE(keys)));
+    }
+    case NodeKind::DefaultDict: {
+      PyObject* keys = PyTuple_GET_ITEM(node.node_data.get(), 1);
+      Ref copy = check_ref(PyList_GetSlice(keys, 0, PyList_GET_SIZE(keys)));
+      return check_ref(PyTuple_Pack(2, PyTuple_GET_ITEM(node.node_data.get(), 0), copy.get()));
+    }
     default:
-      return node.node_data ? node.node_data.get() : Py_None;
+      return Ref::borrow(node.node_data ? node.node_data.get() : Py_None);
   }
 }
 
@@ -115,7 +127,8 @@ Ref TreeSpec::traverse(PyObject* leaves, PyObject* f_node, PyObject* f_leaf, boo
         PyTuple_SET_ITEM(child_tuple.get(), i, Py_NewRef(children[static_cast<size_t>(i)]));
       }
       Ref type = node_type(*this, static_cast<Py_ssize_t>(index), builtins);
-      built = check_ref(PyObject_CallFunctionObjArgs(f_node, type.get(), node_metadata(node),
+      Ref metadata = node_metadata(node);
+      built = check_ref(PyObject_CallFunctionObjArgs(f_node, type.get(), metadata.get(),
                                                      child_tuple.get(), nullptr));
     } else {
       built = make_node(node, children.data(), builtins);

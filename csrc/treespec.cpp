@@ -2,7 +2,9 @@
 #include "optree/treespec.h"
 
 #include <algorithm>
+#include <cstring>
 #include <functional>
+#include <memory>
 
 namespace optree {
 
@@ -496,7 +498,11 @@ namespace {
       if (!same_keys) {
         Ref got_keys = sorted_dict_keys(obj);
         if (auto mismatch = dict_key_mismatch(expected_keys, got_keys.get())) {
-          raise(PyExc_ValueError, *mismatch + "; dict: " + repr_of(obj) + ".");
+          // Named after the kind of the treespec's node, as optree does.
+          const char* word = node.kind == NodeKind::OrderedDict   ? "OrderedDict"
+                             : node.kind == NodeKind::DefaultDict ? "defaultdict"
+                                                                  : "dict";
+          raise(PyExc_ValueError, *mismatch + "; " + word + ": " + repr_of(obj) + ".");
         }
         // Equal key sets after all (a key's __eq__ or __hash__ changed the dict meanwhile).
         raise(PyExc_RuntimeError, "dictionary changed during flatten_up_to");
@@ -539,7 +545,19 @@ namespace {
 Ref TreeSpec::flatten_up_to(PyObject* tree) const {
   root();  // raises if uninitialized
   Py_ssize_t unfilled = num_leaves();
-  Ref result = check_ref(PyList_New(unfilled));
+  // The subtrees are gathered here and put in a list only at the end: a list made up front
+  // would be visible (through gc.get_objects()) with empty slots to the Python code that runs
+  // meanwhile (custom flatten functions, key hashing, reprs of error messages).
+  // Owned references in [unfilled, size); moved into the list at the end.
+  struct Subtrees {
+    explicit Subtrees(Py_ssize_t n) : items(new PyObject*[static_cast<size_t>(n)]), size(n) {}
+    ~Subtrees() {
+      for (Py_ssize_t i = filled_from; i < size; ++i) Py_DECREF(items[i]);
+    }
+    std::unique_ptr<PyObject*[]> items;
+    Py_ssize_t size;
+    Py_ssize_t filled_from = size;
+  } subtrees(unfilled);
   LazyBuiltins builtins;
   std::optional<RegistryView> view;
   // Depth first and last child first, as optree does: with several mismatches, the one it
@@ -559,7 +577,8 @@ Ref TreeSpec::flatten_up_to(PyObject* tree) const {
     const Node& node = nodes[static_cast<size_t>(item.index)];
     if (node.kind == NodeKind::Leaf) {
       if (unfilled == 0) raise(PyExc_SystemError, "inconsistent PyTreeSpec leaf count");
-      PyList_SET_ITEM(result.get(), --unfilled, item.subtree.release());
+      subtrees.items[--unfilled] = item.subtree.release();
+      subtrees.filled_from = unfilled;
       continue;
     }
     PyObject* obj = item.subtree.get();
@@ -596,6 +615,12 @@ Ref TreeSpec::flatten_up_to(PyObject* tree) const {
     }
   }
   if (unfilled != 0) raise(PyExc_SystemError, "inconsistent PyTreeSpec leaf count");
+  Ref result = check_ref(PyList_New(subtrees.size));
+  if (subtrees.size > 0) {
+    std::memcpy(reinterpret_cast<PyListObject*>(result.get())->ob_item, subtrees.items.get(),
+                static_cast<size_t>(subtrees.size) * sizeof(PyObject*));
+  }
+  subtrees.filled_from = subtrees.size;  // the list owns them now
   return result;
 }
 
@@ -717,10 +742,26 @@ namespace {
     }
     case NodeKind::NamedTuple: {
       Ref fields = namedtuple_fields(node.node_data.get());
+      // `_fields` is read now and may have been changed since the treespec was built.
+      if (PyTuple_GET_SIZE(fields.get()) != node.arity) {
+        raise(PyExc_ValueError,
+              "Number of fields (" + std::to_string(PyTuple_GET_SIZE(fields.get())) +
+                  ") of namedtuple type " + repr_of(node.node_data.get()) +
+                  " does not match the arity (" + std::to_string(node.arity) +
+                  ") of the treespec node. The `_fields` attribute may have been modified after "
+                  "the treespec was created.");
+      }
       return type_name(node.node_data.get()) + "(" + named_fields(fields.get()) + ")";
     }
     case NodeKind::StructSequence: {
       Ref fields = structseq_fields(node.node_data.get());
+      if (PyTuple_GET_SIZE(fields.get()) != node.arity) {
+        raise(PyExc_ValueError, "Number of fields (" +
+                                    std::to_string(PyTuple_GET_SIZE(fields.get())) +
+                                    ") of PyStructSequence type " + repr_of(node.node_data.get()) +
+                                    " does not match the arity (" + std::to_string(node.arity) +
+                                    ") of the treespec node.");
+      }
       std::string name = reinterpret_cast<PyTypeObject*>(node.node_data.get())->tp_name;
       return name + "(" + named_fields(fields.get()) + ")";
     }

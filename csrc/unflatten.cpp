@@ -152,10 +152,13 @@ Ref TreeSpec::unflatten(PyObject* leaves) const {
   root();  // raises if uninitialized
 
   // A list of leaves may change under us while Python code runs (constructors, key hashing,
-  // finalizers): it is read item by item with its current size. A list made here from any
-  // other iterable is ours alone, so its references are taken over rather than duplicated.
+  // finalizers): it is read item by item with its current size. Any other iterable is read
+  // lazily and one item ahead, as optree's iteration does: the first item when the rebuild
+  // starts, the next one as soon as a leaf takes the current one. An endless iterator is not
+  // drained (num_leaves + 1 items are read), and the constructors run interleaved with the
+  // iteration, in the same order as optree's.
   Ref sequence;
-  enum class Source { Tuple, SharedList, OwnList } source;
+  enum class Source { Tuple, SharedList, Iterator } source;
   if (PyTuple_CheckExact(leaves)) {
     sequence = Ref::borrow(leaves);
     source = Source::Tuple;
@@ -163,18 +166,21 @@ Ref TreeSpec::unflatten(PyObject* leaves) const {
     sequence = Ref::borrow(leaves);
     source = Source::SharedList;
   } else {
-    sequence = check_ref(PySequence_Fast(leaves, "leaves must be iterable"));
-    source = Source::OwnList;
+    sequence = check_ref(PyObject_GetIter(leaves));
+    source = Source::Iterator;
   }
-  Py_ssize_t num_given = PySequence_Fast_GET_SIZE(sequence.get());
   Py_ssize_t expected = num_leaves();
-  if (num_given < expected) {
-    raise(PyExc_ValueError, "Too few leaves for PyTreeSpec; expected: " + std::to_string(expected) +
-                                ", got: " + std::to_string(num_given) + ".");
-  }
-  if (num_given > expected) {
-    raise(PyExc_ValueError,
-          "Too many leaves for PyTreeSpec; expected: " + std::to_string(expected) + ".");
+  if (source != Source::Iterator) {
+    Py_ssize_t num_given = PySequence_Fast_GET_SIZE(sequence.get());
+    if (num_given < expected) {
+      raise(PyExc_ValueError,
+            "Too few leaves for PyTreeSpec; expected: " + std::to_string(expected) +
+                ", got: " + std::to_string(num_given) + ".");
+    }
+    if (num_given > expected) {
+      raise(PyExc_ValueError,
+            "Too many leaves for PyTreeSpec; expected: " + std::to_string(expected) + ".");
+    }
   }
   // Owned references of the subtrees built so far; the top `arity` are a node's children.
   std::unique_ptr<PyObject*[]> storage(new PyObject*[nodes.size()]);
@@ -189,17 +195,38 @@ Ref TreeSpec::unflatten(PyObject* leaves) const {
   } cleanup{bottom, top};
   LazyBuiltins builtins;
   PyObject* leaves_object = sequence.get();
+  Ref ahead;  // Iterator: the item read ahead, null once the iterator is exhausted
+  iternextfunc next_item = Py_TYPE(leaves_object)->tp_iternext;
+  auto read_ahead = [&] {
+    // PyIter_Next(), minus its call overhead on every leaf.
+    ahead = Ref::steal(next_item(leaves_object));
+    if (!ahead && PyErr_Occurred()) [[unlikely]] {
+      if (!PyErr_ExceptionMatches(PyExc_StopIteration)) throw_python_error();
+      PyErr_Clear();
+    }
+  };
+  if (source == Source::Iterator) read_ahead();
   // One loop per source, so that reading a leaf is a load (and an increment).
   auto rebuild = [&]<Source kSource>() {
     Py_ssize_t leaf_index = 0;
-    PyObject** items = PySequence_Fast_ITEMS(leaves_object);
+    PyObject** items = nullptr;
+    if constexpr (kSource != Source::Iterator) items = PySequence_Fast_ITEMS(leaves_object);
     for (const Node& node : nodes) {
       if (node.kind == NodeKind::Leaf) {
         PyObject* leaf;
         if constexpr (kSource == Source::Tuple) {
           leaf = Py_NewRef(items[leaf_index]);
-        } else if constexpr (kSource == Source::OwnList) {
-          leaf = std::exchange(items[leaf_index], nullptr);
+        } else if constexpr (kSource == Source::Iterator) {
+          if (!ahead) [[unlikely]] {
+            raise(PyExc_ValueError,
+                  "Too few leaves for PyTreeSpec; expected: " + std::to_string(expected) +
+                      ", got: " + std::to_string(leaf_index) + ".");
+          }
+          // Stored first: the read ahead may raise, and the leaf is then released with the rest.
+          *top++ = ahead.release();
+          ++leaf_index;
+          read_ahead();
+          continue;
         } else {
 #ifdef Py_GIL_DISABLED
           // Other threads may change the list meanwhile: take each item under its lock.
@@ -243,14 +270,20 @@ Ref TreeSpec::unflatten(PyObject* leaves) const {
     case Source::Tuple:
       rebuild.template operator()<Source::Tuple>();
       break;
-    case Source::OwnList:
-      rebuild.template operator()<Source::OwnList>();
+    case Source::Iterator:
+      rebuild.template operator()<Source::Iterator>();
       break;
     case Source::SharedList:
       rebuild.template operator()<Source::SharedList>();
       break;
   }
-  if (source == Source::SharedList && PyList_GET_SIZE(sequence.get()) > expected) [[unlikely]] {
+  bool too_many = false;
+  if (source == Source::SharedList) {
+    too_many = PyList_GET_SIZE(sequence.get()) > expected;
+  } else if (source == Source::Iterator) {
+    too_many = static_cast<bool>(ahead);
+  }
+  if (too_many) [[unlikely]] {
     raise(PyExc_ValueError,
           "Too many leaves for PyTreeSpec; expected: " + std::to_string(expected) + ".");
   }

@@ -44,6 +44,7 @@ cdef extern from "Python.h":
     PyInterpreterState* PyInterpreterState_Get()
     const char* UNNAMED_FIELD_NAME "PyStructSequence_UnnamedField"
     const unsigned long Py_TPFLAGS_BASETYPE_VALUE "Py_TPFLAGS_BASETYPE"
+    const char* PyUnicode_AsUTF8AndSize(object unicode, Py_ssize_t* size) except NULL
 
 cdef extern from *:
     """
@@ -67,12 +68,32 @@ cdef extern from *:
     static std::mutex optree_cleared_modules_mutex;
     static std::unordered_set<PyObject*> optree_cleared_modules;
 
+    // Cython's lookup table (defined further down in the generated file).
+    static PyObject* __Pyx_State_FindModule(void*);
+    static int __Pyx_State_AddModule(PyObject* module, void*);
+
+    // Cython's m_clear also takes "this interpreter's module" out of the lookup table. A module
+    // whose exec failed (e.g. `import optree` while atexit.register raises) may be collected
+    // after a new import made another module the interpreter's one: that one is put back.
+    static int optree_cython_module_clear_only(PyObject* module) {
+      PyObject* current = __Pyx_State_FindModule(NULL);
+      if (current == NULL || current == module) return optree_cython_module_clear(module);
+      Py_INCREF(current);
+      int result = optree_cython_module_clear(module);
+      if (__Pyx_State_FindModule(NULL) == NULL) {
+        if (__Pyx_State_AddModule(current, NULL) == 0) return result;  // the table took it
+        PyErr_Clear();
+      }
+      Py_DECREF(current);
+      return result;
+    }
+
     static int optree_module_clear(PyObject* module) {
       {
         std::lock_guard<std::mutex> lock(optree_cleared_modules_mutex);
         if (!optree_cleared_modules.insert(module).second) return 0;
       }
-      return optree_cython_module_clear(module);
+      return optree_cython_module_clear_only(module);
     }
 
     static void optree_module_free(void* module) {
@@ -81,7 +102,7 @@ cdef extern from *:
         std::lock_guard<std::mutex> lock(optree_cleared_modules_mutex);
         cleared = optree_cleared_modules.erase(static_cast<PyObject*>(module)) > 0;
       }
-      if (!cleared) (void)optree_cython_module_clear(static_cast<PyObject*>(module));
+      if (!cleared) (void)optree_cython_module_clear_only(static_cast<PyObject*>(module));
     }
 
     static int optree_take_module_lifetime(PyObject* type) {
@@ -131,6 +152,19 @@ cdef extern from *:
     static int optree_register_exit_hook(PyObject*) { return 0; }
     #define OPTREE_HAS_C_EXIT_HOOK 0
     #endif
+    // The truth of `value` by its type's __bool__ slot: 0 or 1, or -1 (no exception set) if the
+    // type has no such slot or it fails. Only True and False are bools to optree; it also takes
+    // None and anything with this slot (numbers, numpy.bool_), never truth by __len__.
+    static int optree_bool_slot(PyObject* value) {
+      PyNumberMethods* number = Py_TYPE(value)->tp_as_number;
+      if (number == NULL || number->nb_bool == NULL) return -1;
+      int result = number->nb_bool(value);
+      if (result < 0) {
+        PyErr_Clear();
+        return -1;
+      }
+      return result != 0;
+    }
     #ifdef Py_GIL_DISABLED
     #define OPTREE_GIL_DISABLED 1
     #else
@@ -148,6 +182,7 @@ cdef extern from *:
     const int OPTREE_HAS_C_EXIT_HOOK
     const int OPTREE_GIL_DISABLED
     const int OPTREE_PY_DEBUG
+    int optree_bool_slot(object value)
 
 
 cdef inline object steal(Ref ref):
@@ -157,12 +192,47 @@ cdef inline object steal(Ref ref):
     return obj
 
 
+cdef string namespace_of_other(object namespace) except *:
+    # What optree accepts as a namespace: str and its subclasses (read as the string they hold,
+    # without calling their methods), and UTF-8 bytes-like objects (bytes, bytearray).
+    cdef const char* data
+    cdef Py_ssize_t size
+    if isinstance(namespace, str):
+        try:
+            data = PyUnicode_AsUTF8AndSize(namespace, &size)
+        except UnicodeError:
+            raise TypeError(
+                f'The namespace must be a UTF-8 encodable string, got {namespace!r}.'
+            ) from None
+        return string(data, size)
+    if isinstance(namespace, (bytes, bytearray)):
+        try:
+            return namespace_of((<object>namespace).decode('utf-8'))
+        except UnicodeError:
+            pass
+    raise TypeError(f'The namespace must be a string, got {namespace!r}.')
+
+
 cdef inline string namespace_of(object namespace) except *:
-    if type(namespace) is not str:
-        raise TypeError(f'The namespace must be a string, got {namespace!r}.')
-    if not namespace:
+    if type(namespace) is str and not namespace:
         return string()
-    return (<str>namespace).encode('utf-8')
+    return namespace_of_other(namespace)
+
+
+cdef cbool bool_of_other(object value, str name) except *:
+    # See optree_bool_slot(): anything else is a TypeError, as in optree.
+    cdef int result = optree_bool_slot(value)
+    if result < 0:
+        raise TypeError(f'The `{name}` argument must be a bool, got {value!r}.')
+    return result != 0
+
+
+cdef inline cbool bool_of(object value, str name) except *:
+    if value is True:
+        return True
+    if value is False or value is None:
+        return False
+    return bool_of_other(value, name)
 
 
 cdef inline FlattenOptions make_options(object leaf_predicate, object none_is_leaf,
@@ -172,7 +242,7 @@ cdef inline FlattenOptions make_options(object leaf_predicate, object none_is_le
         options.leaf_predicate = NULL
     else:
         options.leaf_predicate = <PyObject*>leaf_predicate
-    options.none_is_leaf = bool(none_is_leaf)
+    options.none_is_leaf = bool_of(none_is_leaf, 'none_is_leaf')
     options.ns = namespace_of(namespace)
     return options
 
@@ -319,15 +389,15 @@ cdef class PyTreeSpec:
 
     def is_leaf(self, /, *, strict=True):
         """Whether this structure is a single leaf (or, non-strict, a single node)."""
-        return self.spec.is_leaf(bool(strict))
+        return self.spec.is_leaf(bool_of(strict, 'strict'))
 
     def is_prefix(self, PyTreeSpec other not None, /, *, strict=False):
         """Whether this structure is a prefix of `other`."""
-        return self.spec.is_prefix(other.spec, bool(strict))
+        return self.spec.is_prefix(other.spec, bool_of(strict, 'strict'))
 
     def is_suffix(self, PyTreeSpec other not None, /, *, strict=False):
         """Whether `other` is a prefix of this structure."""
-        return other.spec.is_prefix(self.spec, bool(strict))
+        return other.spec.is_prefix(self.spec, bool_of(strict, 'strict'))
 
     def traverse(self, leaves, /, f_node=None, f_leaf=None):
         """Rebuilds from leaves, mapping leaves through f_leaf and nodes through f_node."""
@@ -522,13 +592,15 @@ def flatten_with_path(tree, /, leaf_predicate=None, none_is_leaf=False, namespac
 
 def make_leaf(none_is_leaf=False, namespace=''):
     """A treespec of a single leaf."""
-    cdef TreeSpec spec = TreeSpec.make_leaf(bool(none_is_leaf))
+    namespace_of(namespace)  # validated as optree does; a leaf records no namespace
+    cdef TreeSpec spec = TreeSpec.make_leaf(bool_of(none_is_leaf, 'none_is_leaf'))
     return wrap(spec)
 
 
 def make_none(none_is_leaf=False, namespace=''):
     """A treespec of None (a leaf when none_is_leaf is set)."""
-    cdef TreeSpec spec = TreeSpec.make_none(bool(none_is_leaf))
+    namespace_of(namespace)  # validated as optree does; None records no namespace
+    cdef TreeSpec spec = TreeSpec.make_none(bool_of(none_is_leaf, 'none_is_leaf'))
     return wrap(spec)
 
 
@@ -638,20 +710,35 @@ def register_node(cls, /, flatten_func, unflatten_func, path_entry_type, namespa
         raise TypeError(f'Expected a callable flatten function, got {flatten_func!r}.')
     if not callable(unflatten_func):
         raise TypeError(f'Expected a callable unflatten function, got {unflatten_func!r}.')
-    if ns.size() > 0:
-        builtin_family = None
-        if core_is_structseq_class(<PyObject*>cls):
-            builtin_family = 'a class of `PyStructSequence`'
-        elif core_is_namedtuple_class(<PyObject*>cls):
-            builtin_family = 'a subclass of `collections.namedtuple`'
-        if builtin_family is not None:
-            warnings.warn(
-                f'PyTree type {cls!r} is {builtin_family}, which is already registered in the '
-                f'global namespace. Override it with custom flatten/unflatten functions in '
-                f'namespace {namespace!r}.',
-                UserWarning, stacklevel=2)
+    family = _builtin_family(cls)
     current_shard().register_node(<PyObject*>cls, <PyObject*>flatten_func,
                                   <PyObject*>unflatten_func, <PyObject*>path_entry_type, ns)
+    if family is None:
+        return
+    # Warned only once the registration stands (a rejected one overrides nothing); a warning
+    # turned into an error undoes it.
+    message = (f'PyTree type {cls!r} is {family}, which is already registered in the global '
+               f'namespace. Override it with custom flatten/unflatten functions')
+    if ns.size() > 0:
+        message += f' in namespace {_namespace_repr(ns)}'
+    try:
+        warnings.warn(message + '.', UserWarning, stacklevel=2)
+    except BaseException:
+        current_shard().unregister_node(<PyObject*>cls, ns)
+        raise
+
+
+cdef object _builtin_family(object cls):
+    """How optree names the builtin node kind of a namedtuple or PyStructSequence class."""
+    if core_is_structseq_class(<PyObject*>cls):
+        return 'a class of `PyStructSequence`'
+    if core_is_namedtuple_class(<PyObject*>cls):
+        return 'a subclass of `collections.namedtuple`'
+    return None
+
+
+cdef str _namespace_repr(string ns):
+    return repr(ns.decode('utf-8'))
 
 
 def unregister_node(cls, /, namespace=''):
@@ -661,17 +748,26 @@ def unregister_node(cls, /, namespace=''):
         raise TypeError(f'Expected a class, got {cls!r}.')
     if cls in _builtin_node_types():
         raise ValueError(f'PyTree type {cls!r} is a built-in type and cannot be unregistered.')
-    current_shard().unregister_node(<PyObject*>cls, ns)
+    family = _builtin_family(cls)
+    try:
+        current_shard().unregister_node(<PyObject*>cls, ns)
+    except ValueError:
+        if family is None:
+            raise
+        where = f'namespace {_namespace_repr(ns)}' if ns.size() > 0 else 'the global namespace'
+        raise ValueError(f'PyTree type {cls!r} is {family}, which is not explicitly registered '
+                         f'in {where}.') from None
 
 
 def is_dict_insertion_ordered(namespace='', inherit_global_namespace=True):
     """Whether dicts flatten in insertion order in `namespace`."""
-    return core_is_dict_insertion_ordered(namespace_of(namespace), bool(inherit_global_namespace))
+    return core_is_dict_insertion_ordered(
+        namespace_of(namespace), bool_of(inherit_global_namespace, 'inherit_global_namespace'))
 
 
 def set_dict_insertion_ordered(mode, /, namespace=''):
     """Makes dicts flatten in insertion order (or sorted order) in `namespace`."""
-    current_shard().set_dict_insertion_ordered(bool(mode), namespace_of(namespace))
+    current_shard().set_dict_insertion_ordered(bool_of(mode, 'mode'), namespace_of(namespace))
 
 
 def get_registry_size(namespace=None):
@@ -727,8 +823,9 @@ def _release_registry():
 
 # ------------------------------------------------------------------------ module exec
 
-create_current_shard()
+# First: from here on a failing exec leaves a module that is cleared safely (see above).
 optree_take_module_lifetime(PyTreeSpec)
+create_current_shard()
 if OPTREE_HAS_C_EXIT_HOOK:
     optree_register_exit_hook(PyTreeSpec)
 else:

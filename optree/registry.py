@@ -154,7 +154,8 @@ def _registry_get(
         entry = _NODETYPE_REGISTRY.get((namespace, cls))
         if entry is not None:
             return entry
-    if cls in _INSERTION_ORDERED_ENTRIES and _C.is_dict_insertion_ordered(namespace):
+    # Asked for every class, as optree does (it also rejects a namespace the core cannot take).
+    if _C.is_dict_insertion_ordered(namespace) and cls in _INSERTION_ORDERED_ENTRIES:
         return _INSERTION_ORDERED_ENTRIES[cls]
     entry = _NODETYPE_REGISTRY.get(cls)
     if entry is not None:

@@ -667,6 +667,12 @@ FLATTEN_UP_TO_MISMATCHES = [
     ('[None]', '[[1]]'),
     ('[1, [2]]', '[1, 2]'),
     ("{1: 'a', 'b': 2}", "{'b': 2, 2: 'a'}"),
+    # The message names the kind of the treespec's node, not of the object.
+    ('OrderedDict(a=1, b=2)', 'OrderedDict(a=3, c=4)'),
+    ('OrderedDict(a=1, b=2)', "{'a': 3}"),
+    ("{'a': 1}", 'OrderedDict(b=1)'),
+    ('defaultdict(int, a=1, b=2)', "{'a': 1, 'c': 2}"),
+    ('defaultdict(int, a=1)', 'OrderedDict(a=1, z=2)'),
 ]
 
 
