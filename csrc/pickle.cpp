@@ -1,10 +1,27 @@
-// Pickle state of a treespec: (layout, objects, none_is_leaf, namespace). `layout` is a bytes
-// object with one fixed-size record per node, in treespec order: kind (1 byte), which of the
-// node's objects are present (1 byte: node_data, node_entries, custom_type, original_keys), and
-// arity (8 bytes, little endian). `objects` is a tuple of the present objects, node after node
-// in that order. Counts are recomputed on load. A flat record array pickles and unpickles as one
-// string, where a tuple per node cost the pickler a dozen objects per node.
-// Loading validates everything, since the state may come from anywhere.
+// Pickle state of a treespec, in optree 0.20.0's layout so that pickles load in either package:
+//
+//   (node_states, none_is_leaf, namespace)
+//
+// with one 8-tuple per node, in treespec (post-)order:
+//
+//   (kind, arity, node_data, node_entries, custom_type, num_leaves, num_nodes, original_keys)
+//
+// `kind` is the PyTreeKind value; `node_data` holds the node's own objects (a fresh list of keys
+// for the dict kinds, (default_factory, keys) for a defaultdict, the class of a namedtuple or
+// PyStructSequence, a deque's maxlen, a custom node's metadata, else None); `node_entries` and
+// `custom_type` are set for custom nodes only; `original_keys` is, for dict and defaultdict
+// nodes, a fresh dict whose keys are in insertion order. A 7-tuple (no original keys) loads too.
+//
+// Saving: nodes whose states are equal and hold no container of ours (every kind but the dict
+// kinds) share one state tuple, which the pickler writes once and then refers to by its memo
+// index: a list of 1,000 leaves pickles as one leaf state and 999 two-byte references. Loading
+// parses a state tuple seen before only once, for the same reason.
+//
+// Loading validates everything, since the state may come from anywhere, and is iterative (no C
+// recursion proportional to the depth).
+#include <array>
+#include <optional>
+
 #include "optree/treespec.h"
 
 namespace optree {
@@ -12,253 +29,411 @@ namespace optree {
 namespace {
 
 [[noreturn]] void malformed(const std::string& why) {
-  raise(PyExc_ValueError, "Malformed pickled PyTreeSpec: " + why + ".");
+  raise(PyExc_RuntimeError, "Malformed pickled PyTreeSpec: " + why + ".");
 }
 
-Py_ssize_t as_size(PyObject* obj, const char* what) {
-  if (!PyLong_CheckExact(obj)) malformed(std::string(what) + " must be an int");
-  Py_ssize_t value = PyLong_AsSsize_t(obj);
-  if (value == -1 && PyErr_Occurred()) {
-    PyErr_Clear();
-    malformed(std::string(what) + " is out of range");
+// ---------------------------------------------------------------------------------- saving
+
+Ref new_int(Py_ssize_t value) { return check_ref(PyLong_FromSsize_t(value)); }
+
+// A new dict with `keys` (a list) as its keys, in order, and None values.
+Ref dict_from_keys(PyObject* keys) {
+  Ref dict = check_ref(PyDict_New());
+  for (Py_ssize_t i = 0; i < PyList_GET_SIZE(keys); ++i) {
+    check_int(PyDict_SetItem(dict.get(), PyList_GET_ITEM(keys, i), Py_None));
   }
-  if (value < 0) malformed(std::string(what) + " must not be negative");
-  return value;
+  return dict;
 }
 
-void check_key_list(PyObject* keys, Py_ssize_t arity) {
-  if (!PyList_CheckExact(keys) || PyList_GET_SIZE(keys) != arity) {
-    malformed("dict keys must be a list with one key per child");
-  }
-}
+Ref list_copy(PyObject* list) { return check_ref(PyList_GetSlice(list, 0, PY_SSIZE_T_MAX)); }
 
-// Dict keys must be hashable and distinct, and the original keys the same set.
-void validate_keys(const Node& node, PyObject* original_keys) {
-  PyObject* keys = dict_keys_of(node);
-  Ref key_set = Ref::steal(PySet_New(keys));
-  if (!key_set) {
-    if (!PyErr_ExceptionMatches(PyExc_TypeError)) throw_python_error();
-    PyErr_Clear();
-    malformed("dict keys must be hashable");
-  }
-  if (PySet_GET_SIZE(key_set.get()) != node.arity) malformed("dict keys must be distinct");
-  if (node.kind == NodeKind::OrderedDict) return;
-  if (original_keys != Py_None) {
-    if (!PyList_CheckExact(original_keys) || PyList_GET_SIZE(original_keys) != node.arity) {
-      malformed("original keys must be a list with one key per child");
+Ref node_state(const Node& node) {
+  Ref data;
+  Ref original_keys;
+  switch (node.kind) {
+    case NodeKind::Dict:
+    case NodeKind::OrderedDict:
+    case NodeKind::FrozenDict:
+      // Copies: the state must not alias the treespec's own containers.
+      data = list_copy(node.node_data.get());
+      break;
+    case NodeKind::DefaultDict: {
+      Ref keys = list_copy(PyTuple_GET_ITEM(node.node_data.get(), 1));
+      data = check_ref(PyTuple_Pack(2, PyTuple_GET_ITEM(node.node_data.get(), 0), keys.get()));
+      break;
     }
-    Ref original_set = Ref::steal(PySet_New(original_keys));
-    if (!original_set) {
-      PyErr_Clear();
-      malformed("original keys must be hashable");
-    }
-    if (!check_int(PyObject_RichCompareBool(key_set.get(), original_set.get(), Py_EQ))) {
-      malformed("original keys differ from the keys");
-    }
+    default:
+      data = Ref::borrow(node.node_data ? node.node_data.get() : Py_None);
   }
+  if (node.kind == NodeKind::Dict || node.kind == NodeKind::DefaultDict ||
+      node.kind == NodeKind::FrozenDict) {
+    original_keys =
+        dict_from_keys(node.original_keys ? node.original_keys.get() : dict_keys_of(node));
+  }
+  Ref state = check_ref(PyTuple_New(8));
+  PyObject* tuple = state.get();
+  PyTuple_SET_ITEM(tuple, 0, new_int(static_cast<Py_ssize_t>(node.kind)).release());
+  PyTuple_SET_ITEM(tuple, 1, new_int(node.arity).release());
+  PyTuple_SET_ITEM(tuple, 2, data.release());
+  PyTuple_SET_ITEM(tuple, 3, Py_NewRef(node.node_entries ? node.node_entries.get() : Py_None));
+  PyTuple_SET_ITEM(tuple, 4, Py_NewRef(node.custom ? node.custom->type : Py_None));
+  PyTuple_SET_ITEM(tuple, 5, new_int(node.num_leaves).release());
+  PyTuple_SET_ITEM(tuple, 6, new_int(node.num_nodes).release());
+  PyTuple_SET_ITEM(tuple, 7, original_keys ? original_keys.release() : Py_NewRef(Py_None));
+  return state;
 }
 
-}  // namespace
+// Whether two nodes have equal states that may be one shared tuple.
+bool shareable_states(const Node& a, const Node& b) {
+  return a.kind == b.kind && a.arity == b.arity && a.num_leaves == b.num_leaves &&
+         a.num_nodes == b.num_nodes && a.node_data.get() == b.node_data.get() &&
+         a.node_entries.get() == b.node_entries.get() && a.custom == b.custom;
+}
 
-namespace {
+size_t mix(size_t hash, size_t value) {
+  return (hash ^ value) * 0x9E3779B97F4A7C15ULL + (hash >> 29);  // cheap, well spread
+}
 
-constexpr size_t kRecordSize = 10;
-enum PresentObject : uint8_t {
-  kHasData = 1,
-  kHasEntries = 2,
-  kHasCustomType = 4,
-  kHasOriginalKeys = 8,
-};
+size_t share_hash(const Node& node) {
+  size_t hash = static_cast<size_t>(node.kind);
+  hash = mix(hash, static_cast<size_t>(node.arity));
+  hash = mix(hash, static_cast<size_t>(node.num_leaves));
+  hash = mix(hash, reinterpret_cast<uintptr_t>(node.node_data.get()) >> 4);
+  hash = mix(hash, reinterpret_cast<uintptr_t>(node.custom.get()) >> 4);
+  return hash ^ (hash >> 32);
+}
+
+// Direct-mapped cache size for shared states (saving) and seen states (loading).
+constexpr size_t kShareSlots = 256;
 
 }  // namespace
 
 Ref TreeSpec::pickle_state() const {
   root();  // raises if uninitialized
 
-  std::string layout(nodes.size() * kRecordSize, '\0');
-  std::vector<PyObject*> objects;  // borrowed from the nodes
-  for (size_t i = 0; i < nodes.size(); ++i) {
-    const Node& node = nodes[i];
-    uint8_t present = 0;
-    auto add = [&](PyObject* obj, PresentObject bit) {
-      if (obj == nullptr) return;
-      present |= bit;
-      objects.push_back(obj);
-    };
-    add(node.node_data.get(), kHasData);
-    add(node.node_entries.get(), kHasEntries);
-    add(node.custom ? node.custom->type : nullptr, kHasCustomType);
-    add(node.original_keys.get(), kHasOriginalKeys);
-    char* record = layout.data() + i * kRecordSize;
-    record[0] = static_cast<char>(node.kind);
-    record[1] = static_cast<char>(present);
-    auto arity = static_cast<uint64_t>(node.arity);
-    for (int b = 0; b < 8; ++b) record[2 + b] = static_cast<char>((arity >> (8 * b)) & 0xff);
-  }
-  Ref layout_bytes =
-      check_ref(PyBytes_FromStringAndSize(layout.data(), static_cast<Py_ssize_t>(layout.size())));
-  Ref object_tuple = check_ref(PyTuple_New(static_cast<Py_ssize_t>(objects.size())));
-  for (size_t i = 0; i < objects.size(); ++i) {
-    PyTuple_SET_ITEM(object_tuple.get(), static_cast<Py_ssize_t>(i), Py_NewRef(objects[i]));
+  auto count = static_cast<Py_ssize_t>(nodes.size());
+  Ref node_states = check_ref(PyTuple_New(count));
+  std::array<uint32_t, kShareSlots> shared{};  // node index + 1 of a shareable state; 0: none
+  for (Py_ssize_t i = 0; i < count; ++i) {
+    const Node& node = nodes[static_cast<size_t>(i)];
+    PyObject* state = nullptr;
+    uint32_t* slot = nullptr;
+    if (!is_dict_kind(node.kind) && node.kind != NodeKind::FrozenDict &&
+        i < static_cast<Py_ssize_t>(UINT32_MAX)) {
+      slot = &shared[share_hash(node) % kShareSlots];
+      if (*slot != 0 && shareable_states(nodes[*slot - 1], node)) {
+        state = Py_NewRef(PyTuple_GET_ITEM(node_states.get(), *slot - 1));
+      }
+    }
+    if (state == nullptr) {
+      state = node_state(node).release();
+      if (slot != nullptr) *slot = static_cast<uint32_t>(i + 1);
+    }
+    PyTuple_SET_ITEM(node_states.get(), i, state);
   }
   Ref ns_text = unicode(ns);
-  return check_ref(PyTuple_Pack(4, layout_bytes.get(), object_tuple.get(),
-                                none_is_leaf ? Py_True : Py_False, ns_text.get()));
+  return check_ref(
+      PyTuple_Pack(3, node_states.get(), none_is_leaf ? Py_True : Py_False, ns_text.get()));
 }
 
-TreeSpec TreeSpec::from_pickle_state(PyObject* state) {
-  if (!PyTuple_Check(state) || PyTuple_GET_SIZE(state) != 4) {
-    malformed("the state must be a 4-tuple (layout, objects, none_is_leaf, namespace)");
-  }
-  PyObject* layout = PyTuple_GET_ITEM(state, 0);
-  PyObject* objects = PyTuple_GET_ITEM(state, 1);
-  PyObject* none_is_leaf = PyTuple_GET_ITEM(state, 2);
-  PyObject* ns = PyTuple_GET_ITEM(state, 3);
-  if (!PyBytes_CheckExact(layout) || PyBytes_GET_SIZE(layout) == 0 ||
-      PyBytes_GET_SIZE(layout) % static_cast<Py_ssize_t>(kRecordSize) != 0) {
-    malformed("the layout must be a non-empty bytes object of whole node records");
-  }
-  if (!PyTuple_CheckExact(objects)) malformed("the objects must be a tuple");
-  if (!PyBool_Check(none_is_leaf)) malformed("none_is_leaf must be a bool");
-  if (!PyUnicode_Check(ns)) malformed("the namespace must be a str");
-  TreeSpec spec;
-  spec.none_is_leaf = none_is_leaf == Py_True;
-  const char* ns_utf8 = PyUnicode_AsUTF8(ns);
-  if (ns_utf8 == nullptr) throw_python_error();
-  spec.ns = ns_utf8;
+// --------------------------------------------------------------------------------- loading
 
-  // Hold the layout: the checks below may run Python code.
-  Ref layout_ref = Ref::borrow(layout);
-  Ref objects_ref = Ref::borrow(objects);
-  const auto* records = reinterpret_cast<const unsigned char*>(PyBytes_AS_STRING(layout));
-  auto num_records = static_cast<size_t>(PyBytes_GET_SIZE(layout)) / kRecordSize;
-  Py_ssize_t next_object = 0;
-  RegistryView view;
-  const TypeTable& table = view.snapshot().table_for(spec.ns);
-  std::vector<size_t> stack;  // indices of subtree roots
-  spec.nodes.reserve(num_records);
-  for (size_t i = 0; i < num_records; ++i) {
-    const unsigned char* record = records + i * kRecordSize;
-    if (record[0] >= static_cast<unsigned>(NodeKind::FrozenDict)) malformed("unknown node kind");
-    uint8_t present = record[1];
-    if (present > 15) malformed("unknown object flags");
-    uint64_t arity = 0;
-    for (int b = 7; b >= 0; --b) arity = (arity << 8) | record[2 + b];
-    if (arity > static_cast<uint64_t>(PY_SSIZE_T_MAX)) malformed("arity is out of range");
-    auto take = [&](PresentObject bit) -> PyObject* {
-      if ((present & bit) == 0) return Py_None;
-      if (next_object >= PyTuple_GET_SIZE(objects)) malformed("too few objects");
-      return PyTuple_GET_ITEM(objects, next_object++);
-    };
-    Node node;
-    node.kind = static_cast<NodeKind>(record[0]);
-    node.arity = static_cast<Py_ssize_t>(arity);
-    PyObject* data = take(kHasData);
-    PyObject* entries = take(kHasEntries);
-    PyObject* custom_type = take(kHasCustomType);
-    PyObject* original_keys = take(kHasOriginalKeys);
+namespace {
 
-    if (static_cast<size_t>(node.arity) > stack.size())
-      malformed("a node has more children than precede it");
-    Py_ssize_t leaves = 0;
-    Py_ssize_t count = 1;
-    for (size_t c = stack.size() - static_cast<size_t>(node.arity); c < stack.size(); ++c) {
-      leaves += spec.nodes[stack[c]].num_leaves;
-      count += spec.nodes[stack[c]].num_nodes;
+// A tuple holding the items of `obj`, a tuple or list (as optree accepts a sequence here).
+Ref as_tuple(PyObject* obj, const char* what) {
+  if (PyTuple_Check(obj)) return Ref::borrow(obj);
+  if (PyList_Check(obj)) return check_ref(PyList_AsTuple(obj));  // a snapshot
+  malformed(std::string(what) + " is not a tuple");
+}
+
+Py_ssize_t as_size(PyObject* obj, const char* what) {
+  if (!PyLong_Check(obj)) malformed(std::string(what) + " is not an int");
+  Py_ssize_t value = PyLong_AsSsize_t(obj);
+  if (value == -1 && PyErr_Occurred()) {
+    PyErr_Clear();
+    malformed(std::string(what) + " is out of range");
+  }
+  return value;
+}
+
+// A new list of the keys in `obj`, a list or tuple, checked to be hashable and distinct; `index`
+// receives a dict mapping each key to itself.
+Ref load_keys(PyObject* obj, Py_ssize_t arity, Ref& index) {
+  Ref keys;
+  if (PyList_Check(obj)) {
+    keys = list_copy(obj);  // not the caller's list, which they may change afterwards
+  } else if (PyTuple_Check(obj)) {
+    keys = check_ref(PySequence_List(obj));
+  } else {
+    malformed("the keys are not a list");
+  }
+  if (PyList_GET_SIZE(keys.get()) != arity)
+    malformed("the number of keys does not match the arity");
+  index = check_ref(PyDict_New());
+  for (Py_ssize_t i = 0; i < arity; ++i) {
+    PyObject* key = PyList_GET_ITEM(keys.get(), i);
+    if (PyDict_SetItem(index.get(), key, key) < 0) {
+      if (!PyErr_ExceptionMatches(PyExc_TypeError)) throw_python_error();
+      PyErr_Clear();
+      malformed("the keys are not hashable");
     }
-    if (node.kind == NodeKind::Leaf) leaves = 1;
-    node.num_leaves = leaves;
-    node.num_nodes = count;
-    if (node.kind != NodeKind::Custom && custom_type != Py_None)
-      malformed("only custom nodes have a type");
-    if (node.kind != NodeKind::Custom && entries != Py_None)
-      malformed("only custom nodes have entries");
-    bool is_plain_dict = node.kind == NodeKind::Dict || node.kind == NodeKind::DefaultDict;
-    if (!is_plain_dict && original_keys != Py_None) malformed("only dicts have original keys");
+  }
+  if (PyDict_GET_SIZE(index.get()) != arity) malformed("the keys are not distinct");
+  return keys;
+}
 
+// The insertion-order keys of a dict node from `obj` (a dict, or a list or tuple of keys), as
+// the very key objects of `keys`; null when that order is the order of `keys`.
+Ref load_original_keys(PyObject* obj, PyObject* keys, PyObject* index) {
+  Ref original;
+  if (PyDict_Check(obj)) {
+    original = check_ref(PyDict_Keys(obj));
+  } else if (PyList_Check(obj) || PyTuple_Check(obj)) {
+    Ref items = as_tuple(obj, "the original keys");
+    Ref dict = check_ref(PyDict_New());  // drops repeated keys, as dict.fromkeys would
+    for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(items.get()); ++i) {
+      if (PyDict_SetItem(dict.get(), PyTuple_GET_ITEM(items.get(), i), Py_None) < 0) {
+        if (!PyErr_ExceptionMatches(PyExc_TypeError)) throw_python_error();
+        PyErr_Clear();
+        malformed("the original keys are not hashable");
+      }
+    }
+    original = check_ref(PyDict_Keys(dict.get()));
+  } else {
+    malformed("the original keys are not a dict");
+  }
+  Py_ssize_t n = PyList_GET_SIZE(keys);
+  if (PyList_GET_SIZE(original.get()) != n) {
+    malformed("the number of original keys does not match the arity");
+  }
+  // Distinct original keys, as many as the distinct keys, each one of them: the same set.
+  bool same_order = true;
+  for (Py_ssize_t i = 0; i < n; ++i) {
+    PyObject* found = PyDict_GetItemWithError(index, PyList_GET_ITEM(original.get(), i));
+    if (found == nullptr) {
+      if (PyErr_Occurred()) {
+        if (!PyErr_ExceptionMatches(PyExc_TypeError)) throw_python_error();
+        PyErr_Clear();
+      }
+      malformed("the keys do not match the original keys");
+    }
+    PyList_SetItem(original.get(), i, Py_NewRef(found));
+    same_order = same_order && found == PyList_GET_ITEM(keys, i);
+  }
+  return same_order ? Ref() : original;
+}
+
+bool is_builtin_node_type(PyObject* type, const BuiltinTypes& builtins, bool none_is_leaf) {
+  auto* t = reinterpret_cast<PyTypeObject*>(type);
+  return t == &PyTuple_Type || t == &PyList_Type || t == &PyDict_Type ||
+         t == builtins.ordered_dict || t == builtins.default_dict || t == builtins.deque ||
+         (!none_is_leaf && t == Py_TYPE(Py_None));
+}
+
+class StateLoader {
+ public:
+  explicit StateLoader(TreeSpec& spec, PyObject* ns) : spec_(spec), ns_(ns) {}
+
+  // Parses one node state (not checked against its children).
+  Node parse(PyObject* state_obj) {
+    Ref state = as_tuple(state_obj, "a node state");
+    Py_ssize_t size = PyTuple_GET_SIZE(state.get());
+    if (size != 7 && size != 8) malformed("a node state is not a 7- or 8-tuple");
+    auto item = [&state](Py_ssize_t i) { return PyTuple_GET_ITEM(state.get(), i); };
+    Node node;
+    Py_ssize_t kind = as_size(item(0), "the node kind");
+    if (kind < 0 || kind >= static_cast<Py_ssize_t>(NodeKind::NumKinds)) {
+      malformed("the node kind is out of range");
+    }
+    node.kind = static_cast<NodeKind>(kind);
+    if (node.kind == NodeKind::FrozenDict) {
+      raise(PyExc_ValueError,
+            "Cannot restore a PyTreeSpec containing a `frozendict` node: this build of optree "
+            "was compiled without `frozendict` support (requires Python 3.15+).");
+    }
+    node.arity = as_size(item(1), "the node arity");
+    if (node.arity < 0) malformed("the node arity is negative");
+    bool plain_dict = node.kind == NodeKind::Dict || node.kind == NodeKind::DefaultDict;
+    PyObject* original_keys = size == 8 ? item(7) : Py_None;
+    if (size == 8 && plain_dict && original_keys == Py_None) {
+      malformed("a dict node is missing its original keys");
+    }
+    if (!plain_dict && original_keys != Py_None) {
+      malformed("a non-dict node must not have original keys");
+    }
+    node.num_leaves = as_size(item(5), "the number of leaves");
+    node.num_nodes = as_size(item(6), "the number of nodes");
+    if (node.num_leaves < 0 || node.num_nodes < 1) {
+      malformed("a node has a negative or invalid size");
+    }
+
+    PyObject* data = item(2);
+    PyObject* entries = item(3);
+    PyObject* custom_type = item(4);
+    if (node.kind != NodeKind::Custom && (entries != Py_None || custom_type != Py_None)) {
+      malformed("a non-custom node must not have node entries or a custom type");
+    }
+    Ref index;
     switch (node.kind) {
       case NodeKind::Leaf:
       case NodeKind::None:
-        if (node.arity != 0 || data != Py_None)
-          malformed("leaves and None have no children or data");
-        if (node.kind == NodeKind::None && spec.none_is_leaf)
-          malformed("None is a leaf in this treespec");
+        if (data != Py_None) malformed("a leaf or none node must not have node data");
+        if (node.arity != 0) malformed("a leaf or none node must have arity 0");
+        if (node.kind == NodeKind::None && spec_.none_is_leaf) {
+          malformed("a none node cannot appear when none_is_leaf is set");
+        }
         break;
       case NodeKind::Tuple:
       case NodeKind::List:
-        if (data != Py_None) malformed("tuples and lists have no data");
+        if (data != Py_None) malformed("a tuple or list node must not have node data");
         break;
       case NodeKind::Dict:
       case NodeKind::OrderedDict:
-        check_key_list(data, node.arity);
-        node.node_data = Ref::borrow(data);
+        node.node_data = load_keys(data, node.arity, index);
         break;
-      case NodeKind::DefaultDict:
-        if (!PyTuple_Check(data) || PyTuple_GET_SIZE(data) != 2) {
-          malformed("defaultdict data must be (default_factory, keys)");
+      case NodeKind::DefaultDict: {
+        Ref metadata = as_tuple(data, "the defaultdict metadata");
+        if (PyTuple_GET_SIZE(metadata.get()) != 2) {
+          malformed("the defaultdict metadata is not a 2-tuple");
         }
-        check_key_list(PyTuple_GET_ITEM(data, 1), node.arity);
-        if (PyTuple_GET_ITEM(data, 0) != Py_None && !PyCallable_Check(PyTuple_GET_ITEM(data, 0))) {
-          malformed("defaultdict default_factory must be callable or None");
+        PyObject* factory = PyTuple_GET_ITEM(metadata.get(), 0);
+        if (factory != Py_None && !PyCallable_Check(factory)) {
+          malformed("the `default_factory` is not callable");
         }
-        node.node_data = Ref::borrow(data);
+        Ref keys = load_keys(PyTuple_GET_ITEM(metadata.get(), 1), node.arity, index);
+        node.node_data = check_ref(PyTuple_Pack(2, factory, keys.get()));
         break;
+      }
       case NodeKind::Deque:
-        if (data != Py_None && as_size(data, "deque maxlen") < node.arity) {
-          malformed("a deque has more children than its maxlen");
+        if (data != Py_None) {
+          // None (unbounded) or an int that collections.deque accepts, at least the arity.
+          if (!PyLong_Check(data)) malformed("the deque maxlen is invalid");
+          Py_ssize_t maxlen = PyLong_AsSsize_t(data);
+          if (maxlen == -1 && PyErr_Occurred()) {
+            PyErr_Clear();
+            malformed("the deque maxlen is invalid");
+          }
+          if (maxlen < node.arity) malformed("the deque maxlen is invalid");
         }
         node.node_data = Ref::borrow(data);
         break;
-      case NodeKind::NamedTuple: {
-        if (!is_namedtuple_class(data, view.shard().builtins()))
-          malformed("namedtuple data must be a namedtuple class");
-        Ref fields = namedtuple_fields(data);
-        if (PyTuple_GET_SIZE(fields.get()) != node.arity) malformed("namedtuple arity mismatch");
-        node.node_data = Ref::borrow(data);
-        break;
-      }
+      case NodeKind::NamedTuple:
       case NodeKind::StructSequence: {
-        if (!is_structseq_class(data, view.shard().builtins()))
-          malformed("structseq data must be a PyStructSequence class");
-        Ref fields = structseq_fields(data);
-        if (PyTuple_GET_SIZE(fields.get()) != node.arity)
-          malformed("PyStructSequence arity mismatch");
+        bool named = node.kind == NodeKind::NamedTuple;
+        const BuiltinTypes& types = builtins_.get();
+        if (named ? !is_namedtuple_class(data, types) : !is_structseq_class(data, types)) {
+          malformed(named ? "the node data is not a namedtuple type"
+                          : "the node data is not a PyStructSequence type");
+        }
+        Ref fields = named ? namedtuple_fields(data) : structseq_fields(data);
+        if (!PyTuple_Check(fields.get()) || PyTuple_GET_SIZE(fields.get()) != node.arity) {
+          malformed("the number of fields does not match the arity");
+        }
         node.node_data = Ref::borrow(data);
         break;
       }
-      case NodeKind::Custom: {
-        if (!PyType_Check(custom_type)) malformed("a custom node needs its type");
-        const RegistrationPtr* registration =
-            table.find(reinterpret_cast<PyTypeObject*>(custom_type));
-        if (registration == nullptr) {
-          raise(PyExc_RuntimeError,
-                "Unknown custom type in pickled PyTreeSpec: " + repr_of(custom_type) +
-                    (spec.ns.empty() ? std::string(" in the global namespace.")
-                                     : " in namespace " + repr_of(ns) + "."));
-        }
-        node.custom = *registration;
+      case NodeKind::Custom:
+        node.custom = registration(custom_type);
         node.node_data = Ref::borrow(data);
         if (entries != Py_None) {
-          if (!PyTuple_Check(entries) || PyTuple_GET_SIZE(entries) != node.arity) {
-            malformed("custom node entries must be a tuple with one entry per child");
+          if (!PyTuple_Check(entries)) malformed("the node entries are not a tuple");
+          if (PyTuple_GET_SIZE(entries) != node.arity) {
+            malformed("the number of node entries does not match the arity");
           }
           node.node_entries = Ref::borrow(entries);
         }
         break;
-      }
       default:
-        malformed("unknown node kind");
+        malformed("the node kind is out of range");
     }
-    if (is_dict_kind(node.kind)) {
-      validate_keys(node, original_keys);
-      if (original_keys != Py_None) node.original_keys = Ref::borrow(original_keys);
+    if (plain_dict && original_keys != Py_None) {
+      node.original_keys = load_original_keys(original_keys, dict_keys_of(node), index.get());
+    }
+    return node;
+  }
+
+ private:
+  RegistrationPtr registration(PyObject* custom_type) {
+    if (custom_type != Py_None && PyType_Check(custom_type)) {
+      if (is_builtin_node_type(custom_type, builtins_.get(), spec_.none_is_leaf)) {
+        malformed("the custom type is a built-in type");
+      }
+      if (!view_) view_.emplace();
+      const RegistrationPtr* found =
+          view_->snapshot().table_for(spec_.ns).find(reinterpret_cast<PyTypeObject*>(custom_type));
+      if (found != nullptr) return *found;
+    }
+    raise(PyExc_RuntimeError, "Unknown custom type in pickled PyTreeSpec: " + repr_of(custom_type) +
+                                  (spec_.ns.empty() ? std::string(" in the global namespace.")
+                                                    : " in namespace " + repr_of(ns_) + "."));
+  }
+
+  TreeSpec& spec_;
+  PyObject* ns_;
+  LazyBuiltins builtins_;
+  std::optional<RegistryView> view_;  // pinned at the first custom node
+};
+
+size_t pointer_slot(PyObject* obj) {
+  auto bits = reinterpret_cast<uintptr_t>(obj) >> 4;
+  return (bits ^ (bits >> 8)) % kShareSlots;
+}
+
+}  // namespace
+
+TreeSpec TreeSpec::from_pickle_state(PyObject* state) {
+  if (!PyTuple_Check(state) && !PyList_Check(state)) malformed("the state is not a 3-tuple");
+  Ref state_items = as_tuple(state, "the state");
+  if (PyTuple_GET_SIZE(state_items.get()) != 3) malformed("the state is not a 3-tuple");
+  PyObject* none_is_leaf = PyTuple_GET_ITEM(state_items.get(), 1);
+  PyObject* ns = PyTuple_GET_ITEM(state_items.get(), 2);
+  if (!PyBool_Check(none_is_leaf)) malformed("none_is_leaf is not a bool");
+  if (!PyUnicode_Check(ns)) malformed("the namespace is not a str");
+  Ref node_states = as_tuple(PyTuple_GET_ITEM(state_items.get(), 0), "the node states");
+
+  TreeSpec spec;
+  spec.none_is_leaf = none_is_leaf == Py_True;
+  Py_ssize_t ns_size = 0;
+  const char* ns_utf8 = PyUnicode_AsUTF8AndSize(ns, &ns_size);
+  if (ns_utf8 == nullptr) throw_python_error();
+  spec.ns.assign(ns_utf8, static_cast<size_t>(ns_size));
+
+  StateLoader loader(spec, ns);
+  auto count = static_cast<size_t>(PyTuple_GET_SIZE(node_states.get()));
+  spec.nodes.reserve(count);
+  // Node states already parsed (a tuple shared by equal nodes, as we save them): its pointer
+  // and the index of the node made from it.
+  std::array<std::pair<PyObject*, size_t>, kShareSlots> seen{};
+  std::vector<size_t> stack;  // indices of the subtree roots not yet claimed by a parent
+  for (size_t i = 0; i < count; ++i) {
+    PyObject* item = PyTuple_GET_ITEM(node_states.get(), static_cast<Py_ssize_t>(i));
+    auto& slot = seen[pointer_slot(item)];
+    if (slot.first == item) {
+      Node copy = spec.nodes[slot.second];
+      spec.nodes.push_back(std::move(copy));
+    } else {
+      spec.nodes.push_back(loader.parse(item));
+      if (PyTuple_CheckExact(item)) slot = {item, i};  // immutable, held by node_states
+    }
+    const Node& node = spec.nodes.back();
+    if (static_cast<size_t>(node.arity) > stack.size()) {
+      malformed("a node has more children than available subtrees");
+    }
+    Py_ssize_t nodes_below = 0;
+    Py_ssize_t leaves_below = 0;
+    for (size_t c = stack.size() - static_cast<size_t>(node.arity); c < stack.size(); ++c) {
+      nodes_below += spec.nodes[stack[c]].num_nodes;
+      leaves_below += spec.nodes[stack[c]].num_leaves;
+    }
+    Py_ssize_t expected_leaves = node.kind == NodeKind::Leaf ? 1 : leaves_below;
+    if (node.num_nodes != nodes_below + 1 || node.num_leaves != expected_leaves) {
+      malformed("a node's size is inconsistent with its children");
     }
     stack.resize(stack.size() - static_cast<size_t>(node.arity));
-    stack.push_back(spec.nodes.size());
-    spec.nodes.push_back(std::move(node));
+    stack.push_back(i);
   }
-  if (stack.size() != 1) malformed("the nodes do not form a single tree");
-  if (next_object != PyTuple_GET_SIZE(objects)) malformed("too many objects");
+  if (stack.size() != 1) malformed("the traversal does not yield a single tree");
   return std::move(spec).checked_depth();
 }
 

@@ -32,6 +32,7 @@ from optree.core cimport (
     structseq_fields as core_structseq_fields,
 )
 
+import copyreg
 import enum
 import operator
 import sys
@@ -305,12 +306,6 @@ cdef PyTreeSpec wrap(TreeSpec& spec):
     return result
 
 
-def _rebuild_treespec(state, /):
-    """Rebuilds a treespec from its pickle state (used by pickle)."""
-    cdef TreeSpec spec = TreeSpec.from_pickle_state(<PyObject*>state)
-    return wrap(spec)
-
-
 cdef Py_ssize_t child_index(object index, str method) except? -1:
     try:
         return operator.index(index)
@@ -524,7 +519,8 @@ cdef class PyTreeSpec:
         return self.spec.repr().decode('utf-8')
 
     def __reduce__(self):
-        return (_rebuild_treespec, (steal(self.spec.pickle_state()),))
+        # optree 0.20.0's reduction, at every protocol: PyTreeSpec.__new__, then __setstate__.
+        return (copyreg.__newobj__, (type(self),), steal(self.spec.pickle_state()))
 
     def __getstate__(self):
         return steal(self.spec.pickle_state())

@@ -214,3 +214,72 @@ def scenario_racing_registrations(threads: int, rounds: int) -> None:
     assert sum(wins) == rounds, wins
     assert _C.get_registry_size(NAMESPACE) == baseline
     report_figures(threads=threads, rounds=rounds)
+
+
+def scenario_pickling_races(threads: int, seconds: float, tree_size: int) -> None:
+    """Threads pickle and unpickle one shared treespec, and load one shared pickle state whose
+    key lists and original-key dicts another thread keeps changing in place. Each load gives a
+    consistent treespec or a RuntimeError (a state caught half-changed), never a crash."""
+    import pickle
+
+    tree = shared_tree(tree_size)
+    optree.register_pytree_node(Node, _flatten_node, _unflatten_node, namespace=NAMESPACE)
+    leaves, spec = optree.tree_flatten(tree, namespace=NAMESPACE)
+    state = spec.__getstate__()
+    stop = threading.Event()
+    counts: dict[str, int] = {}
+    lock = threading.Lock()
+
+    def count(name: str, amount: int) -> None:
+        with lock:
+            counts[name] = counts.get(name, 0) + amount
+
+    def round_tripper() -> None:
+        done = 0
+        while not stop.is_set():
+            loaded = pickle.loads(pickle.dumps(spec))
+            assert loaded == spec
+            assert optree.tree_unflatten(loaded, leaves) == tree
+            done += 1
+        count('pickle round trips', done)
+
+    def state_loader() -> None:
+        loaded_count = rejected = 0
+        while not stop.is_set():
+            loaded = optree.PyTreeSpec.__new__(optree.PyTreeSpec)
+            try:
+                loaded.__setstate__(state)
+            except RuntimeError as ex:
+                assert 'Malformed pickled PyTreeSpec' in str(ex), ex
+                rejected += 1
+                continue
+            assert loaded.num_leaves == len(leaves)
+            rebuilt = loaded.unflatten(leaves)
+            assert len(optree.tree_leaves(rebuilt, namespace=NAMESPACE)) == len(leaves)
+            assert loaded.__getstate__()[0][-1][0] == optree.PyTreeKind.LIST
+            loaded_count += 1
+        count('states loaded', loaded_count)
+        count('states rejected', rejected)
+
+    def scribbler() -> None:
+        changes = 0
+        while not stop.is_set():
+            for node in state[0]:
+                if type(node[2]) is list:
+                    node[2].reverse()
+                if type(node[7]) is dict and node[7]:
+                    key = next(iter(node[7]))
+                    del node[7][key]
+                    node[7][key] = None
+            changes += 1
+        count('state changes', changes)
+
+    def timer() -> None:
+        time.sleep(seconds)
+        stop.set()
+
+    workers = [round_tripper if i % 2 == 0 else state_loader for i in range(threads)]
+    run_threads([*workers, scribbler, timer], timeout=seconds + 120)
+    optree.unregister_pytree_node(Node, namespace=NAMESPACE)
+    assert not sys._is_gil_enabled()
+    report_figures(threads=threads + 1, seconds=seconds, **counts)

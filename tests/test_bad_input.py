@@ -826,7 +826,13 @@ PICKLE_FUZZ = textwrap.dedent(
 
     def rebuild(func, args, state):
         obj = func(*args)
-        if state is not None:
+        if state is None:  # pickle skips BUILD: an uninitialized treespec, which raises on use
+            try:
+                repr(obj)
+            except ValueError as ex:
+                assert 'not initialized' in str(ex), ex
+                raise
+        else:
             setstate = getattr(obj, '__setstate__', None)
             if setstate is not None:
                 setstate(state)

@@ -75,17 +75,30 @@ def test_transform_beyond_the_limit_raises_recursion_error():
         spec.transform(None, lambda leaf: _chain(DEPTH_LIMIT // 2 + 2))
 
 
-def test_crafted_deep_pickle_is_rejected():
-    # The state layout: one record per node (kind byte, present-objects byte, 8-byte arity).
-    def record(kind: int, arity: int) -> bytes:
-        return bytes([kind, 0]) + arity.to_bytes(8, 'little')
+def _chain_state(depth: int) -> tuple:
+    """optree 0.20.0's pickle state of `depth` levels: one-element lists around a leaf."""
+    leaf, list_kind = int(optree.PyTreeKind.LEAF), int(optree.PyTreeKind.LIST)
+    nodes = [(leaf, 0, None, None, None, 1, 1, None)]
+    nodes += [(list_kind, 1, None, None, None, 1, n, None) for n in range(2, depth + 1)]
+    return (tuple(nodes), False, '')
 
-    leaf, list_kind = 1, 4
-    layout = record(leaf, 0) + record(list_kind, 1) * (DEPTH_LIMIT + 10)
-    state = (layout, (), False, '')
-    reduce_function = optree.tree_structure([1]).__reduce__()[0]
-    assert reduce_function((record(leaf, 0) + record(list_kind, 1), (), False, '')) == (
-        optree.tree_structure([1])
-    )
+
+def _setstate(state: tuple) -> optree.PyTreeSpec:
+    spec = optree.PyTreeSpec.__new__(optree.PyTreeSpec)
+    spec.__setstate__(state)
+    return spec
+
+
+def test_crafted_deep_pickle_is_rejected():
+    assert _setstate(_chain_state(2)) == optree.tree_structure([1])
     with pytest.raises(RecursionError, match='PyTreeSpec depth'):
-        reduce_function(state)
+        _setstate(_chain_state(DEPTH_LIMIT + 10))
+
+
+def test_pickle_state_of_a_deep_spec_is_flat():
+    # Saving and loading walk the nodes in a loop: the state is a flat tuple, whatever the depth.
+    spec = _chain(DEPTH_LIMIT)
+    state = spec.__getstate__()
+    assert state == _chain_state(DEPTH_LIMIT)
+    assert _setstate(state) == spec
+    assert pickle.loads(pickle.dumps(spec, protocol=pickle.HIGHEST_PROTOCOL)) == spec

@@ -61,3 +61,20 @@ def test_racing_registrations_in_one_namespace():
             rounds=200,
         )
     )
+
+
+def test_pickling_races(capsys):
+    result = run_scenario(
+        'free_threading_scenarios',
+        'scenario_pickling_races',
+        timeout=300,
+        threads=8,
+        seconds=3.0,
+        tree_size=100,
+    )
+    _passes(result)
+    figures = result.figures
+    assert figures['pickle round trips'] >= 1
+    assert figures['states loaded'] + figures['states rejected'] >= 1
+    assert figures['state changes'] >= 1
+    _show(capsys, 'pickling races', figures)

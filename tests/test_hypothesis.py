@@ -90,6 +90,7 @@ def test_generated_tree_dict_insertion_ordered(differential, tree):
             '(leaves, spec, paths)',
             'spec.unflatten(leaves)',
             '_pickle_all(spec)[-1] == spec',
+            'spec.__getstate__()',
             "spec == optree.tree_structure(tree, namespace='hyp-io')",
         ],
     )
@@ -132,6 +133,7 @@ def test_generated_pickle_round_trip(differential, tree, protocol):
         [
             f'pickle.loads(pickle.dumps(spec, protocol={protocol}))',
             f'pickle.loads(pickle.dumps(spec, protocol={protocol})) == spec',
+            'spec.__getstate__()',
             'pickle.loads(pickle.dumps((spec, spec), '
             f'protocol={protocol}))[1].unflatten(optree.tree_leaves(tree))',
         ],

@@ -198,6 +198,27 @@ void BM_PickleRoundTrip(benchmark::State& state, const char* name) {
   per_item(state, spec.num_nodes(), "per_node");
 }
 
+void BM_PickleLoadUnshared(benchmark::State& state, const char* name) {
+  // Loading a state as optree 0.20.0 writes it: every node state its own tuple (ours share one
+  // between equal nodes, which loading then parses once).
+  Ref leaves;
+  TreeSpec spec = flatten(lookup("trees", name), &leaves);
+  Ref pickled = spec.pickle_state();
+  PyObject* shared_nodes = PyTuple_GET_ITEM(pickled.get(), 0);
+  Ref nodes = optree::check_ref(PyTuple_New(PyTuple_GET_SIZE(shared_nodes)));
+  for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(shared_nodes); ++i) {
+    PyTuple_SET_ITEM(nodes.get(), i,
+                     optree::check(PyTuple_GetSlice(PyTuple_GET_ITEM(shared_nodes, i), 0, 8)));
+  }
+  Ref unshared = optree::check_ref(PyTuple_Pack(3, nodes.get(), PyTuple_GET_ITEM(pickled.get(), 1),
+                                                PyTuple_GET_ITEM(pickled.get(), 2)));
+  run(state, [&] {
+    TreeSpec restored = TreeSpec::from_pickle_state(unshared.get());
+    benchmark::DoNotOptimize(restored.nodes.data());
+  });
+  per_item(state, spec.num_nodes(), "per_node");
+}
+
 // ------------------------------------------------------------------------------ registry
 
 // One public call's registry cost: find this interpreter's shard in the process-wide map.
@@ -252,6 +273,8 @@ void register_benchmarks() {
                                  name);
     benchmark::RegisterBenchmark((std::string("PickleState/") + name).c_str(), BM_PickleRoundTrip,
                                  name);
+    benchmark::RegisterBenchmark((std::string("PickleLoadUnshared/") + name).c_str(),
+                                 BM_PickleLoadUnshared, name);
   }
   benchmark::RegisterBenchmark("ShardLookup", BM_ShardLookup);
   benchmark::RegisterBenchmark("RegistryViewPin", BM_RegistryViewPin);
