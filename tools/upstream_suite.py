@@ -15,8 +15,11 @@ outside the work tree::
 The suite runs from there, so the work tree's ``optree/`` (which has no compiled core) can
 never shadow the installed package. Nothing of the suite is copied into this repository.
 
-``tests/upstream/upstream_shim.py`` is loaded as a pytest plugin: it supplies the build
-flags the suite imports from ``optree._C`` that only a pybind11 build has, and marks the tests
+Two pybind11 build flags that the suite imports from ``optree._C`` are supplied by
+``tests/upstream/pybind11_flags.py``: the unpacked suite's ``helpers.py`` gets one line that
+imports it first, so that the suite's child processes see them too (the only change made to
+the suite). ``tests/upstream/upstream_shim.py`` is loaded as a pytest plugin: it imports the
+flags module as well, and marks the tests
 listed in ``tests/upstream/expected_failures.txt`` as ``xfail(strict=True)``, so a listed test
 that starts to pass is reported as a failure.
 
@@ -51,6 +54,13 @@ SDIST_SHA256 = 'c7403eb0f2b2a060a97803a8f52904212df85ed6cff4b0eeed9cc6e38c2cf88d
 MEMBERS = ('tests/', 'pyproject.toml')
 MARKER = '.optree-upstream-ready'
 SHIM_DIR = Path(__file__).resolve().parent.parent / 'tests' / 'upstream'
+# The suite's child processes import its helpers module but not our plugin: the helpers
+# module is made to import the flags module first (copied next to it under this name).
+FLAGS_MODULE = SHIM_DIR / 'pybind11_flags.py'
+FLAGS_COPY = '_optree_upstream_pybind11_flags'
+HELPERS_PROLOGUE = (
+    f'import {FLAGS_COPY}  # noqa: F401 (added by optree\'s tools/upstream_suite.py)\n'
+)
 
 
 def log(msg: str) -> None:
@@ -106,14 +116,34 @@ def download_sdist(dest_dir: Path) -> Path:
     return sdist
 
 
+def install_flags(tests: Path) -> None:
+    """Makes the suite's helpers module import our pybind11 flags module first."""
+    shutil.copyfile(FLAGS_MODULE, tests / f'{FLAGS_COPY}.py')
+    helpers = tests / 'helpers.py'
+    text = helpers.read_text()
+    if HELPERS_PROLOGUE not in text:
+        helpers.write_text(HELPERS_PROLOGUE + text)
+
+
+def marker_text() -> str:
+    # A new flags module or prologue unpacks the suite anew.
+    shim = hashlib.sha256(FLAGS_MODULE.read_bytes() + HELPERS_PROLOGUE.encode()).hexdigest()
+    return f'{SDIST_SHA256} {shim}\n'
+
+
 def ensure_suite() -> Path:
     """The unpacked suite (a directory holding tests/ and pyproject.toml), cached."""
     root = cache_root() / 'upstream'
     suite = root / f'optree-{VERSION}'
-    if (suite / MARKER).exists():
+
+    def ready() -> bool:
+        marker = suite / MARKER
+        return marker.exists() and marker.read_text() == marker_text()
+
+    if ready():
         return suite
     with locked(root / '.lock'):
-        if (suite / MARKER).exists():
+        if ready():
             return suite
         sdist = download_sdist(root)
         shutil.rmtree(suite, ignore_errors=True)
@@ -130,7 +160,8 @@ def ensure_suite() -> Path:
                         member.name = name
                         members.append(member)
                 archive.extractall(staging, members=members, filter='data')
-            (staging / MARKER).write_text(SDIST_SHA256 + '\n')
+            install_flags(staging / 'tests')
+            (staging / MARKER).write_text(marker_text())
             os.replace(staging, suite)
         finally:
             shutil.rmtree(staging, ignore_errors=True)

@@ -2,10 +2,8 @@
 
 Loaded by ``tools/upstream_suite.py`` (``-p upstream_shim``); not part of our own suite.
 
-* optree 0.20.0 is a pybind11 extension, and its suite imports two pybind11 build flags from
-  ``optree._C``. Our ``optree._C`` is built with Cython and does not define them; their
-  meaning holds for it (``PyTreeKind`` is a native ``enum.IntEnum``, and the module supports
-  subinterpreters), so they are supplied here, in the runner, and never added to our module.
+* It imports ``pybind11_flags``, which supplies the two pybind11 build flags the suite
+  imports from ``optree._C`` (see there).
 * ``--upstream-shard=I/N`` keeps every N-th collected test, from the I-th (the runner starts N
   processes, each with one shard).
 * Tests listed in ``expected_failures.txt`` (path in ``OPTREE_UPSTREAM_EXPECTED_FAILURES``)
@@ -20,15 +18,7 @@ from pathlib import Path
 
 import pytest
 
-import optree._C
-
-_PYBIND11_FLAGS = {
-    'PYBIND11_HAS_NATIVE_ENUM': True,
-    'PYBIND11_HAS_SUBINTERPRETER_SUPPORT': True,
-}
-for _name, _value in _PYBIND11_FLAGS.items():
-    if not hasattr(optree._C, _name):
-        setattr(optree._C, _name, _value)
+import pybind11_flags  # noqa: F401 (supplies the flags on import)
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
