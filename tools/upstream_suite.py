@@ -59,7 +59,7 @@ SHIM_DIR = Path(__file__).resolve().parent.parent / 'tests' / 'upstream'
 FLAGS_MODULE = SHIM_DIR / 'pybind11_flags.py'
 FLAGS_COPY = '_optree_upstream_pybind11_flags'
 HELPERS_PROLOGUE = (
-    f'import {FLAGS_COPY}  # noqa: F401 (added by optree\'s tools/upstream_suite.py)\n'
+    f"import {FLAGS_COPY}  # noqa: F401 (added by optree's tools/upstream_suite.py)\n"
 )
 
 
@@ -100,8 +100,20 @@ def download_sdist(dest_dir: Path) -> Path:
     with tempfile.TemporaryDirectory(dir=dest_dir) as tmp:
         log(f'downloading the optree {VERSION} sdist')
         subprocess.run(
-            [sys.executable, '-m', 'pip', 'download', '--disable-pip-version-check', '--quiet',
-             '--no-deps', '--no-binary', ':all:', '--dest', tmp, f'optree=={VERSION}'],
+            [
+                sys.executable,
+                '-m',
+                'pip',
+                'download',
+                '--disable-pip-version-check',
+                '--quiet',
+                '--no-deps',
+                '--no-binary',
+                ':all:',
+                '--dest',
+                tmp,
+                f'optree=={VERSION}',
+            ],
             check=True,
         )
         fetched = Path(tmp) / SDIST
@@ -183,10 +195,15 @@ def run_shards(command: list[str], jobs: int, cwd: Path, env: dict[str, str]) ->
         processes = []
         for index, output in enumerate(outputs):
             with open(output, 'w') as fh:
-                processes.append(subprocess.Popen(
-                    [*command, f'--upstream-shard={index}/{jobs}'],
-                    cwd=cwd, env=env, stdout=fh, stderr=subprocess.STDOUT,
-                ))
+                processes.append(
+                    subprocess.Popen(
+                        [*command, f'--upstream-shard={index}/{jobs}'],
+                        cwd=cwd,
+                        env=env,
+                        stdout=fh,
+                        stderr=subprocess.STDOUT,
+                    )
+                )
         codes = [process.wait() for process in processes]
         totals: dict[str, int] = {}
         for index, (output, code) in enumerate(zip(outputs, codes, strict=True)):
@@ -200,8 +217,11 @@ def run_shards(command: list[str], jobs: int, cwd: Path, env: dict[str, str]) ->
                     line = f'shard {index + 1}/{jobs}: {summary}'
                 print(line)
             if summary is None:
-                print(f'[upstream_suite] shard {index + 1}/{jobs} ended without a summary '
-                      f'(exit status {code}): counted as 1 failed', flush=True)
+                print(
+                    f'[upstream_suite] shard {index + 1}/{jobs} ended without a summary '
+                    f'(exit status {code}): counted as 1 failed',
+                    flush=True,
+                )
                 totals['failed'] = totals.get('failed', 0) + 1
                 continue
             for number, kind in _COUNT.findall(summary):
@@ -228,12 +248,19 @@ def main(argv: list[str]) -> int:
     env['OPTREE_UPSTREAM_EXPECTED_FAILURES'] = str(SHIM_DIR / 'expected_failures.txt')
     env['OPTREE_UPSTREAM_WHOLE_SUITE'] = '0' if pytest_args else '1'
     command = [
-        sys.executable, '-m', 'pytest',
-        '-p', 'upstream_shim',
-        '-p', 'no:cacheprovider',
-        '--rootdir', str(suite),
-        '-c', str(suite / 'pyproject.toml'),
-        '-q', '-rfE',
+        sys.executable,
+        '-m',
+        'pytest',
+        '-p',
+        'upstream_shim',
+        '-p',
+        'no:cacheprovider',
+        '--rootdir',
+        str(suite),
+        '-c',
+        str(suite / 'pyproject.toml'),
+        '-q',
+        '-rfE',
         *pytest_args,
         str(suite / 'tests'),
     ]

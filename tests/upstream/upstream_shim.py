@@ -16,9 +16,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-import pytest
-
 import pybind11_flags  # noqa: F401 (supplies the flags on import)
+import pytest
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
