@@ -2,6 +2,7 @@
 # The algorithms live in csrc/; docs/architecture.rst describes the layering.
 from cpython.object cimport PyObject
 from cpython.ref cimport Py_DECREF
+from libcpp cimport bool as cbool
 from libcpp.optional cimport optional
 from libcpp.string cimport string
 from libcpp.utility cimport move
