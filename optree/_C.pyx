@@ -717,6 +717,11 @@ def _release_registry():
         optree_release_module_reference(PyTreeSpec)
 
 
+# ------------------------------------------------------------------------------ transfer
+
+include "_transfer.pxi"
+
+
 # ------------------------------------------------------------------------ module exec
 
 create_current_shard()
