@@ -29,6 +29,7 @@
 // 's', 'b', 'p') or 'o' for the next object of the tuple beside the bytes.
 #include "optree/transfer.h"
 
+#include <algorithm>
 #include <bit>
 #include <cstring>
 #include <string>
@@ -815,6 +816,22 @@ TreeSpec decode_structure(PyObject* encoding, PyObject* resolve, PyObject* loads
   return std::move(spec).checked_depth();
 }
 
+namespace {
+
+// Same items: by identity first (trees of one shape share their key objects), else by value.
+bool same_keys(PyObject* a, PyObject* b) {
+  if (a == b) return true;
+  if (a == nullptr || b == nullptr) return false;
+  Py_ssize_t n = PyList_GET_SIZE(a);
+  if (n != PyList_GET_SIZE(b)) return false;
+  for (Py_ssize_t i = 0; i < n; ++i) {
+    if (PyList_GET_ITEM(a, i) != PyList_GET_ITEM(b, i)) return same_value(a, b, 0);
+  }
+  return true;
+}
+
+}  // namespace
+
 bool same_structure(const TreeSpec& a, const TreeSpec& b) {
   if (&a == &b) return true;
   a.root();
@@ -822,18 +839,46 @@ bool same_structure(const TreeSpec& a, const TreeSpec& b) {
   if (a.none_is_leaf != b.none_is_leaf || a.ns != b.ns || a.nodes.size() != b.nodes.size()) {
     return false;
   }
-  for (size_t i = 0; i < a.nodes.size(); ++i) {
-    const Node& x = a.nodes[i];
-    const Node& y = b.nodes[i];
-    if (x.kind != y.kind || x.arity != y.arity) return false;
-    if (x.kind == NodeKind::Custom &&
-        (x.custom->type != y.custom->type || x.custom->ns != y.custom->ns)) {
-      return false;
-    }
-    if (!same_value(x.node_data.get(), y.node_data.get(), 0) ||
-        !same_value(x.node_entries.get(), y.node_entries.get(), 0) ||
-        !same_value(x.original_keys.get(), y.original_keys.get(), 0)) {
-      return false;
+  const Node* x = a.nodes.data();
+  const Node* y = b.nodes.data();
+  for (const Node* end = x + a.nodes.size(); x != end; ++x, ++y) {
+    if (x->kind != y->kind || x->arity != y->arity) return false;
+    switch (x->kind) {
+      case NodeKind::Leaf:
+      case NodeKind::None:
+      case NodeKind::Tuple:
+      case NodeKind::List:
+        continue;
+      case NodeKind::Dict:
+      case NodeKind::OrderedDict:
+        if (!same_keys(x->node_data.get(), y->node_data.get()) ||
+            !same_keys(x->original_keys.get(), y->original_keys.get())) {
+          return false;
+        }
+        continue;
+      case NodeKind::DefaultDict:
+        if (!same_value(PyTuple_GET_ITEM(x->node_data.get(), 0),
+                        PyTuple_GET_ITEM(y->node_data.get(), 0), 0) ||
+            !same_keys(PyTuple_GET_ITEM(x->node_data.get(), 1),
+                       PyTuple_GET_ITEM(y->node_data.get(), 1)) ||
+            !same_keys(x->original_keys.get(), y->original_keys.get())) {
+          return false;
+        }
+        continue;
+      case NodeKind::NamedTuple:
+      case NodeKind::StructSequence:
+        if (x->node_data.get() != y->node_data.get()) return false;  // types: by identity
+        continue;
+      case NodeKind::Custom:
+        if (x->custom->type != y->custom->type || x->custom->ns != y->custom->ns ||
+            !same_value(x->node_data.get(), y->node_data.get(), 0) ||
+            !same_value(x->node_entries.get(), y->node_entries.get(), 0)) {
+          return false;
+        }
+        continue;
+      default:
+        if (!same_value(x->node_data.get(), y->node_data.get(), 0)) return false;
+        continue;
     }
   }
   return true;
@@ -841,17 +886,16 @@ bool same_structure(const TreeSpec& a, const TreeSpec& b) {
 
 // ------------------------------------------------------------------------------ leaves
 
-Ref encode_leaves(PyObject* leaves, PyObject* dumps) {
-  // A tuple: pickling a leaf runs Python code, which must not resize what we walk.
-  Ref items =
-      PyTuple_CheckExact(leaves) ? Ref::borrow(leaves) : check_ref(PySequence_Tuple(leaves));
-  Py_ssize_t n = PyTuple_GET_SIZE(items.get());
+namespace {
+
+// The leaf encoding of `n` objects that the caller keeps alive.
+Ref encode_items(PyObject* const* items, Py_ssize_t n, PyObject* dumps) {
   Writer out;
   out.reserve(static_cast<size_t>(n) * 9 + 16);
   out.varint(static_cast<uint64_t>(n));
   std::vector<PyObject*> objects;  // borrowed from items
   for (Py_ssize_t i = 0; i < n; ++i) {
-    PyObject* leaf = PyTuple_GET_ITEM(items.get(), i);
+    PyObject* leaf = items[i];
     if (write_scalar(out, leaf)) continue;
     PyTypeObject* type = Py_TYPE(leaf);
     if (type == &PyBytes_Type && PyBytes_GET_SIZE(leaf) < kInlineBytesLimit) {
@@ -881,6 +925,233 @@ Ref encode_leaves(PyObject* leaves, PyObject* dumps) {
   return check_ref(PyTuple_Pack(2, data.get(), object_tuple.get()));
 }
 
+// Walks `tree` against `spec` and encodes its leaves, as long as the tree is made of nodes whose
+// classification needs no Python code (None, tuples, lists, dicts, namedtuples) and has the very
+// structure of `spec`. Runs no Python code during the walk; false as soon as anything differs.
+class Matcher {
+ public:
+  Matcher(const TreeSpec& spec, bool none_is_leaf, const std::string& ns, bool insertion_ordered)
+      : spec_(spec), none_is_leaf_(none_is_leaf), ns_(ns), insertion_ordered_(insertion_ordered) {}
+
+  // The leaf encoding, or a null Ref (no exception) if the tree does not match.
+  Ref run(PyObject* tree, PyObject* dumps) {
+    if (spec_.nodes.empty() || spec_.none_is_leaf != none_is_leaf_) return Ref();
+    // Dicts: the spec's key order is what flatten gives under the dict order mode that made it
+    // (see dict_children).
+    const Snapshot& snapshot = view_.snapshot();
+    bool insertion_ordered =
+        snapshot.global_dict_insertion_ordered ||
+        (!ns_.empty() && snapshot.dict_insertion_ordered_namespaces.contains(ns_));
+    if (insertion_ordered != insertion_ordered_ || !walk(tree)) return Ref();
+    if (!deferred_) {  // every leaf written: the encoding is complete
+      Ref data = out_.bytes();
+      Ref object_tuple = check_ref(PyTuple_New(static_cast<Py_ssize_t>(objects_.size())));
+      for (size_t i = 0; i < objects_.size(); ++i) {
+        PyTuple_SET_ITEM(object_tuple.get(), static_cast<Py_ssize_t>(i), Py_NewRef(objects_[i]));
+      }
+      return check_ref(PyTuple_Pack(2, data.get(), object_tuple.get()));
+    }
+    // Leaves to pickle: hold them all, then encode them from the start (pickling runs Python).
+    Ref items = check_ref(PyTuple_New(static_cast<Py_ssize_t>(leaves_.size())));
+    for (size_t i = 0; i < leaves_.size(); ++i) {
+      PyTuple_SET_ITEM(items.get(), static_cast<Py_ssize_t>(i), Py_NewRef(leaves_[i]));
+    }
+    return encode_items(&PyTuple_GET_ITEM(items.get(), 0), PyTuple_GET_SIZE(items.get()), dumps);
+  }
+
+ private:
+  bool walk(PyObject* tree) {
+    const std::vector<Node>& nodes = spec_.nodes;
+    const TypeTable& table = view_.table_for(ns_);
+    const BuiltinTypes& builtins = view_.shard().builtins();
+    auto num_leaves = static_cast<size_t>(nodes.back().num_leaves);
+    leaves_.reserve(num_leaves);
+    out_.reserve(num_leaves * 9 + 16);
+    out_.varint(num_leaves);
+    agenda_.emplace_back(tree, static_cast<Py_ssize_t>(nodes.size()) - 1);
+    while (!agenda_.empty()) {
+      auto [obj, index] = agenda_.back();
+      agenda_.pop_back();
+      const Node& node = nodes[static_cast<size_t>(index)];
+      PyTypeObject* type = Py_TYPE(obj);
+      switch (node.kind) {
+        case NodeKind::Leaf:
+          if (!is_leaf(obj, type, table, builtins)) return false;
+          leaves_.push_back(obj);
+          if (!deferred_) write_leaf(obj, type);
+          continue;
+        case NodeKind::None:
+          if (obj != Py_None || none_is_leaf_) return false;
+          continue;
+        case NodeKind::Tuple:
+          if (type != &PyTuple_Type || PyTuple_GET_SIZE(obj) != node.arity) return false;
+          push(&PyTuple_GET_ITEM(obj, 0), index, node.arity);
+          continue;
+        case NodeKind::NamedTuple:
+          if (reinterpret_cast<PyObject*>(type) != node.node_data.get() ||
+              PyTuple_GET_SIZE(obj) != node.arity || table.find(type) != nullptr ||
+              !tuple_class_info(type, builtins).namedtuple) {
+            return false;
+          }
+          push(&PyTuple_GET_ITEM(obj, 0), index, node.arity);
+          continue;
+        case NodeKind::List: {
+          if (type != &PyList_Type) return false;
+          PyObject* items = stable(obj);
+          if (PySequence_Fast_GET_SIZE(items) != node.arity) return false;
+          push(PySequence_Fast_ITEMS(items), index, node.arity);
+          continue;
+        }
+        case NodeKind::Dict:
+          if (type != &PyDict_Type || !dict_children(obj, node)) return false;
+          push(children_.data(), index, node.arity);
+          continue;
+        default:
+          return false;  // kinds whose walk runs Python code or is rarer: the full flatten
+      }
+    }
+    return true;
+  }
+
+  // Schedules the children of the node at `index`, the first one to be walked next. A node's
+  // subtrees end right before it, the last one first.
+  void push(PyObject* const* items, Py_ssize_t index, Py_ssize_t arity) {
+    const std::vector<Node>& nodes = spec_.nodes;
+    Py_ssize_t child = index - 1;
+    for (Py_ssize_t i = arity - 1; i >= 0; --i) {
+      agenda_.emplace_back(items[i], child);
+      child -= nodes[static_cast<size_t>(child)].num_nodes;
+    }
+  }
+
+  void write_leaf(PyObject* obj, PyTypeObject* type) {
+    if (write_scalar(out_, obj)) return;
+    if (type == &PyBytes_Type && PyBytes_GET_SIZE(obj) < kInlineBytesLimit) {
+      out_.byte('b');
+      out_.text(PyBytes_AS_STRING(obj), PyBytes_GET_SIZE(obj));
+    } else if (type == &PyBytes_Type || type == &PyMemoryView_Type) {
+      out_.byte('o');
+      objects_.push_back(obj);
+    } else {
+      deferred_ = true;  // to be pickled
+    }
+  }
+
+  bool is_leaf(PyObject* obj, PyTypeObject* type, const TypeTable& table,
+               const BuiltinTypes& builtins) {
+    for (PyTypeObject* known : leaf_types_) {
+      if (type == known) return true;
+    }
+    if (obj == Py_None) return none_is_leaf_;
+    if (type == &PyTuple_Type || type == &PyList_Type || type == &PyDict_Type ||
+        type == builtins.ordered_dict || type == builtins.default_dict || type == builtins.deque ||
+        table.find(type) != nullptr) {
+      return false;
+    }
+    if (PyTuple_Check(obj)) {
+      TupleClassInfo info = tuple_class_info(type, builtins);
+      if (info.namedtuple || info.structseq) return false;
+    }
+    leaf_types_[next_leaf_type_++ % kLeafTypes] = type;
+    return true;
+  }
+
+  // A list (or dict) as it is now: itself while no other thread can change it, else a copy.
+  PyObject* stable(PyObject* obj) {
+#ifdef Py_GIL_DISABLED
+    Ref copy = check_ref(PyDict_Check(obj) ? PyDict_Copy(obj) : PyList_AsTuple(obj));
+    holders_.push_back(copy);
+    return copy.get();
+#else
+    return obj;
+#endif
+  }
+
+  // A dict's values in treespec order (into children_), if its keys are the spec's very key
+  // objects inserted in the spec's insertion order: flatten, under the dict order mode that made
+  // the spec, orders the same keys the same way (sorting is a function of the keys in insertion
+  // order).
+  bool dict_children(PyObject* obj, const Node& node) {
+    PyObject* keys = node.node_data.get();
+    PyObject* original = node.original_keys.get();
+    PyObject* dict = stable(obj);
+    if (PyDict_GET_SIZE(dict) != node.arity) return false;
+    PyObject* in_order = original != nullptr ? original : keys;
+    children_.clear();
+    Py_ssize_t position = 0;
+    Py_ssize_t i = 0;
+    PyObject* key = nullptr;
+    PyObject* value = nullptr;
+    while (PyDict_Next(dict, &position, &key, &value)) {
+      if (i >= node.arity || key != PyList_GET_ITEM(in_order, i)) return false;
+      children_.push_back(value);
+      ++i;
+    }
+    if (i != node.arity) return false;
+    if (original == nullptr) return true;
+    // Insertion order -> treespec order, by identity (the spec's keys are the same objects):
+    // a linear search for the small dicts of records, a sorted table for large ones.
+    auto n = static_cast<size_t>(node.arity);
+    by_position_.assign(n, nullptr);
+    if (n <= 16) {
+      for (size_t k = 0; k < n; ++k) {
+        PyObject* wanted = PyList_GET_ITEM(original, static_cast<Py_ssize_t>(k));
+        size_t j = 0;
+        while (j < n && PyList_GET_ITEM(keys, static_cast<Py_ssize_t>(j)) != wanted) ++j;
+        if (j == n) return false;
+        by_position_[j] = children_[k];
+      }
+    } else {
+      slots_.clear();
+      for (size_t k = 0; k < n; ++k) {
+        slots_.emplace_back(PyList_GET_ITEM(keys, static_cast<Py_ssize_t>(k)), k);
+      }
+      std::sort(slots_.begin(), slots_.end());
+      for (size_t k = 0; k < n; ++k) {
+        PyObject* wanted = PyList_GET_ITEM(original, static_cast<Py_ssize_t>(k));
+        auto it = std::lower_bound(slots_.begin(), slots_.end(), std::make_pair(wanted, size_t{0}));
+        if (it == slots_.end() || it->first != wanted) return false;
+        by_position_[it->second] = children_[k];
+      }
+    }
+    children_.swap(by_position_);
+    return true;
+  }
+
+  static constexpr size_t kLeafTypes = 4;
+
+  const TreeSpec& spec_;
+  bool none_is_leaf_;
+  const std::string& ns_;
+  bool insertion_ordered_;
+  RegistryView view_;
+  std::vector<std::pair<PyObject*, Py_ssize_t>> agenda_;  // (object, node index), borrowed
+  std::vector<PyObject*> children_;
+  std::vector<PyObject*> by_position_;
+  std::vector<std::pair<PyObject*, size_t>> slots_;
+  std::vector<PyObject*> leaves_;   // borrowed: no Python code runs while they are collected
+  std::vector<PyObject*> objects_;  // borrowed from leaves_
+  Writer out_;
+  bool deferred_ = false;  // some leaf must be pickled
+  PyTypeObject* leaf_types_[kLeafTypes] = {};
+  size_t next_leaf_type_ = 0;
+  std::vector<Ref> holders_;  // copies taken on free-threaded builds
+};
+
+}  // namespace
+
+Ref encode_leaves(PyObject* leaves, PyObject* dumps) {
+  // A tuple: pickling a leaf runs Python code, which must not resize what we walk.
+  Ref items =
+      PyTuple_CheckExact(leaves) ? Ref::borrow(leaves) : check_ref(PySequence_Tuple(leaves));
+  return encode_items(&PyTuple_GET_ITEM(items.get(), 0), PyTuple_GET_SIZE(items.get()), dumps);
+}
+
+Ref match_leaves(const TreeSpec& spec, PyObject* tree, bool none_is_leaf, const std::string& ns,
+                 bool insertion_ordered, PyObject* dumps) {
+  return Matcher(spec, none_is_leaf, ns, insertion_ordered).run(tree, dumps);
+}
+
 Ref decode_leaves(PyObject* data, PyObject* objects, PyObject* loads) {
   if (!PyBytes_CheckExact(data) || !PyTuple_CheckExact(objects)) {
     raise(PyExc_TypeError, "optree.parallel: leaves must be encoded as bytes and a tuple");
@@ -893,6 +1164,12 @@ Ref decode_leaves(PyObject* data, PyObject* objects, PyObject* loads) {
   Py_ssize_t next_object = 0;
   for (Py_ssize_t i = 0; i < n; ++i) {
     uint8_t tag = in.byte();
+    if (tag == 'f') {  // the common case, without the generic path's checks
+      PyObject* value = PyFloat_FromDouble(in.f64());
+      if (value == nullptr) throw_python_error();
+      PyList_SET_ITEM(leaves.get(), i, value);
+      continue;
+    }
     bool found = false;
     Ref leaf = read_scalar(tag, in, loads, found);
     if (!found) {

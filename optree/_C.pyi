@@ -252,3 +252,12 @@ def _transfer_decode_leaves(
     loads: Callable[[bytes], object],
     /,
 ) -> list[Any]: ...
+def _transfer_match_leaves(
+    treespec: PyTreeSpec,
+    tree: object,
+    none_is_leaf: bool,
+    namespace: str,
+    insertion_ordered: bool,
+    dumps: Callable[[object], bytes],
+    /,
+) -> tuple[bytes, tuple[Any, ...]] | None: ...

@@ -6,6 +6,7 @@ from optree.core cimport (
     transfer_decode_structure,
     transfer_encode_leaves,
     transfer_encode_structure,
+    transfer_match_leaves,
     transfer_same_structure,
 )
 
@@ -35,3 +36,14 @@ def _transfer_encode_leaves(leaves, dumps, /):
 def _transfer_decode_leaves(data, objects, loads, /):
     """The list of leaves of a leaf encoding."""
     return steal(transfer_decode_leaves(<PyObject*>data, <PyObject*>objects, <PyObject*>loads))
+
+
+def _transfer_match_leaves(PyTreeSpec treespec not None, tree, none_is_leaf, namespace,
+                           insertion_ordered, dumps, /):
+    """The leaf encoding of `tree` if it flattens to `treespec`, else None (see transfer.h)."""
+    cdef Ref encoded = transfer_match_leaves(treespec.spec, <PyObject*>tree, bool(none_is_leaf),
+                                             namespace_of(namespace), bool(insertion_ordered),
+                                             <PyObject*>dumps)
+    if encoded.get() == NULL:
+        return None
+    return steal(encoded)

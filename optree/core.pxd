@@ -124,3 +124,6 @@ cdef extern from "optree/transfer.h" namespace "optree::transfer":
         PyObject* leaves, PyObject* dumps) except +translate_exception
     Ref transfer_decode_leaves "optree::transfer::decode_leaves"(
         PyObject* data, PyObject* objects, PyObject* loads) except +translate_exception
+    Ref transfer_match_leaves "optree::transfer::match_leaves"(
+        const TreeSpec& spec, PyObject* tree, bool none_is_leaf, const string& ns,
+        bool insertion_ordered, PyObject* dumps) except +translate_exception

@@ -101,8 +101,9 @@ def _resolve(module: str, qualname: str, flag: int, role: str) -> Any:
 
 
 _sent_lock = threading.Lock()
-# hash(treespec) -> (treespec, key, encoding): the structures this interpreter sent.
-_sent: dict[int, tuple[PyTreeSpec, bytes, bytes]] = {}
+# hash(treespec) -> (treespec, key, encoding, dict order mode that made the treespec): the
+# structures this interpreter sent.
+_sent: dict[int, tuple[PyTreeSpec, bytes, bytes, bool]] = {}
 # key -> (encoding, treespec): the structures this interpreter received.
 _received: dict[bytes, tuple[bytes, PyTreeSpec]] = {}
 # number of leaves -> (key, encoding) of a list of that many leaves (tree_map's chunks).
@@ -116,16 +117,27 @@ def _remember(cache: dict, key: Any, value: Any) -> None:
         cache[key] = value
 
 
-def _encode(treespec: PyTreeSpec) -> tuple[bytes, bytes]:
+# The entry of _sent used last: trees of the shape sent last skip flatten (see pack).
+_last_sent: tuple[PyTreeSpec, bytes, bytes, bool] | None = None
+
+
+def _encode(treespec: PyTreeSpec, namespace: str = '') -> tuple[bytes, bytes]:
     """The key and encoding of a treespec's structure, encoded once per shape."""
-    digest = hash(treespec)
-    entry = _sent.get(digest)
+    global _last_sent
+    entry = _last_sent
     if entry is not None and _C._transfer_same_structure(entry[0], treespec):
         return entry[1], entry[2]
-    encoding = _C._transfer_encode_structure(treespec, _locate, _DUMPS)
-    key = hashlib.blake2b(encoding, digest_size=16).digest()
-    _remember(_sent, digest, (treespec, key, encoding))
-    return key, encoding
+    digest = hash(treespec)
+    entry = _sent.get(digest)
+    if entry is None or not _C._transfer_same_structure(entry[0], treespec):
+        # The dict order mode of the flatten that made the treespec (read just after it).
+        insertion_ordered = _C.is_dict_insertion_ordered(namespace)
+        encoding = _C._transfer_encode_structure(treespec, _locate, _DUMPS)
+        key = hashlib.blake2b(encoding, digest_size=16).digest()
+        entry = (treespec, key, encoding, insertion_ordered)
+        _remember(_sent, digest, entry)
+    _last_sent = entry
+    return entry[1], entry[2]
 
 
 def _decode(key: Any, encoding: Any) -> PyTreeSpec:
@@ -184,8 +196,17 @@ def pack(
     >>> optree.parallel.unpack(packed)
     {'b': (1.5, 'x'), 'a': [None, 2]}
     """
+    entry = _last_sent
+    if entry is not None and is_leaf is None:
+        # A tree of the shape sent last: its leaves, checked against that shape as they are
+        # collected, without building a treespec.
+        encoded = _C._transfer_match_leaves(
+            entry[0], tree, none_is_leaf, namespace, entry[3], _DUMPS
+        )
+        if encoded is not None:
+            return (PACK_FORMAT, entry[1], entry[2], encoded[0], encoded[1])
     leaves, treespec = _flatten(tree, is_leaf, none_is_leaf, namespace)
-    key, encoding = _encode(treespec)
+    key, encoding = _encode(treespec, namespace)
     data, objects = _C._transfer_encode_leaves(leaves, _DUMPS)
     return (PACK_FORMAT, key, encoding, data, objects)
 
@@ -218,7 +239,7 @@ def _pack_list(items: list[Any]) -> tuple[Any, ...]:
     n = len(items)
     entry = _leaf_lists.get(n)
     if entry is None:
-        entry = _encode(_C._structure([None] * n, None, True))  # type: ignore[arg-type]
+        entry = _encode(_C._structure([None] * n, None, True), '')  # type: ignore[arg-type]
         _remember(_leaf_lists, n, entry)
     data, objects = _C._transfer_encode_leaves(items, _DUMPS)
     return (PACK_FORMAT, entry[0], entry[1], data, objects)

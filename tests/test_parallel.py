@@ -752,3 +752,85 @@ def test_unpack_in_a_subinterpreter_that_lacks_the_registration() -> None:
         )
     finally:
         interpreter.close()
+
+
+class Pair(NamedTuple):
+    a: Any
+    b: Any
+
+
+class MyDict(dict):
+    pass
+
+
+def _round_trip(tree: Any, **kwargs: Any) -> Any:
+    result = optree.parallel.unpack(optree.parallel.pack(tree, **kwargs))
+    expected = optree.tree_unflatten(*reversed(optree.tree_flatten(tree, **kwargs)))
+    same_tree(result, expected, **kwargs)
+    assert list(getattr(result, 'keys', list)()) == list(getattr(expected, 'keys', list)())
+    return result
+
+
+def test_pack_of_a_shape_sent_before_checks_the_whole_tree() -> None:
+    # pack skips the treespec for trees of the shape it sent last (while walking them against
+    # it): every difference must still give the tree's own structure.
+    base = {'b': [1.0, (2, 'x')], 'a': Pair(None, {'k': b'y'}), 'c': None}
+    variants = [
+        {'b': [1.0, (2, 'x')], 'a': Pair(None, {'k': b'y'}), 'c': None},
+        {'b': [[1.0], (2, 'x')], 'a': Pair(None, {'k': b'y'}), 'c': None},  # leaf -> node
+        {'b': [1.0, (2, 'x')], 'a': Pair(None, {'k': b'y'}), 'c': 0},  # None -> leaf
+        {'b': [1.0, (2, 'x'), 3], 'a': Pair(None, {'k': b'y'}), 'c': None},  # longer list
+        {'b': [1.0, [2, 'x']], 'a': Pair(None, {'k': b'y'}), 'c': None},  # tuple -> list
+        {'b': [1.0, (2, 'x')], 'a': (None, {'k': b'y'}), 'c': None},  # namedtuple -> tuple
+        {'b': [1.0, (2, 'x')], 'a': Pt(None, {'k': b'y'}), 'c': None},  # another namedtuple
+        {'a': Pair(None, {'k': b'y'}), 'b': [1.0, (2, 'x')], 'c': None},  # insertion order
+        {'b': [1.0, (2, 'x')], 'a': Pair(None, {'j': b'y'}), 'c': None},  # another key
+        {'b': [1.0, (2, 'x')], 'a': Pair(None, {''.join('k'): b'y'}), 'c': None},
+        {'b': [1.0, (2, 'x')], 'a': Pair(None, MyDict(k=b'y')), 'c': None},  # dict subclass
+        {'b': [1.0, (2, 'x')], 'a': Pair(None, collections.OrderedDict(k=b'y')), 'c': None},
+        {'b': [1.0, (2, 'x')], 'a': Pair(None, {'k': Color.RED}), 'c': None},  # pickled leaf
+        {'b': [1.0, (2, 'x')], 'a': Pair(None, {'k': Node2(1, 2)}), 'c': None},
+        {'b': [1.0, (2, 'x')], 'a': Pair(None, {'k': memoryview(b'z')}), 'c': None},
+        {'b': [1.0, (2, 'x')], 'a': Pair(None, {'k': b'y' * 1000}), 'c': None},
+        [1.0, 2.0],
+        (1.0, 2.0),
+        5,
+    ]
+    for tree in variants:
+        for kwargs in ({}, {'none_is_leaf': True}, {'namespace': 'support'}):
+            _round_trip(base, **kwargs)
+            _round_trip(tree, **kwargs)
+            _round_trip(tree, **kwargs)
+
+
+def test_pack_of_a_shape_sent_before_follows_the_registry() -> None:
+    tree = {'x': [Unregistered(1, 2), 3.0], 'y': {'b': 1, 'a': 2}}
+    _round_trip(tree, namespace='support')
+    parallel_support.register_unregistered(namespace='support')
+    try:
+        result = _round_trip(tree, namespace='support')  # now a custom node, not a leaf
+        assert optree.tree_leaves(result, namespace='support') == [1, 2, 3.0, 2, 1]
+        assert optree.tree_leaves(_round_trip(tree)) == [
+            Unregistered(1, 2), 3.0, 2, 1
+        ]
+    finally:
+        optree.unregister_pytree_node(Unregistered, namespace='support')
+    result = _round_trip(tree, namespace='support')
+    assert optree.tree_leaves(result, namespace='support') == [Unregistered(1, 2), 3.0, 2, 1]
+    # The dict order mode: sorted keys, then insertion order, then sorted again.
+    _round_trip(tree, namespace='support')
+    with optree.dict_insertion_ordered(True, namespace='support'):
+        result = _round_trip(tree, namespace='support')
+        assert optree.tree_leaves(result, namespace='support') == [Unregistered(1, 2), 3.0, 1, 2]
+    result = _round_trip(tree, namespace='support')
+    assert optree.tree_leaves(result, namespace='support') == [Unregistered(1, 2), 3.0, 2, 1]
+
+
+def test_pack_of_large_dicts_in_another_insertion_order() -> None:
+    keys = [f'k{i:03d}' for i in range(100)]
+    forward = {k: i for i, k in enumerate(keys)}
+    backward = {k: forward[k] for k in reversed(keys)}
+    shuffled = {k: forward[k] for k in keys[50:] + keys[:50]}
+    for tree in (forward, backward, shuffled, backward, shuffled, forward, shuffled):
+        result = _round_trip({'d': tree})
+        assert list(result['d']) == list(tree)

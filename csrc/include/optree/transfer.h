@@ -37,6 +37,14 @@ bool same_structure(const TreeSpec& a, const TreeSpec& b);
 // The leaf encoding of a list or tuple of objects: a 2-tuple (bytes, tuple of objects).
 Ref encode_leaves(PyObject* leaves, PyObject* dumps);
 
+// The leaf encoding of `tree`'s leaves if flattening it (without a leaf predicate, with these
+// options) gives `spec`, made under the dict order mode `insertion_ordered`; a null Ref (no
+// exception) if the tree differs or has nodes whose walk runs Python code (custom nodes,
+// OrderedDict, defaultdict, deque, PyStructSequence). Trees of a shape sent before skip the
+// treespec that flatten would build.
+Ref match_leaves(const TreeSpec& spec, PyObject* tree, bool none_is_leaf, const std::string& ns,
+                 bool insertion_ordered, PyObject* dumps);
+
 // The list of leaves of a leaf encoding.
 Ref decode_leaves(PyObject* data, PyObject* objects, PyObject* loads);
 
