@@ -428,9 +428,7 @@ def test_explicit_remote_executors_raise_when_leaves_or_results_cannot_travel(
     for pool in (interpreter_pool, process_pool):
         ex = raised(optree.parallel.tree_map, parallel_support.tag, [lambda: 1], executor=pool)
         assert 'while pickling leaf 0' in ' '.join(getattr(ex, '__notes__', []))
-        ex = raised(
-            optree.parallel.tree_map, parallel_support.make_callable, [1, 2], executor=pool
-        )
+        ex = raised(optree.parallel.tree_map, parallel_support.make_callable, [1, 2], executor=pool)
         assert 'could not send back the results' in ex.__notes__[-1]
 
 
@@ -810,9 +808,7 @@ def test_pack_of_a_shape_sent_before_follows_the_registry() -> None:
     try:
         result = _round_trip(tree, namespace='support')  # now a custom node, not a leaf
         assert optree.tree_leaves(result, namespace='support') == [1, 2, 3.0, 2, 1]
-        assert optree.tree_leaves(_round_trip(tree)) == [
-            Unregistered(1, 2), 3.0, 2, 1
-        ]
+        assert optree.tree_leaves(_round_trip(tree)) == [Unregistered(1, 2), 3.0, 2, 1]
     finally:
         optree.unregister_pytree_node(Unregistered, namespace='support')
     result = _round_trip(tree, namespace='support')
