@@ -79,6 +79,8 @@ class Writer {
     out_.append(data, static_cast<size_t>(size));
   }
   void text(const std::string& value) { text(value.data(), static_cast<Py_ssize_t>(value.size())); }
+  void raw(const std::string& data) { out_.append(data); }
+  const std::string& str() const noexcept { return out_; }
   Ref bytes() const {
     return check_ref(PyBytes_FromStringAndSize(out_.data(), static_cast<Py_ssize_t>(out_.size())));
   }
@@ -101,6 +103,7 @@ class Reader {
 
   size_t remaining() const noexcept { return static_cast<size_t>(end_ - data_); }
   bool done() const noexcept { return data_ == end_; }
+  const char* position() const noexcept { return data_; }
 
   uint8_t byte() {
     need(1);
@@ -177,7 +180,14 @@ void write_pickle(Writer& out, PyObject* obj, PyObject* dumps) {
   out.text(PyBytes_AS_STRING(pickled.get()), PyBytes_GET_SIZE(pickled.get()));
 }
 
-void write_global(Writer& out, PyObject* obj, PyObject* locate) {
+// The Python hooks of encoding, and the globals written so far (a tree names few types, often).
+struct EncodeHooks {
+  PyObject* locate;
+  PyObject* dumps;
+  std::vector<std::pair<PyObject*, std::string>> globals;  // borrowed: the treespec holds them
+};
+
+void locate_global(Writer& out, PyObject* obj, PyObject* locate) {
   Ref where = check_ref(PyObject_CallOneArg(locate, obj));
   if (!PyTuple_CheckExact(where.get()) || PyTuple_GET_SIZE(where.get()) != 3 ||
       !PyUnicode_CheckExact(PyTuple_GET_ITEM(where.get(), 0)) ||
@@ -194,6 +204,19 @@ void write_global(Writer& out, PyObject* obj, PyObject* locate) {
     out.text(text, size);
   }
   out.byte(check_int(PyObject_IsTrue(PyTuple_GET_ITEM(where.get(), 2))) ? 1 : 0);
+}
+
+void write_global(Writer& out, PyObject* obj, EncodeHooks& hooks) {
+  for (const auto& [known, encoded] : hooks.globals) {
+    if (known == obj) {
+      out.raw(encoded);
+      return;
+    }
+  }
+  Writer one;
+  locate_global(one, obj, hooks.locate);
+  hooks.globals.emplace_back(obj, one.str());
+  out.raw(one.str());
 }
 
 // Writes the natively encoded scalars; false (nothing written) for anything else.
@@ -235,7 +258,7 @@ void write_global(Writer& out, PyObject* obj, PyObject* locate) {
   return false;
 }
 
-void write_value(Writer& out, PyObject* obj, PyObject* locate, PyObject* dumps, int depth) {
+void write_value(Writer& out, PyObject* obj, EncodeHooks& hooks, int depth) {
   if (write_scalar(out, obj)) return;
   PyTypeObject* type = Py_TYPE(obj);
   if (type == &PyBytes_Type) {
@@ -250,24 +273,25 @@ void write_value(Writer& out, PyObject* obj, PyObject* locate, PyObject* dumps, 
     out.byte(type == &PyTuple_Type ? '(' : '[');
     out.varint(static_cast<uint64_t>(n));
     for (Py_ssize_t i = 0; i < n; ++i) {
-      write_value(out, PyTuple_GET_ITEM(items.get(), i), locate, dumps, depth + 1);
+      write_value(out, PyTuple_GET_ITEM(items.get(), i), hooks, depth + 1);
     }
     return;
   }
   if (PyType_Check(obj)) {
-    write_global(out, obj, locate);
+    write_global(out, obj, hooks);
     return;
   }
-  write_pickle(out, obj, dumps);
+  write_pickle(out, obj, hooks.dumps);
 }
 
-// Calls the Python hooks of decoding; `role` says what a global is, for error messages.
+// The Python hooks of decoding, and the globals resolved so far, by their encoded name.
 struct DecodeHooks {
   PyObject* resolve;
   PyObject* loads;
+  std::unordered_map<std::string, Ref> globals;
 };
 
-Ref read_value(Reader& in, const DecodeHooks& hooks, const char* role, int depth);
+Ref read_value(Reader& in, DecodeHooks& hooks, const char* role, int depth);
 
 Ref read_str(Reader& in) {
   if (in.byte() != 's') malformed("a name is not a string");
@@ -281,22 +305,30 @@ Ref read_str(Reader& in) {
   return text;
 }
 
-Ref read_global(Reader& in, const DecodeHooks& hooks, const char* role) {
+// A global (after its 'g' tag): resolved once per decoding; `role` says what it is, for the
+// error message.
+Ref read_global(Reader& in, DecodeHooks& hooks, const std::string& role) {
+  const char* start = in.position();
   Ref module = read_str(in);
   Ref qualname = read_str(in);
   uint8_t flag = in.byte();
   if (flag > 1) malformed("unknown global flag");
+  std::string name(start, static_cast<size_t>(in.position() - start));
+  auto it = hooks.globals.find(name);
+  if (it != hooks.globals.end()) return it->second;
   Ref role_text = unicode(role);
   Ref flag_obj = check_ref(PyLong_FromLong(flag));
-  return check_ref(PyObject_CallFunctionObjArgs(hooks.resolve, module.get(), qualname.get(),
-                                                flag_obj.get(), role_text.get(), nullptr));
+  Ref found = check_ref(PyObject_CallFunctionObjArgs(hooks.resolve, module.get(), qualname.get(),
+                                                     flag_obj.get(), role_text.get(), nullptr));
+  hooks.globals.emplace(std::move(name), found);
+  return found;
 }
 
-Ref read_pickle(Reader& in, const DecodeHooks& hooks) {
+Ref read_pickle(Reader& in, PyObject* loads) {
   Py_ssize_t size = in.size(in.remaining(), "a pickle length");
   // A copy: the unpickler (or an exception it raises) must not hold on to the encoding.
   Ref pickled = check_ref(PyBytes_FromStringAndSize(in.take(size), size));
-  return check_ref(PyObject_CallOneArg(hooks.loads, pickled.get()));
+  return check_ref(PyObject_CallOneArg(loads, pickled.get()));
 }
 
 // The natively encoded scalars (and 'p' pickles): shared by values and leaves.
@@ -329,14 +361,14 @@ Ref read_pickle(Reader& in, const DecodeHooks& hooks) {
       return check_ref(PyBytes_FromStringAndSize(in.take(size), size));
     }
     case 'p':
-      return read_pickle(in, DecodeHooks{nullptr, loads});
+      return read_pickle(in, loads);
     default:
       found = false;
       return Ref();
   }
 }
 
-Ref read_value(Reader& in, const DecodeHooks& hooks, const char* role, int depth) {
+Ref read_value(Reader& in, DecodeHooks& hooks, const char* role, int depth) {
   uint8_t tag = in.byte();
   bool found = false;
   Ref scalar = read_scalar(tag, in, hooks.loads, found);
@@ -500,7 +532,8 @@ Ref encode_structure(const TreeSpec& spec, PyObject* locate, PyObject* dumps) {
   out.byte(spec.none_is_leaf ? 1 : 0);
   out.text(spec.ns);
   out.varint(spec.nodes.size());
-  auto value = [&](PyObject* obj) { write_value(out, obj, locate, dumps, 0); };
+  EncodeHooks hooks{locate, dumps, {}};
+  auto value = [&](PyObject* obj) { write_value(out, obj, hooks, 0); };
   for (const Node& node : spec.nodes) {
     out.byte(static_cast<uint8_t>(node.kind));
     if (node.kind == NodeKind::Leaf || node.kind == NodeKind::None) continue;
@@ -534,10 +567,10 @@ Ref encode_structure(const TreeSpec& spec, PyObject* locate, PyObject* dumps) {
         break;
       case NodeKind::NamedTuple:
       case NodeKind::StructSequence:
-        write_global(out, node.node_data.get(), locate);
+        write_global(out, node.node_data.get(), hooks);
         break;
       case NodeKind::Custom: {
-        write_global(out, node.custom->type, locate);
+        write_global(out, node.custom->type, hooks);
         out.text(node.custom->ns);
         value(node.node_data ? node.node_data.get() : Py_None);
         if (!node.node_entries) {
@@ -601,7 +634,7 @@ TreeSpec decode_structure(PyObject* encoding, PyObject* resolve, PyObject* loads
   // Every node takes at least one byte.
   Py_ssize_t num_nodes = in.size(in.remaining(), "the node count");
   if (num_nodes == 0) malformed("there are no nodes");
-  DecodeHooks hooks{resolve, loads};
+  DecodeHooks hooks{resolve, loads, {}};
 
   // 1. Read everything, running the Python hooks (imports, unpickling).
   std::vector<PendingNode> pending(static_cast<size_t>(num_nodes));
@@ -661,21 +694,19 @@ TreeSpec decode_structure(PyObject* encoding, PyObject* resolve, PyObject* loads
         break;
       case NodeKind::Custom: {
         if (in.byte() != 'g') malformed("a custom node needs its type");
-        // The registration's namespace comes after the type: it goes into the error message.
-        Ref module = read_str(in);
-        Ref qualname = read_str(in);
-        uint8_t flag = in.byte();
-        if (flag > 1) malformed("unknown global flag");
-        node.registration_ns = in.text();
+        // The registration's namespace follows the type: it goes into the error message.
+        Reader ahead = in;
+        read_str(ahead);
+        read_str(ahead);
+        ahead.byte();
+        node.registration_ns = ahead.text();
         std::string role =
             "custom node type registered in " +
             (node.registration_ns.empty() ? std::string("the global namespace")
                                           : "namespace " + quoted(node.registration_ns)) +
             " by the sender";
-        Ref role_text = unicode(role);
-        Ref flag_obj = check_ref(PyLong_FromLong(flag));
-        node.custom_type = check_ref(PyObject_CallFunctionObjArgs(
-            resolve, module.get(), qualname.get(), flag_obj.get(), role_text.get(), nullptr));
+        node.custom_type = read_global(in, hooks, role);
+        in.text();  // the namespace, read above
         node.data = read_value(in, hooks, "type in custom node metadata", 0);
         uint8_t has_entries = in.byte();
         if (has_entries > 1) malformed("unknown entries flag");
@@ -698,7 +729,8 @@ TreeSpec decode_structure(PyObject* encoding, PyObject* resolve, PyObject* loads
   // 2. Check the tree and bind custom nodes to this interpreter's registrations.
   RegistryView view;
   const TypeTable& table = view.snapshot().table_for(spec.ns);
-  std::vector<size_t> stack;  // indices of subtree roots
+  std::vector<size_t> stack;                                      // indices of subtree roots
+  std::vector<std::pair<PyObject*, Py_ssize_t>> checked_classes;  // (class, 2 * arity + kind)
   spec.nodes.reserve(pending.size());
   for (PendingNode& item : pending) {
     Node node;
@@ -759,6 +791,13 @@ TreeSpec decode_structure(PyObject* encoding, PyObject* resolve, PyObject* loads
       case NodeKind::StructSequence: {
         PyObject* cls = item.data.get();
         bool namedtuple = node.kind == NodeKind::NamedTuple;
+        // (class, arity and kind), checked once per decoding
+        std::pair<PyObject*, Py_ssize_t> check{cls, 2 * node.arity + (namedtuple ? 1 : 0)};
+        if (std::find(checked_classes.begin(), checked_classes.end(), check) !=
+            checked_classes.end()) {
+          node.node_data = item.data;
+          break;
+        }
         const BuiltinTypes& builtins = view.shard().builtins();
         if (!PyType_Check(cls) || (namedtuple ? !is_namedtuple_class(cls, builtins)
                                               : !is_structseq_class(cls, builtins))) {
@@ -773,6 +812,7 @@ TreeSpec decode_structure(PyObject* encoding, PyObject* resolve, PyObject* loads
                                      " fields in this interpreter, and " +
                                      std::to_string(node.arity) + " in the sender's tree");
         }
+        checked_classes.push_back(check);
         node.node_data = item.data;
         break;
       }
@@ -925,9 +965,10 @@ Ref encode_items(PyObject* const* items, Py_ssize_t n, PyObject* dumps) {
   return check_ref(PyTuple_Pack(2, data.get(), object_tuple.get()));
 }
 
-// Walks `tree` against `spec` and encodes its leaves, as long as the tree is made of nodes whose
-// classification needs no Python code (None, tuples, lists, dicts, namedtuples) and has the very
-// structure of `spec`. Runs no Python code during the walk; false as soon as anything differs.
+// Walks `tree` against `spec` and encodes its leaves, as long as the tree is made of builtin
+// nodes whose walk runs no Python code (None, tuples, lists, dicts, OrderedDicts, defaultdicts,
+// deques, namedtuples) and has the very structure of `spec`. Runs no Python code during the walk;
+// a null result as soon as anything differs.
 class Matcher {
  public:
   Matcher(const TreeSpec& spec, bool none_is_leaf, const std::string& ns, bool insertion_ordered)
@@ -1003,11 +1044,41 @@ class Matcher {
           continue;
         }
         case NodeKind::Dict:
-          if (type != &PyDict_Type || !dict_children(obj, node)) return false;
+          if (type != &PyDict_Type || !dict_children(stable(obj), node, node.node_data.get()))
+            return false;
           push(children_.data(), index, node.arity);
           continue;
+        case NodeKind::OrderedDict:
+          // A plain copy, as flatten takes it: it has the OrderedDict's order.
+          if (type != builtins.ordered_dict ||
+              !dict_children(hold(PyDict_Copy(obj)), node, node.node_data.get())) {
+            return false;
+          }
+          push(children_.data(), index, node.arity);
+          continue;
+        case NodeKind::DefaultDict: {
+          if (type != builtins.default_dict) return false;
+          Ref factory = check_ref(PyObject_GetAttrString(obj, "default_factory"));
+          if (factory.get() != PyTuple_GET_ITEM(node.node_data.get(), 0) ||
+              !dict_children(stable(obj), node, PyTuple_GET_ITEM(node.node_data.get(), 1))) {
+            return false;
+          }
+          push(children_.data(), index, node.arity);
+          continue;
+        }
+        case NodeKind::Deque: {
+          if (type != builtins.deque) return false;
+          Ref maxlen = check_ref(PyObject_GetAttrString(obj, "maxlen"));
+          PyObject* items = hold(PySequence_Tuple(obj));
+          if (PyTuple_GET_SIZE(items) != node.arity ||
+              !same_value(maxlen.get(), node.node_data.get(), 0)) {
+            return false;
+          }
+          push(&PyTuple_GET_ITEM(items, 0), index, node.arity);
+          continue;
+        }
         default:
-          return false;  // kinds whose walk runs Python code or is rarer: the full flatten
+          return false;  // custom nodes (their flatten function is Python code), structseqs
       }
     }
     return true;
@@ -1059,22 +1130,24 @@ class Matcher {
   // A list (or dict) as it is now: itself while no other thread can change it, else a copy.
   PyObject* stable(PyObject* obj) {
 #ifdef Py_GIL_DISABLED
-    Ref copy = check_ref(PyDict_Check(obj) ? PyDict_Copy(obj) : PyList_AsTuple(obj));
-    holders_.push_back(copy);
-    return copy.get();
+    return hold(PyDict_Check(obj) ? PyDict_Copy(obj) : PyList_AsTuple(obj));
 #else
     return obj;
 #endif
+  }
+
+  // Keeps a new reference for the length of the walk; throws if it is null.
+  PyObject* hold(PyObject* obj) {
+    holders_.push_back(check_ref(obj));
+    return obj;
   }
 
   // A dict's values in treespec order (into children_), if its keys are the spec's very key
   // objects inserted in the spec's insertion order: flatten, under the dict order mode that made
   // the spec, orders the same keys the same way (sorting is a function of the keys in insertion
   // order).
-  bool dict_children(PyObject* obj, const Node& node) {
-    PyObject* keys = node.node_data.get();
+  bool dict_children(PyObject* dict, const Node& node, PyObject* keys) {
     PyObject* original = node.original_keys.get();
-    PyObject* dict = stable(obj);
     if (PyDict_GET_SIZE(dict) != node.arity) return false;
     PyObject* in_order = original != nullptr ? original : keys;
     children_.clear();

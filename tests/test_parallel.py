@@ -801,6 +801,38 @@ def test_pack_of_a_shape_sent_before_checks_the_whole_tree() -> None:
             _round_trip(tree, **kwargs)
 
 
+def test_pack_of_a_shape_sent_before_checks_ordered_dicts_defaultdicts_and_deques() -> None:
+    def od(*keys: str) -> collections.OrderedDict[str, Any]:
+        return collections.OrderedDict((k, i) for i, k in enumerate(keys))
+
+    moved = od('a', 'b', 'c')
+    moved.move_to_end('a')
+    base = [
+        od('a', 'b', 'c'),
+        collections.defaultdict(list, {'y': 1, 'x': 2}),
+        collections.deque([1, 2], maxlen=3),
+    ]
+    variants = [
+        [od('a', 'b', 'c'), base[1], base[2]],
+        [od('b', 'a', 'c'), base[1], base[2]],
+        [moved, base[1], base[2]],
+        [{'a': 0, 'b': 1, 'c': 2}, base[1], base[2]],
+        [base[0], collections.defaultdict(dict, {'y': 1, 'x': 2}), base[2]],
+        [base[0], collections.defaultdict(list, {'x': 2, 'y': 1}), base[2]],
+        [base[0], collections.defaultdict(list, {'y': 1, 'z': 2}), base[2]],
+        [base[0], {'y': 1, 'x': 2}, base[2]],
+        [base[0], base[1], collections.deque([1, 2], maxlen=4)],
+        [base[0], base[1], collections.deque([1, 2])],
+        [base[0], base[1], collections.deque([1, 2, 3], maxlen=3)],
+        [base[0], base[1], [1, 2]],
+    ]
+    for tree in variants:
+        _round_trip(base)
+        result = _round_trip(tree)
+        assert repr(result) == repr(tree)
+        _round_trip(tree)
+
+
 def test_pack_of_a_shape_sent_before_follows_the_registry() -> None:
     tree = {'x': [Unregistered(1, 2), 3.0], 'y': {'b': 1, 'a': 2}}
     _round_trip(tree, namespace='support')

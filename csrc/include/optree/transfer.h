@@ -39,9 +39,8 @@ Ref encode_leaves(PyObject* leaves, PyObject* dumps);
 
 // The leaf encoding of `tree`'s leaves if flattening it (without a leaf predicate, with these
 // options) gives `spec`, made under the dict order mode `insertion_ordered`; a null Ref (no
-// exception) if the tree differs or has nodes whose walk runs Python code (custom nodes,
-// OrderedDict, defaultdict, deque, PyStructSequence). Trees of a shape sent before skip the
-// treespec that flatten would build.
+// exception) if the tree differs or has custom nodes (whose flatten function is Python code) or
+// PyStructSequences. Trees of a shape sent before skip the treespec that flatten would build.
 Ref match_leaves(const TreeSpec& spec, PyObject* tree, bool none_is_leaf, const std::string& ns,
                  bool insertion_ordered, PyObject* dumps);
 
