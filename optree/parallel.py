@@ -494,8 +494,10 @@ def tree_map(
     - otherwise (CPython 3.11-3.13 with a GIL, lambdas and closures on 3.14): threads. With a GIL,
       threads run ``func`` in parallel only where it releases the GIL (I/O, NumPy, ...).
 
-    A tree that makes a single chunk, a call with ``max_workers=1``, and a call made from inside
-    a worker of the default pools are mapped in the calling thread.
+    With the default pools the calling thread is one of the ``max_workers``: it maps the first
+    chunk, then the chunks no pool worker has started yet, from the last one back. A tree that
+    makes a single chunk, a call with ``max_workers=1``, and a call made from inside a worker of
+    the default pools are mapped in the calling thread alone.
 
     Args:
         func: A function that takes ``1 + len(rests)`` arguments, the leaf of ``tree`` and the
@@ -503,8 +505,9 @@ def tree_map(
         tree: A pytree to map over; its structure is the structure of the result.
         *rests: Pytrees that have ``tree``'s structure as a prefix of their own.
         executor: The executor to map on; None to use the default pools.
-        max_workers: The number of workers of the default pool (default: the number of CPUs
-            this process may use); with an ``executor``, the number of workers to size chunks for.
+        max_workers: The number of workers with the default pools, the calling thread included
+            (default: the number of CPUs this process may use); with an ``executor``, the number
+            of workers to size chunks for (default: the executor's, where it says).
         chunksize: Leaves per chunk (default: the leaves split into 4 chunks per worker for
             threads and 2 per worker for other executors).
         is_leaf: An optionally specified function called at each flattening step; a true result
@@ -536,12 +539,13 @@ def tree_map(
             chunksize = max(1, math.ceil(n / (workers * (4 if backend == 'threads' else 2))))
         if backend == 'inline' or n <= chunksize:
             return _finish(treespec, [_map_local(func, columns, 0, n)], [(0, n)])
+        # The calling thread is one of the workers (see _run).
         return _run(
             func,
             treespec,
             columns,
             chunksize,
-            _pool(backend, workers),
+            _pool(backend, workers - 1),
             local=backend == 'threads',
             fallback=True,
         )
@@ -573,30 +577,47 @@ def _run(
     local: bool,
     fallback: bool,
 ) -> Any:
+    """Maps the chunks on `executor`. With `fallback` (the default pools), the calling thread
+    is a worker too: it maps the first chunk, then takes chunks that no worker has started
+    yet, from the last one back; what cannot travel to a worker is mapped here."""
     n = len(columns[0])
     bounds = [(start, min(start + chunksize, n)) for start in range(0, n, chunksize)]
-    futures: list[Future[Any]] = []
+    first = 1 if fallback else 0  # chunks before it are the calling thread's
     if not local:
         try:
-            chunks = [[_pack_list(column[a:b]) for column in columns] for a, b in bounds]
+            chunks = [[_pack_list(column[a:b]) for column in columns] for a, b in bounds[first:]]
         except Exception:
             if not fallback:
                 raise
             # Leaves that do not pickle stay in this interpreter: threads.
-            executor, local = _pool('threads', getattr(executor, '_max_workers', 2)), True
+            executor = _pool('threads', getattr(executor, '_max_workers', 1))
+            local = True
+    futures: list[Future[Any]] = []
+    outcomes: list[Any] = [None] * len(bounds)
     try:
         if local:
-            futures = [executor.submit(_map_local, func, columns, a, b) for a, b in bounds]
+            futures = [executor.submit(_map_local, func, columns, a, b) for a, b in bounds[first:]]
         else:
             futures = [executor.submit(_map_packed, func, *chunk) for chunk in chunks]
-        outcomes = []
-        for index, future in enumerate(futures):
-            outcome = future.result()
-            if not local:
-                outcome = _receive(outcome, func, columns, bounds[index], fallback)
-            outcomes.append(outcome)
+        if first:
+            outcomes[0] = _map_local(func, columns, *bounds[0])
+            if type(outcomes[0]) is tuple:  # the very first chunk failed
+                return _finish(treespec, outcomes[:1], bounds)
+            # Chunks no worker has started: here, from the last one back (workers start them
+            # in order, so the first one that cannot be cancelled ends the search).
+            for index in range(len(bounds) - 1, 0, -1):
+                if not futures[index - 1].cancel():
+                    break
+                outcomes[index] = _map_local(func, columns, *bounds[index])
+        for index in range(first, len(bounds)):
+            outcome = outcomes[index]
+            if outcome is None:
+                outcome = futures[index - first].result()
+                if not local:
+                    outcome = _receive(outcome, func, columns, bounds[index], fallback)
+                outcomes[index] = outcome
             if type(outcome) is tuple:  # a failure: later chunks cannot matter
-                break
+                return _finish(treespec, outcomes[: index + 1], bounds)
     finally:
         for future in futures:
             future.cancel()

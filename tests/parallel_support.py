@@ -39,6 +39,12 @@ def where(x: Any) -> Any:
     return (x, _C.get_current_interpreter_id(), threading.get_ident())
 
 
+def where_slowly(x: Any) -> Any:
+    """where(x), after a millisecond: chunks take long enough for pool workers to join in."""
+    time.sleep(0.001)
+    return where(x)
+
+
 class LeafError(ValueError):
     """Raised by :func:`fail_on_negative`, with the failing leaf in its args."""
 
