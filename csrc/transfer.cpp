@@ -1156,13 +1156,13 @@ class Matcher {
     PyObject* key = nullptr;
     PyObject* value = nullptr;
     while (PyDict_Next(dict, &position, &key, &value)) {
-      if (i >= node.arity || key != PyList_GET_ITEM(in_order, i)) return false;
+      if (i >= node.arity || !same_key(key, PyList_GET_ITEM(in_order, i))) return false;
       children_.push_back(value);
       ++i;
     }
     if (i != node.arity) return false;
     if (original == nullptr) return true;
-    // Insertion order -> treespec order, by identity (the spec's keys are the same objects):
+    // Insertion order -> treespec order, by identity (in_order holds the spec's key objects):
     // a linear search for the small dicts of records, a sorted table for large ones.
     auto n = static_cast<size_t>(node.arity);
     by_position_.assign(n, nullptr);
@@ -1189,6 +1189,17 @@ class Matcher {
     }
     children_.swap(by_position_);
     return true;
+  }
+
+  // The same key object, or an equal exact str or int (say, keys of a freshly decoded JSON
+  // object): comparing those runs no Python code, and flatten orders them the same way.
+  static bool same_key(PyObject* key, PyObject* expected) {
+    if (key == expected) return true;
+    PyTypeObject* type = Py_TYPE(key);
+    if (type != Py_TYPE(expected)) return false;
+    if (type == &PyUnicode_Type) return PyUnicode_Compare(key, expected) == 0;
+    if (type == &PyLong_Type) return PyObject_RichCompareBool(key, expected, Py_EQ) == 1;
+    return false;
   }
 
   static constexpr size_t kLeafTypes = 4;

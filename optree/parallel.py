@@ -100,7 +100,7 @@ def _resolve(module: str, qualname: str, flag: int, role: str) -> Any:
     return type(obj) if flag else obj
 
 
-_sent_lock = threading.Lock()
+_cache_lock = threading.Lock()
 # hash(treespec) -> (treespec, key, encoding, dict order mode that made the treespec): the
 # structures this interpreter sent.
 _sent: dict[int, tuple[PyTreeSpec, bytes, bytes, bool]] = {}
@@ -111,20 +111,19 @@ _leaf_lists: dict[int, tuple[bytes, bytes]] = {}
 
 
 def _remember(cache: dict, key: Any, value: Any) -> None:
-    with _sent_lock:
+    with _cache_lock:
         while len(cache) >= _CACHE_SIZE:
             cache.pop(next(iter(cache)), None)
         cache[key] = value
 
 
-# The entry of _sent used last: trees of the shape sent last skip flatten (see pack).
-_last_sent: tuple[PyTreeSpec, bytes, bytes, bool] | None = None
+# Per thread, the entry of _sent used last: a tree of that shape skips flatten (see pack).
+_last_sent = threading.local()
 
 
 def _encode(treespec: PyTreeSpec, namespace: str = '') -> tuple[bytes, bytes]:
     """The key and encoding of a treespec's structure, encoded once per shape."""
-    global _last_sent
-    entry = _last_sent
+    entry = getattr(_last_sent, 'entry', None)
     if entry is not None and _C._transfer_same_structure(entry[0], treespec):
         return entry[1], entry[2]
     digest = hash(treespec)
@@ -136,7 +135,7 @@ def _encode(treespec: PyTreeSpec, namespace: str = '') -> tuple[bytes, bytes]:
         key = hashlib.blake2b(encoding, digest_size=16).digest()
         entry = (treespec, key, encoding, insertion_ordered)
         _remember(_sent, digest, entry)
-    _last_sent = entry
+    _last_sent.entry = entry
     return entry[1], entry[2]
 
 
@@ -196,7 +195,7 @@ def pack(
     >>> optree.parallel.unpack(packed)
     {'b': (1.5, 'x'), 'a': [None, 2]}
     """
-    entry = _last_sent
+    entry = getattr(_last_sent, 'entry', None)
     if entry is not None and is_leaf is None:
         # A tree of the shape sent last: its leaves, checked against that shape as they are
         # collected, without building a treespec.

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import collections
 import enum
+import json
 import math
 import multiprocessing
 import pickle
@@ -869,3 +870,16 @@ def test_pack_of_large_dicts_in_another_insertion_order() -> None:
     for tree in (forward, backward, shuffled, backward, shuffled, forward, shuffled):
         result = _round_trip({'d': tree})
         assert list(result['d']) == list(tree)
+
+
+def test_pack_of_a_shape_sent_before_with_equal_fresh_keys() -> None:
+    text = '{"alpha": {"x": 1, "y": [2.5, null]}, "beta": [3, "four"], "7": {"1": 1}}'
+    for _ in range(3):
+        tree = json.loads(text)  # new key objects each time
+        result = _round_trip(tree)
+        assert result == tree
+        assert list(result) == list(tree)
+    for keys in ([1, 2], [True, 2], [1.0, 2], [2, 1]):
+        tree = {k: str(k) for k in keys}
+        result = _round_trip(tree)
+        assert [type(k) for k in result] == [type(k) for k in tree]
