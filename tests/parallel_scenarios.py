@@ -42,8 +42,16 @@ class _Recording:
 
 def scenario_dask(workers: int = 2) -> None:
     """optree.parallel.tree_map on a dask.distributed LocalCluster's executor (worker processes)."""
-    from distributed import Client, LocalCluster
+    import tempfile
+    from pathlib import Path
 
+    from distributed import Client, LocalCluster
+    from zoo import VARIANTS, ZOO
+
+    # The zoo as modules, on the path the worker processes start with.
+    zoo_dir = tempfile.mkdtemp(prefix='optree-zoo-')
+    parallel_support.write_zoo_modules(Path(zoo_dir))
+    sys.path.insert(0, zoo_dir)
     start = time.perf_counter()
     with (
         LocalCluster(
@@ -80,6 +88,32 @@ def scenario_dask(workers: int = 2) -> None:
                 namespace='support',
             )
             assert actual == expected
+        # The zoo: equal results, or the pickling error of leaves that pickle nowhere.
+        zoo_maps = 0
+        for variant in VARIANTS:
+            for entry in ZOO:
+                tree, kwargs = parallel_support.zoo_tree(entry.id, variant)
+                expected = optree.tree_map(parallel_support.tag, tree, **kwargs)
+                try:
+                    pickle.dumps(optree.tree_leaves(tree, **kwargs))
+                except Exception:
+                    ex = _raised(
+                        optree.parallel.tree_map,
+                        parallel_support.tag,
+                        tree,
+                        executor=executor,
+                        **kwargs,
+                    )
+                    assert 'while pickling leaf' in ex.__notes__[-1], ex
+                    continue
+                actual = optree.parallel.tree_map(
+                    parallel_support.tag, tree, executor=executor, chunksize=8, **kwargs
+                )
+                assert repr(actual) == repr(expected), (entry.id, variant, actual, expected)
+                assert optree.tree_structure(actual, **kwargs) == optree.tree_structure(
+                    expected, **kwargs
+                )
+                zoo_maps += 1
         # Chunks travel as pack output: (format, key, structure, leaves, objects) per column.
         assert executor.calls
         for fn, args in executor.calls:
@@ -103,7 +137,9 @@ def scenario_dask(workers: int = 2) -> None:
         # The workers are other processes.
         pids = optree.parallel.tree_map(_pid, list(range(8)), executor=executor, chunksize=1)
         assert os.getpid() not in pids and 1 <= len(set(pids)) <= workers
-    report_figures(cluster_start_seconds=round(started, 2), calls=len(executor.calls))
+    report_figures(
+        cluster_start_seconds=round(started, 2), calls=len(executor.calls), zoo_maps=zoo_maps
+    )
 
 
 def _pid(_: Any) -> int:

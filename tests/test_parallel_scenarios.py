@@ -34,6 +34,7 @@ def test_tree_map_on_a_dask_distributed_executor(capsys: pytest.CaptureFixture[s
     result = run_scenario('parallel_scenarios', 'scenario_dask', timeout=TIMEOUT, workers=2)
     _passes(result)
     assert result.figures['calls'] > 0
+    assert result.figures['zoo_maps'] > 250  # of 50 zoo trees x 6 variants
     with capsys.disabled():
         print(f'\n[dask on {sys.version.split()[0]}] {result.figures}')
 
