@@ -1030,8 +1030,7 @@ class Matcher {
           continue;
         case NodeKind::NamedTuple:
           if (reinterpret_cast<PyObject*>(type) != node.node_data.get() ||
-              PyTuple_GET_SIZE(obj) != node.arity || table.find(type) != nullptr ||
-              !tuple_class_info(type, builtins).namedtuple) {
+              PyTuple_GET_SIZE(obj) != node.arity || !is_namedtuple(type, table, builtins)) {
             return false;
           }
           push(&PyTuple_GET_ITEM(obj, 0), index, node.arity);
@@ -1048,14 +1047,22 @@ class Matcher {
             return false;
           push(children_.data(), index, node.arity);
           continue;
-        case NodeKind::OrderedDict:
-          // A plain copy, as flatten takes it: it has the OrderedDict's order.
-          if (type != builtins.ordered_dict ||
-              !dict_children(hold(PyDict_Copy(obj)), node, node.node_data.get())) {
-            return false;
+        case NodeKind::OrderedDict: {
+          // Its items in the OrderedDict's order, the order flatten sees (through PyDict_Copy,
+          // which on free-threaded builds spins on the OrderedDict's lock for each key).
+          if (type != builtins.ordered_dict) return false;
+          PyObject* items = hold(PyMapping_Items(obj));
+          PyObject* keys = node.node_data.get();
+          if (PyList_GET_SIZE(items) != node.arity) return false;
+          children_.clear();
+          for (Py_ssize_t i = 0; i < node.arity; ++i) {
+            PyObject* item = PyList_GET_ITEM(items, i);
+            if (!same_key(PyTuple_GET_ITEM(item, 0), PyList_GET_ITEM(keys, i))) return false;
+            children_.push_back(PyTuple_GET_ITEM(item, 1));
           }
           push(children_.data(), index, node.arity);
           continue;
+        }
         case NodeKind::DefaultDict: {
           if (type != builtins.default_dict) return false;
           Ref factory = check_ref(PyObject_GetAttrString(obj, "default_factory"));
@@ -1106,6 +1113,17 @@ class Matcher {
     } else {
       deferred_ = true;  // to be pickled
     }
+  }
+
+  // A namedtuple class that is not registered as a custom node: checked once per type.
+  bool is_namedtuple(PyTypeObject* type, const TypeTable& table, const BuiltinTypes& builtins) {
+    if (std::find(namedtuple_types_.begin(), namedtuple_types_.end(), type) !=
+        namedtuple_types_.end()) {
+      return true;
+    }
+    if (table.find(type) != nullptr || !tuple_class_info(type, builtins).namedtuple) return false;
+    namedtuple_types_.push_back(type);
+    return true;
   }
 
   bool is_leaf(PyObject* obj, PyTypeObject* type, const TypeTable& table,
@@ -1218,6 +1236,7 @@ class Matcher {
   Writer out_;
   bool deferred_ = false;  // some leaf must be pickled
   PyTypeObject* leaf_types_[kLeafTypes] = {};
+  std::vector<PyTypeObject*> namedtuple_types_;
   size_t next_leaf_type_ = 0;
   std::vector<Ref> holders_;  // copies taken on free-threaded builds
 };
