@@ -191,6 +191,45 @@ out['wide_leaves'] = len(optree.tree_leaves(wide))
 out['cpu_bound'] = mapping(W.spin, cpu_tree)
 out['trivial'] = mapping(W.bump, wide)
 
+
+def control(runners, calls=200):
+    """Wall time of `calls` spin() calls split over `runners` threads (3.14t) or subinterpreters
+    driven by threads (3.14), without optree: what two workers can gain on this machine now."""
+    import threading
+
+    share = calls // runners
+    if MODE == 'threads':
+        def work():
+            for _ in range(share):
+                W.spin(1.0)
+        targets = [work] * runners
+        pool = []
+    else:
+        from concurrent import interpreters
+
+        pool = [interpreters.create() for _ in range(runners)]
+        for interp in pool:
+            interp.exec(f'import sys\nsys.path[:] = {sys.path!r}\nimport parallel_work')
+        code = f'for _ in range({share}):\n    parallel_work.spin(1.0)\n'
+        targets = [lambda interp=interp: interp.exec(code) for interp in pool]
+    try:
+        best = float('inf')
+        for _ in range(REPEATS):
+            threads = [threading.Thread(target=target) for target in targets]
+            start = time.perf_counter()
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join()
+            best = min(best, time.perf_counter() - start)
+        return best
+    finally:
+        for interp in pool:
+            interp.close()
+
+
+out['control'] = {'1': control(1), '2': control(2)}
+
 from concurrent import interpreters
 
 interpreter = interpreters.create()
@@ -201,9 +240,8 @@ try:
     queues = {}
     for label, make in W.QUEUE_TREES.items():
         same = [make()] * SENDS
-        fresh = [make(f'_{i}') for i in range(SENDS)]
         rows = {}
-        for shape, trees in (('same shape', same), ('fresh shapes', fresh)):
+        for shape in ('same shape', 'fresh shapes'):
             for method, put, get in (
                 ('tree', queue.put, 'queue.get()'),
                 ('pack', lambda tree: queue.put(optree.parallel.pack(tree)),
@@ -211,7 +249,11 @@ try:
             ):
                 loop = f'for _ in range({SENDS}):\n    {get}\n'
                 times = []
-                for _ in range(3):
+                for round_ in range(3):
+                    # Fresh shapes: new dict keys in every tree of every round (no cache hits).
+                    trees = same
+                    if shape == 'fresh shapes':
+                        trees = [make(f'_{method}{round_}_{i}') for i in range(SENDS)]
                     start = time.thread_time()
                     for tree in trees:
                         put(tree)
@@ -275,12 +317,28 @@ def parallel_report(runs: list[dict], output_dir: Path) -> list[str]:
             )
             if key == 'cpu_bound':
                 verdict = 'met' if serial / two >= 1.8 else 'MISSED'
+                headroom = run['control']['1'] / run['control']['2']
                 summary.append(f'CPU-bound, 2 {run["backend"]} on {where}: {serial / two:.2f}x '
-                               f'serial (target >= 1.8x: {verdict})')
+                               f'serial (target >= 1.8x: {verdict}; spin() alone on 2 '
+                               f'{run["backend"]}, without optree: {headroom:.2f}x)')
             else:
                 verdict = 'met' if two / serial <= 2 else 'MISSED'
                 summary.append(f'trivial over {leaves:,} leaves, 2 {run["backend"]} on {where}: '
                                f'{two / serial:.2f}x serial time (target <= 2x: {verdict})')
+    lines += [
+        '',
+        'Control, without optree: 200 `spin()` calls on 1 runner, then split over 2 (threads on '
+        '3.14t, subinterpreters driven by threads on 3.14); the ratio is the most two workers '
+        'could gain on this machine during the run (about 2 on 2 idle cores).',
+        '',
+        '| Python | runners | 1 runner | 2 runners | ratio |',
+        '|---|---|---:|---:|---:|',
+    ]
+    for run in runs:
+        where = f'{run["version"]}{"t" if not run["gil_enabled"] else ""}'
+        one, two = run['control']['1'], run['control']['2']
+        lines.append(f'| {where} | {run["backend"]} | {one * 1e3:.2f} ms | {two * 1e3:.2f} ms '
+                     f'| {one / two:.2f} |')
     lines += [
         '',
         '`pack` -> `Queue.put` / `Queue.get` -> `unpack` into a subinterpreter, against '
