@@ -224,3 +224,40 @@ def get_alive_interpreter_ids() -> set[int]: ...
 def is_current_interpreter_main() -> bool: ...
 def get_current_interpreter_id() -> int: ...
 def get_main_interpreter_id() -> int: ...
+
+# --- transfer (optree.parallel) ----------------------------------------------------------------
+
+def _transfer_encode_structure(
+    treespec: PyTreeSpec,
+    locate: Callable[[type], tuple[str, str, int]],
+    dumps: Callable[[object], bytes],
+    /,
+) -> bytes: ...
+def _transfer_decode_structure(
+    encoding: bytes,
+    resolve: Callable[[str, str, int, str], object],
+    loads: Callable[[bytes], object],
+    missing_error: type[BaseException],
+    /,
+) -> PyTreeSpec: ...
+def _transfer_same_structure(a: PyTreeSpec, b: PyTreeSpec, /) -> bool: ...
+def _transfer_encode_leaves(
+    leaves: list[Any] | tuple[Any, ...],
+    dumps: Callable[[object], bytes],
+    /,
+) -> tuple[bytes, tuple[Any, ...]]: ...
+def _transfer_decode_leaves(
+    data: bytes,
+    objects: tuple[Any, ...],
+    loads: Callable[[bytes], object],
+    /,
+) -> list[Any]: ...
+def _transfer_match_leaves(
+    treespec: PyTreeSpec,
+    tree: object,
+    none_is_leaf: bool,
+    namespace: str,
+    insertion_ordered: bool,
+    dumps: Callable[[object], bytes],
+    /,
+) -> tuple[bytes, tuple[Any, ...]] | None: ...

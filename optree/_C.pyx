@@ -818,6 +818,11 @@ def _release_registry():
         optree_release_module_reference(PyTreeSpec)
 
 
+# ------------------------------------------------------------------------------ transfer
+
+include "_transfer.pxi"
+
+
 # ------------------------------------------------------------------------ module exec
 
 # First: from here on a failing exec leaves a module that is cleared safely (see above).

@@ -111,3 +111,20 @@ cdef extern from "optree/treespec.h" namespace "optree":
     cdef cppclass LeafIterator:
         LeafIterator(PyObject* tree, FlattenOptions options)
         Ref next() except +translate_exception
+
+
+cdef extern from "optree/transfer.h" namespace "optree::transfer":
+    Ref transfer_encode_structure "optree::transfer::encode_structure"(
+        const TreeSpec& spec, PyObject* locate, PyObject* dumps) except +translate_exception
+    TreeSpec transfer_decode_structure "optree::transfer::decode_structure"(
+        PyObject* encoding, PyObject* resolve, PyObject* loads,
+        PyObject* missing_error) except +translate_exception
+    bool transfer_same_structure "optree::transfer::same_structure"(
+        const TreeSpec& a, const TreeSpec& b) except +translate_exception
+    Ref transfer_encode_leaves "optree::transfer::encode_leaves"(
+        PyObject* leaves, PyObject* dumps) except +translate_exception
+    Ref transfer_decode_leaves "optree::transfer::decode_leaves"(
+        PyObject* data, PyObject* objects, PyObject* loads) except +translate_exception
+    Ref transfer_match_leaves "optree::transfer::match_leaves"(
+        const TreeSpec& spec, PyObject* tree, bool none_is_leaf, const string& ns,
+        bool insertion_ordered, PyObject* dumps) except +translate_exception

@@ -21,6 +21,7 @@ _INSTALLED_ON = {
     'torch': {(3, 11)},
     'jax': {(3, 11)},
     'mypy': {(3, 11)},
+    'distributed': None,  # dask.distributed, from the test extra (optree.parallel's executor test)
 }
 
 

@@ -1,0 +1,665 @@
+"""Parallel tree maps, and pytrees that cross interpreters cheaper than pickle.
+
+:func:`tree_map` is :func:`optree.tree_map` with the leaves mapped in chunks on workers: threads,
+subinterpreters, processes, or any :class:`concurrent.futures.Executor` (``dask.distributed``'s
+included). :func:`pack` turns a pytree into an object made only of what CPython 3.14's
+:mod:`concurrent.interpreters` shares natively (str, bytes, tuples), and :func:`unpack` rebuilds
+the pytree in the receiving interpreter; the structure is encoded once per shape and cached on
+both sides, so sending many trees of one shape costs about an unflatten on the receiver.
+"""
+
+from __future__ import annotations
+
+import atexit
+import functools
+import hashlib
+import importlib
+import math
+import os
+import pickle
+import sys
+import threading
+import traceback
+from collections.abc import Callable
+from concurrent.futures import Executor, Future, ThreadPoolExecutor
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import optree._C as _C
+from optree._C import flatten as _flatten
+
+if TYPE_CHECKING:
+    from optree.typing import PyTree, PyTreeSpec
+
+__all__ = ['UnpackError', 'pack', 'shutdown', 'tree_map', 'unpack']
+
+T = TypeVar('T')
+S = TypeVar('S')
+U = TypeVar('U')
+
+# ------------------------------------------------------------------------------ pack / unpack
+
+#: The first item of every packed tree: the format and its version.
+PACK_FORMAT = 'optree.parallel.pack/1'
+
+# At most this many shapes are remembered per interpreter on each side (the oldest go first).
+_CACHE_SIZE = 512
+
+_DUMPS = functools.partial(pickle.dumps, protocol=pickle.HIGHEST_PROTOCOL)
+_LOADS = pickle.loads
+_MISSING = object()
+
+
+class UnpackError(RuntimeError):
+    """A packed tree names something the receiving interpreter cannot find.
+
+    Raised by :func:`unpack` when a type of the tree's structure (a namedtuple, a
+    ``PyStructSequence``, a custom node type, a ``defaultdict`` factory) cannot be imported by
+    its module and qualified name, or when a custom node type is not registered in the receiving
+    interpreter (registries are per interpreter: the receiver must register it itself).
+    """
+
+
+def _lookup(module: str, qualname: str) -> Any:
+    obj = sys.modules.get(module)
+    if obj is None:
+        obj = importlib.import_module(module)
+    for name in qualname.split('.'):
+        obj = getattr(obj, name)
+    return obj
+
+
+def _locate(obj: Any) -> tuple[str, str, int]:
+    """How another interpreter finds ``obj`` (a type): its module, qualified name and flag."""
+    module = getattr(obj, '__module__', None)
+    qualname = getattr(obj, '__qualname__', None)
+    if isinstance(module, str) and isinstance(qualname, str):
+        try:
+            found = _lookup(module, qualname)
+        except Exception:
+            found = _MISSING
+        if found is obj:
+            return module, qualname, 0
+        if type(found) is obj:  # e.g. type(sys.float_info), named 'sys.float_info'
+            return module, qualname, 1
+    raise TypeError(
+        f'optree.parallel.pack: cannot send {obj!r}: a receiving interpreter finds types by '
+        f'module and qualified name, and {module}.{qualname} does not name it here (a class '
+        'defined inside a function, or not at the top level of its module?)'
+    )
+
+
+def _resolve(module: str, qualname: str, flag: int, role: str) -> Any:
+    """The object that ``_locate`` described, found in this interpreter."""
+    try:
+        obj = _lookup(module, qualname)
+    except Exception as ex:
+        raise UnpackError(
+            f'optree.parallel.unpack: cannot find {module}.{qualname}, the {role}, in this '
+            f'interpreter ({type(ex).__name__}: {ex}); it must be importable here'
+        ) from ex
+    return type(obj) if flag else obj
+
+
+_cache_lock = threading.Lock()
+# hash(treespec) -> (treespec, key, encoding, dict order mode that made the treespec): the
+# structures this interpreter sent.
+_sent: dict[int, tuple[PyTreeSpec, bytes, bytes, bool]] = {}
+# key -> (encoding, treespec): the structures this interpreter received.
+_received: dict[bytes, tuple[bytes, PyTreeSpec]] = {}
+# number of leaves -> (key, encoding) of a list of that many leaves (tree_map's chunks).
+_leaf_lists: dict[int, tuple[bytes, bytes]] = {}
+
+
+def _remember(cache: dict, key: Any, value: Any) -> None:
+    with _cache_lock:
+        while len(cache) >= _CACHE_SIZE:
+            cache.pop(next(iter(cache)), None)
+        cache[key] = value
+
+
+# Per thread, the entry of _sent used last: a tree of that shape skips flatten (see pack).
+_last_sent = threading.local()
+
+
+def _encode(treespec: PyTreeSpec, namespace: str = '') -> tuple[bytes, bytes]:
+    """The key and encoding of a treespec's structure, encoded once per shape."""
+    entry = getattr(_last_sent, 'entry', None)
+    if entry is not None and _C._transfer_same_structure(entry[0], treespec):
+        return entry[1], entry[2]
+    digest = hash(treespec)
+    entry = _sent.get(digest)
+    if entry is None or not _C._transfer_same_structure(entry[0], treespec):
+        # The dict order mode of the flatten that made the treespec (read just after it).
+        insertion_ordered = _C.is_dict_insertion_ordered(namespace)
+        encoding = _C._transfer_encode_structure(treespec, _locate, _DUMPS)
+        key = hashlib.blake2b(encoding, digest_size=16).digest()
+        entry = (treespec, key, encoding, insertion_ordered)
+        _remember(_sent, digest, entry)
+    _last_sent.entry = entry
+    return entry[1], entry[2]
+
+
+def _decode(key: Any, encoding: Any) -> PyTreeSpec:
+    """The treespec of a received structure, decoded once per shape."""
+    if type(key) is not bytes or type(encoding) is not bytes:
+        raise ValueError('optree.parallel.unpack: malformed packed data: bad structure fields')
+    entry = _received.get(key)
+    if entry is not None and entry[0] == encoding:
+        return entry[1]
+    treespec = _C._transfer_decode_structure(encoding, _resolve, _LOADS, UnpackError)
+    if hashlib.blake2b(encoding, digest_size=16).digest() == key:
+        _remember(_received, key, (encoding, treespec))
+    return treespec
+
+
+def pack(
+    tree: PyTree[T],
+    /,
+    *,
+    is_leaf: Callable[[T], bool] | None = None,
+    none_is_leaf: bool = False,
+    namespace: str = '',
+) -> tuple[Any, ...]:
+    """Pack a pytree into an object that CPython 3.14 interpreters share without pickling.
+
+    The result is a tuple of str, bytes and tuples only: what :mod:`concurrent.interpreters`
+    copies natively through a :class:`~concurrent.interpreters.Queue`, ``Interpreter.call`` or an
+    :class:`~concurrent.futures.InterpreterPoolExecutor`. It also pickles, for processes. Rebuild
+    the tree with :func:`unpack`, in any interpreter of the process or in another process.
+
+    What it holds:
+
+    - the **structure** (:class:`~optree.PyTreeSpec`), encoded once per shape and cached: packing
+      many trees of one shape reuses the encoding, and :func:`unpack` decodes it once per
+      receiving interpreter. Types in it (namedtuples, ``PyStructSequence`` types, custom node
+      types, ``defaultdict`` factories) travel by module and qualified name; custom node types
+      must be registered in the receiving interpreter, in the same namespace (registries are per
+      interpreter). Dict keys, deque lengths and custom metadata of types other than None, bool,
+      int, float, str, bytes, tuple and list are pickled.
+    - the **leaves**: None, bools, ints (64-bit), floats, str and bytes are written into one bytes
+      object; large bytes and memoryviews travel as themselves; any other leaf is pickled on its
+      own (so its type must be importable where it is unpacked).
+
+    Args:
+        tree: The pytree to pack.
+        is_leaf: An optionally specified function called at each flattening step; a true
+            result makes the node a leaf (see :func:`optree.tree_flatten`).
+        none_is_leaf: Whether to treat None as a leaf rather than a node with no children.
+        namespace: The registry namespace of custom node types.
+
+    Returns:
+        A tuple ``(format, key, structure, leaves, objects)``, opaque to its users.
+
+    >>> import optree.parallel
+    >>> packed = optree.parallel.pack({'b': (1.5, 'x'), 'a': [None, 2]})
+    >>> optree.parallel.unpack(packed)
+    {'b': (1.5, 'x'), 'a': [None, 2]}
+    """
+    entry = getattr(_last_sent, 'entry', None)
+    if entry is not None and is_leaf is None:
+        # A tree of the shape sent last: its leaves, checked against that shape as they are
+        # collected, without building a treespec.
+        encoded = _C._transfer_match_leaves(
+            entry[0], tree, none_is_leaf, namespace, entry[3], _DUMPS
+        )
+        if encoded is not None:
+            return (PACK_FORMAT, entry[1], entry[2], encoded[0], encoded[1])
+    leaves, treespec = _flatten(tree, is_leaf, none_is_leaf, namespace)
+    key, encoding = _encode(treespec, namespace)
+    data, objects = _C._transfer_encode_leaves(leaves, _DUMPS)
+    return (PACK_FORMAT, key, encoding, data, objects)
+
+
+def unpack(packed: tuple[Any, ...], /) -> PyTree[Any]:
+    """Rebuild the pytree of a :func:`pack` result, in this interpreter.
+
+    The structure of each shape is decoded once per interpreter and cached, so unpacking trees of
+    a shape seen before costs about an :func:`optree.tree_unflatten`.
+
+    Raises:
+        UnpackError: If a type of the structure cannot be imported here, or a custom node type is
+            not registered in this interpreter (in the namespace it was packed with).
+        ValueError: If ``packed`` is not a well-formed result of :func:`pack`.
+
+    Like :func:`pickle.loads`, unpack only data you trust: pickled leaves and metadata run code.
+    """
+    if type(packed) is not tuple or len(packed) != 5 or packed[0] != PACK_FORMAT:
+        raise ValueError(
+            f'optree.parallel.unpack: expected a result of optree.parallel.pack() '
+            f'({PACK_FORMAT!r}), got {type(packed).__name__}'
+        )
+    _, key, encoding, data, objects = packed
+    treespec = _decode(key, encoding)
+    return treespec.unflatten(_C._transfer_decode_leaves(data, objects, _LOADS))
+
+
+def _pack_list(items: list[Any]) -> tuple[Any, ...]:
+    """``pack(list(items))`` with every item a leaf, whatever its type."""
+    n = len(items)
+    entry = _leaf_lists.get(n)
+    if entry is None:
+        entry = _encode(_C._structure([None] * n, None, True), '')  # type: ignore[arg-type]
+        _remember(_leaf_lists, n, entry)
+    data, objects = _C._transfer_encode_leaves(items, _DUMPS)
+    return (PACK_FORMAT, entry[0], entry[1], data, objects)
+
+
+# ------------------------------------------------------------------------------ tree_map
+
+
+class _RemoteTraceback(Exception):
+    """The traceback of an exception raised in another interpreter or process."""
+
+    def __init__(self, text: str) -> None:
+        super().__init__(text)
+        self.text = text
+
+    def __str__(self) -> str:
+        return self.text
+
+
+_worker_state = threading.local()
+
+
+def _map_local(func: Callable[..., Any], columns: list[list[Any]], start: int, stop: int) -> Any:
+    """Map a chunk in this interpreter: the results (a list), or (index, exception)."""
+    results: list[Any] = []
+    _worker_state.depth = getattr(_worker_state, 'depth', 0) + 1
+    try:
+        if len(columns) == 1:
+            results.extend(map(func, columns[0][start:stop]))
+        else:
+            results.extend(map(func, *[column[start:stop] for column in columns]))
+    except Exception as ex:
+        # list.extend keeps what it appended before the exception: the failing leaf is next.
+        return (start + len(results), ex)
+    finally:
+        _worker_state.depth -= 1
+    return results
+
+
+def _export_exception(stage: str, index: int, ex: BaseException) -> tuple[Any, ...]:
+    text = ''.join(traceback.format_exception(type(ex), ex, ex.__traceback__))
+    try:
+        blob = pickle.dumps(ex, protocol=pickle.HIGHEST_PROTOCOL)
+    except Exception:
+        blob = None
+    name = f'{type(ex).__module__}.{type(ex).__qualname__}'
+    return ('error', stage, index, blob, name, str(ex), text)
+
+
+def _import_exception(record: tuple[Any, ...]) -> BaseException:
+    _, _, _, blob, name, message, text = record
+    ex: Any = None
+    if blob is not None:
+        try:
+            ex = pickle.loads(blob)
+        except Exception:
+            ex = None
+    if not isinstance(ex, BaseException):
+        ex = RuntimeError(f'{name}: {message}')
+    if ex.__cause__ is None:
+        ex.__cause__ = _RemoteTraceback(f'\n"""\n{text}"""')
+    return ex
+
+
+def _map_packed(func: Callable[..., Any], *packed_columns: tuple[Any, ...]) -> tuple[Any, ...]:
+    """Map a chunk sent as :func:`pack` output (in a worker interpreter or process).
+
+    Returns ``('ok', packed results)`` or ``('error', stage, index, ...)``, where stage is
+    'unpack' (the leaves could not be rebuilt here), 'func' (func raised at leaf `index` of the
+    chunk) or 'results' (the results could not be packed).
+    """
+    try:
+        columns = [unpack(packed) for packed in packed_columns]
+    except Exception as ex:
+        return _export_exception('unpack', 0, ex)
+    results: list[Any] = []
+    _worker_state.depth = getattr(_worker_state, 'depth', 0) + 1
+    try:
+        results.extend(map(func, *columns))
+    except Exception as ex:
+        return _export_exception('func', len(results), ex)
+    finally:
+        _worker_state.depth -= 1
+    try:
+        return ('ok', _pack_list(results))
+    except Exception as ex:
+        return _export_exception('results', 0, ex)
+
+
+def _prepare_worker(path: list[str]) -> None:
+    """Initializer of the default interpreter pool: the creator's ``sys.path``, as
+    multiprocessing gives its spawned children."""
+    import sys
+
+    sys.path[:] = path
+
+
+_pools_lock = threading.Lock()
+_pools: dict[tuple[str, int], Executor] = {}
+_shut_down = False
+
+
+def _default_workers() -> int:
+    count = getattr(os, 'process_cpu_count', os.cpu_count)()
+    return max(1, count or 1)
+
+
+def _gil_enabled() -> bool:
+    is_gil_enabled = getattr(sys, '_is_gil_enabled', None)
+    return True if is_gil_enabled is None else bool(is_gil_enabled())
+
+
+def _interpreter_pool_type() -> type[Executor] | None:
+    if sys.version_info < (3, 14):
+        return None
+    import concurrent.futures
+
+    return concurrent.futures.InterpreterPoolExecutor  # type: ignore[attr-defined,no-any-return]
+
+
+def _by_reference(func: Any) -> bool:
+    """Whether pickle sends ``func`` by module and qualified name, found in a fresh interpreter:
+    a function, builtin or class at the top level of an importable module (not ``__main__``)."""
+    module = getattr(func, '__module__', None)
+    qualname = getattr(func, '__qualname__', None)
+    if not isinstance(module, str) or not isinstance(qualname, str) or module == '__main__':
+        return False
+    if '<' in qualname:  # <lambda>, <locals>
+        return False
+    try:
+        return _lookup(module, qualname) is func
+    except Exception:
+        return False
+
+
+def _default_backend(func: Any) -> str:
+    """The rule of ``executor=None`` (documented in tree_map's docstring)."""
+    if not _gil_enabled():
+        return 'threads'
+    if sys.version_info >= (3, 14) and _C.is_current_interpreter_main() and _by_reference(func):
+        return 'interpreters'
+    return 'threads'
+
+
+def _pool(backend: str, workers: int) -> Executor:
+    with _pools_lock:
+        if _shut_down:
+            raise RuntimeError('optree.parallel: the worker pools are shut down (interpreter exit)')
+        pool = _pools.get((backend, workers))
+        if pool is None:
+            if backend == 'interpreters':
+                pool_type: Any = _interpreter_pool_type()
+                pool = pool_type(
+                    max_workers=workers,
+                    thread_name_prefix='optree-parallel-interpreter',
+                    initializer=_prepare_worker,
+                    initargs=(list(sys.path),),
+                )
+            else:
+                pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix='optree-parallel')
+            _pools[backend, workers] = pool
+        return pool
+
+
+def shutdown(wait: bool = True) -> None:
+    """Shut down the worker pools that :func:`tree_map` created for ``executor=None``.
+
+    Called at interpreter exit; call it earlier to release the threads or subinterpreters. A
+    later :func:`tree_map` call creates new pools.
+    """
+    with _pools_lock:
+        pools = list(_pools.values())
+        _pools.clear()
+    for pool in pools:
+        pool.shutdown(wait=wait, cancel_futures=True)
+
+
+def _shutdown_at_exit() -> None:
+    global _shut_down
+    with _pools_lock:
+        _shut_down = True
+    shutdown(wait=True)
+
+
+atexit.register(_shutdown_at_exit)
+
+
+def _check_count(name: str, value: Any) -> int | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(
+            f'optree.parallel.tree_map: {name} must be a positive int or None, got {value!r}'
+        )
+    return value
+
+
+def _leaf_path(treespec: PyTreeSpec, index: int) -> Any:
+    try:
+        return treespec.paths()[index]
+    except Exception:
+        return None
+
+
+def _raise_at(ex: BaseException, treespec: PyTreeSpec, index: int, note: str = '') -> None:
+    path = _leaf_path(treespec, index)
+    ex.add_note(
+        f'optree.parallel.tree_map: {note or "func raised"} at leaf {index} of the tree, '
+        f'path {path!r}'
+    )
+    raise ex
+
+
+def tree_map(
+    func: Callable[..., U],
+    tree: PyTree[T],
+    /,
+    *rests: PyTree[S],
+    executor: Executor | None = None,
+    max_workers: int | None = None,
+    chunksize: int | None = None,
+    is_leaf: Callable[[T], bool] | None = None,
+    none_is_leaf: bool = False,
+    namespace: str = '',
+) -> PyTree[U]:
+    """Map ``func`` over the leaves of ``tree`` (and ``rests``) in parallel: :func:`optree.tree_map`
+    on workers.
+
+    The tree is flattened once (``rests`` through :meth:`PyTreeSpec.flatten_up_to`), the leaves
+    are mapped in chunks of consecutive leaves on the workers, and the results are unflattened
+    once. The result equals ``optree.tree_map(func, tree, *rests, ...)``. If ``func`` raises,
+    the exception of the first failing leaf (in flatten order) is raised, with a note giving the
+    leaf's index and path; unlike the serial map, leaves after it may have been mapped too.
+
+    **Where it runs.** ``executor`` takes any :class:`concurrent.futures.Executor`. A
+    :class:`~concurrent.futures.ThreadPoolExecutor` gets the leaves themselves; any other executor
+    (an :class:`~concurrent.futures.InterpreterPoolExecutor`, a
+    :class:`~concurrent.futures.ProcessPoolExecutor`, ``dask.distributed``'s
+    ``Client.get_executor()``) gets each chunk as :func:`pack` output and sends the results back
+    the same way, so ``func`` must reach the workers (pickled by the executor) and leaves and
+    results must pickle where they are not natively shareable. With ``executor=None`` (the
+    default) optree picks what runs in parallel in this interpreter, and reuses the pool across
+    calls (shut down at exit, or by :func:`shutdown`):
+
+    - on a free-threaded build with the GIL disabled (3.13t, 3.14t): threads;
+    - on CPython 3.14+ with a GIL, in the main interpreter, when ``func`` is found by module and
+      qualified name (a function, builtin or class at the top level of an importable module,
+      not ``__main__``, not a lambda): a pool of subinterpreters, whose ``sys.path`` is set to
+      this interpreter's; a chunk whose leaves cannot be rebuilt there, or whose results cannot
+      come back, is mapped (again) in the calling thread instead, and a tree whose leaves do not
+      pickle goes to threads;
+    - otherwise (CPython 3.11-3.13 with a GIL, lambdas and closures on 3.14): threads. With a GIL,
+      threads run ``func`` in parallel only where it releases the GIL (I/O, NumPy, ...).
+
+    With the default pools the calling thread is one of the ``max_workers``: it maps the first
+    chunk, then the chunks no pool worker has started yet, from the last one back. A tree that
+    makes a single chunk, a call with ``max_workers=1``, and a call made from inside a worker of
+    the default pools are mapped in the calling thread alone.
+
+    Args:
+        func: A function that takes ``1 + len(rests)`` arguments, the leaf of ``tree`` and the
+            matching subtrees of ``rests``.
+        tree: A pytree to map over; its structure is the structure of the result.
+        *rests: Pytrees that have ``tree``'s structure as a prefix of their own.
+        executor: The executor to map on; None to use the default pools.
+        max_workers: The number of workers with the default pools, the calling thread included
+            (default: the number of CPUs this process may use); with an ``executor``, the number
+            of workers to size chunks for (default: the executor's, where it says).
+        chunksize: Leaves per chunk (default: the leaves split into 4 chunks per worker for
+            threads and 2 per worker for other executors).
+        is_leaf: An optionally specified function called at each flattening step; a true result
+            makes the node a leaf (see :func:`optree.tree_map`).
+        none_is_leaf: Whether to treat None as a leaf rather than a node with no children.
+        namespace: The registry namespace of custom node types.
+
+    Returns:
+        A pytree of ``tree``'s structure with ``func``'s results at its leaves.
+
+    >>> import operator, optree.parallel
+    >>> optree.parallel.tree_map(operator.neg, {'x': 7, 'y': (42, 64)})
+    {'x': -7, 'y': (-42, -64)}
+    """
+    leaves, treespec = _flatten(tree, is_leaf, none_is_leaf, namespace)
+    columns: list[list[Any]] = [leaves]
+    if rests:
+        flatten_up_to = treespec.flatten_up_to
+        columns += [flatten_up_to(rest) for rest in rests]
+    max_workers = _check_count('max_workers', max_workers)
+    chunksize = _check_count('chunksize', chunksize)
+    n = len(leaves)
+
+    if executor is None:
+        workers = max_workers or _default_workers()
+        nested = getattr(_worker_state, 'depth', 0) > 0
+        backend = 'inline' if nested or workers == 1 else _default_backend(func)
+        if chunksize is None:
+            chunksize = max(1, math.ceil(n / (workers * (4 if backend == 'threads' else 2))))
+        if backend == 'inline' or n <= chunksize:
+            return _finish(treespec, [_map_local(func, columns, 0, n)], [(0, n)])
+        # The calling thread is one of the workers (see _run).
+        return _run(
+            func,
+            treespec,
+            columns,
+            chunksize,
+            _pool(backend, workers - 1),
+            local=backend == 'threads',
+            fallback=True,
+        )
+
+    if not callable(getattr(executor, 'submit', None)):
+        raise TypeError(
+            f'optree.parallel.tree_map: executor must be a concurrent.futures.Executor '
+            f'(with a submit method), got {executor!r}'
+        )
+    interpreter_pool = _interpreter_pool_type()
+    local = isinstance(executor, ThreadPoolExecutor) and not (
+        interpreter_pool is not None and isinstance(executor, interpreter_pool)
+    )
+    if chunksize is None:
+        workers = max_workers or getattr(executor, '_max_workers', None) or _default_workers()
+        chunksize = max(1, math.ceil(n / (workers * (4 if local else 2))))
+    if n == 0:
+        return treespec.unflatten([])
+    return _run(func, treespec, columns, chunksize, executor, local=local, fallback=False)
+
+
+def _run(
+    func: Callable[..., Any],
+    treespec: PyTreeSpec,
+    columns: list[list[Any]],
+    chunksize: int,
+    executor: Any,
+    *,
+    local: bool,
+    fallback: bool,
+) -> Any:
+    """Maps the chunks on `executor`. With `fallback` (the default pools), the calling thread
+    is a worker too: it maps the first chunk, then takes chunks that no worker has started
+    yet, from the last one back; what cannot travel to a worker is mapped here."""
+    n = len(columns[0])
+    bounds = [(start, min(start + chunksize, n)) for start in range(0, n, chunksize)]
+    first = 1 if fallback else 0  # chunks before it are the calling thread's
+    if not local:
+        try:
+            chunks = [[_pack_list(column[a:b]) for column in columns] for a, b in bounds[first:]]
+        except Exception:
+            if not fallback:
+                raise
+            # Leaves that do not pickle stay in this interpreter: threads.
+            executor = _pool('threads', getattr(executor, '_max_workers', 1))
+            local = True
+    futures: list[Future[Any]] = []
+    outcomes: list[Any] = [None] * len(bounds)
+    try:
+        if local:
+            futures = [executor.submit(_map_local, func, columns, a, b) for a, b in bounds[first:]]
+        else:
+            futures = [executor.submit(_map_packed, func, *chunk) for chunk in chunks]
+        if first:
+            outcomes[0] = _map_local(func, columns, *bounds[0])
+            if type(outcomes[0]) is tuple:  # the very first chunk failed
+                return _finish(treespec, outcomes[:1], bounds)
+            # Chunks no worker has started: here, from the last one back (workers start them
+            # in order, so the first one that cannot be cancelled ends the search).
+            for index in range(len(bounds) - 1, 0, -1):
+                if not futures[index - 1].cancel():
+                    break
+                outcomes[index] = _map_local(func, columns, *bounds[index])
+        for index in range(first, len(bounds)):
+            outcome = outcomes[index]
+            if outcome is None:
+                outcome = futures[index - first].result()
+                if not local:
+                    outcome = _receive(outcome, func, columns, bounds[index], fallback)
+                outcomes[index] = outcome
+            if type(outcome) is tuple:  # a failure: later chunks cannot matter
+                return _finish(treespec, outcomes[: index + 1], bounds)
+    finally:
+        for future in futures:
+            future.cancel()
+    return _finish(treespec, outcomes, bounds)
+
+
+def _receive(
+    outcome: Any,
+    func: Callable[..., Any],
+    columns: list[list[Any]],
+    bounds: tuple[int, int],
+    fallback: bool,
+) -> Any:
+    """A remote chunk's outcome as _map_local gives it: the results, or (index, exception)."""
+    start, stop = bounds
+    if type(outcome) is not tuple or not outcome:
+        raise TypeError(f'optree.parallel.tree_map: unexpected worker result {outcome!r}')
+    if outcome[0] == 'ok':
+        return unpack(outcome[1])
+    _, stage, index, *_ = outcome
+    if stage != 'func' and fallback:
+        return _map_local(func, columns, start, stop)
+    ex = _import_exception(outcome)
+    if stage == 'unpack':
+        ex.add_note(
+            'optree.parallel.tree_map: the worker could not rebuild the leaves of the '
+            f'chunk of leaves {start}-{stop - 1}'
+        )
+        raise ex
+    if stage == 'results':
+        ex.add_note(
+            'optree.parallel.tree_map: the worker could not send back the results of '
+            f'the chunk of leaves {start}-{stop - 1}'
+        )
+        raise ex
+    return (start + index, ex)
+
+
+def _finish(treespec: PyTreeSpec, outcomes: list[Any], bounds: list[tuple[int, int]]) -> Any:
+    results: list[Any] = []
+    for outcome in outcomes:
+        if type(outcome) is tuple:
+            index, ex = outcome
+            _raise_at(ex, treespec, index)
+        results.extend(outcome)
+    return treespec.unflatten(results)

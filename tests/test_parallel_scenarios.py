@@ -1,0 +1,86 @@
+"""optree.parallel in child processes (``parallel_scenarios.py``): dask.distributed's executor,
+the default pools at interpreter exit, a receiving process that lacks a registration, and
+malformed packed data. A crash or a hang fails one test, not the session; dask's imports stay
+out of the test process (on free-threaded builds they may bring the GIL back).
+"""
+
+from __future__ import annotations
+
+import pickle
+import sys
+import sysconfig
+from pathlib import Path
+
+import integration_support
+import parallel_support
+import pytest
+from parallel_support import Unregistered
+from subinterpreters import run_scenario
+
+import optree
+import optree.parallel
+
+TIMEOUT = 600  # seconds; a LocalCluster starts in a few seconds on 2 idle cores
+FREE_THREADED = bool(sysconfig.get_config_var('Py_GIL_DISABLED'))
+
+
+def _passes(result) -> None:
+    assert result.returncode == 0, result.describe()
+    assert 'Traceback' not in result.stderr, result.describe()
+
+
+def test_tree_map_on_a_dask_distributed_executor(capsys: pytest.CaptureFixture[str]) -> None:
+    integration_support.require('distributed')
+    result = run_scenario('parallel_scenarios', 'scenario_dask', timeout=TIMEOUT, workers=2)
+    _passes(result)
+    assert result.figures['calls'] > 0
+    assert result.figures['zoo_maps'] > 250  # of 50 zoo trees x 6 variants
+    with capsys.disabled():
+        print(f'\n[dask on {sys.version.split()[0]}] {result.figures}')
+
+
+def test_default_pools_shut_down_at_interpreter_exit() -> None:
+    result = run_scenario('parallel_scenarios', 'scenario_pools_shut_down_at_exit', timeout=TIMEOUT)
+    _passes(result)
+    assert result.stderr.strip() == '', result.describe()
+    expected = ['ThreadPoolExecutor']
+    if not FREE_THREADED and sys.version_info >= (3, 14):
+        expected = ['InterpreterPoolExecutor', 'ThreadPoolExecutor']
+    assert f'shutdown at exit: {expected}' in result.stdout, result.describe()
+    assert len(result.figures['pools']) == len(expected)
+
+
+@pytest.mark.parametrize('register', [False, True])
+def test_a_receiving_process_needs_the_registration(tmp_path: Path, register: bool) -> None:
+    parallel_support.register_unregistered()
+    try:
+        packed = optree.parallel.pack({'u': Unregistered(1, [2.5])}, namespace='support')
+    finally:
+        optree.unregister_pytree_node(Unregistered, namespace='support')
+    path = tmp_path / 'packed.pickle'
+    path.write_bytes(pickle.dumps(packed))
+    result = run_scenario(
+        'parallel_scenarios',
+        'scenario_receive_in_this_process',
+        timeout=TIMEOUT,
+        path=str(path),
+        register=register,
+    )
+    _passes(result)
+    if register:
+        assert "unpacked: {'u': Unregistered(1, [2.5])}" in result.stdout, result.describe()
+    else:
+        assert (
+            'UnpackError: optree.parallel.unpack: the custom node type '
+            'parallel_support.Unregistered is not registered in this interpreter '
+            "(looked up in namespace 'support')"
+        ) in result.stdout, result.describe()
+
+
+def test_malformed_packed_data_raises_and_never_crashes(capsys: pytest.CaptureFixture[str]) -> None:
+    result = run_scenario(
+        'parallel_scenarios', 'scenario_malformed_packed_data', timeout=TIMEOUT, rounds=3000
+    )
+    _passes(result)
+    with capsys.disabled():
+        print(f'\n[malformed packed data] {result.figures}')
