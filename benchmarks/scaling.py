@@ -274,8 +274,16 @@ print(json.dumps(out))
 
 def run_parallel(python: str, mode: str, repeats: int, sends: int) -> dict:
     completed = subprocess.run(
-        [python, '-I', '-c', PARALLEL_WORKER, str(Path(__file__).resolve().parent), mode,
-         str(repeats), str(sends)],
+        [
+            python,
+            '-I',
+            '-c',
+            PARALLEL_WORKER,
+            str(Path(__file__).resolve().parent),
+            mode,
+            str(repeats),
+            str(sends),
+        ],
         capture_output=True,
         text=True,
         timeout=3600,
@@ -318,13 +326,17 @@ def parallel_report(runs: list[dict], output_dir: Path) -> list[str]:
             if key == 'cpu_bound':
                 verdict = 'met' if serial / two >= 1.8 else 'MISSED'
                 headroom = run['control']['1'] / run['control']['2']
-                summary.append(f'CPU-bound, 2 {run["backend"]} on {where}: {serial / two:.2f}x '
-                               f'serial (target >= 1.8x: {verdict}; spin() alone on 2 '
-                               f'{run["backend"]}, without optree: {headroom:.2f}x)')
+                summary.append(
+                    f'CPU-bound, 2 {run["backend"]} on {where}: {serial / two:.2f}x '
+                    f'serial (target >= 1.8x: {verdict}; spin() alone on 2 '
+                    f'{run["backend"]}, without optree: {headroom:.2f}x)'
+                )
             else:
                 verdict = 'met' if two / serial <= 2 else 'MISSED'
-                summary.append(f'trivial over {leaves:,} leaves, 2 {run["backend"]} on {where}: '
-                               f'{two / serial:.2f}x serial time (target <= 2x: {verdict})')
+                summary.append(
+                    f'trivial over {leaves:,} leaves, 2 {run["backend"]} on {where}: '
+                    f'{two / serial:.2f}x serial time (target <= 2x: {verdict})'
+                )
     lines += [
         '',
         'Control, without optree: 200 `spin()` calls on 1 runner, then split over 2 (threads on '
@@ -337,8 +349,10 @@ def parallel_report(runs: list[dict], output_dir: Path) -> list[str]:
     for run in runs:
         where = f'{run["version"]}{"t" if not run["gil_enabled"] else ""}'
         one, two = run['control']['1'], run['control']['2']
-        lines.append(f'| {where} | {run["backend"]} | {one * 1e3:.2f} ms | {two * 1e3:.2f} ms '
-                     f'| {one / two:.2f} |')
+        lines.append(
+            f'| {where} | {run["backend"]} | {one * 1e3:.2f} ms | {two * 1e3:.2f} ms '
+            f'| {one / two:.2f} |'
+        )
     lines += [
         '',
         '`pack` -> `Queue.put` / `Queue.get` -> `unpack` into a subinterpreter, against '
@@ -355,8 +369,10 @@ def parallel_report(runs: list[dict], output_dir: Path) -> list[str]:
         for label, rows in run['queue'].items():
             for shape in ('same shape', 'fresh shapes'):
                 tree, packed = rows[f'{shape}: tree'], rows[f'{shape}: pack']
-                lines.append(f'| {where} | {label} | {shape} | {tree * 1e6:.1f} us '
-                             f'| {packed * 1e6:.1f} us | {tree / packed:.2f} |')
+                lines.append(
+                    f'| {where} | {label} | {shape} | {tree * 1e6:.1f} us '
+                    f'| {packed * 1e6:.1f} us | {tree / packed:.2f} |'
+                )
                 if shape == 'same shape' and label in targets and run['gil_enabled']:
                     target = targets[label]
                     verdict = 'met' if tree / packed >= target else 'MISSED'
@@ -412,12 +428,23 @@ def main() -> int:
         help='approximate duration of one worker run (default: 0.5)',
     )
     parser.add_argument('--output-dir', type=Path, default=Path('results'))
-    parser.add_argument('--parallel-repeats', type=int, default=9,
-                        help='rounds of the optree.parallel tree_map timings (default: 9)')
-    parser.add_argument('--parallel-sends', type=int, default=1000,
-                        help='trees sent through the queue per round (default: 1000)')
-    parser.add_argument('--only', choices=('scaling', 'parallel'),
-                        help='run only the scaling or only the optree.parallel benchmarks')
+    parser.add_argument(
+        '--parallel-repeats',
+        type=int,
+        default=9,
+        help='rounds of the optree.parallel tree_map timings (default: 9)',
+    )
+    parser.add_argument(
+        '--parallel-sends',
+        type=int,
+        default=1000,
+        help='trees sent through the queue per round (default: 1000)',
+    )
+    parser.add_argument(
+        '--only',
+        choices=('scaling', 'parallel'),
+        help='run only the scaling or only the optree.parallel benchmarks',
+    )
     args = parser.parse_args()
     if not args.threads and not args.interpreters:
         parser.error('nothing to measure: give --threads and/or --interpreters')
