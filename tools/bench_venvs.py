@@ -34,7 +34,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from reference_venv import cache_root, interpreter_key, locked, probe
+from dev_cache import cache_root, locked
+from reference_venv import interpreter_key, probe
 
 MARKER = '.optree-bench-ready'
 PYPERF = 'pyperf==2.10.0'

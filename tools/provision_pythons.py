@@ -48,8 +48,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import dataclasses
-import fcntl
-import hashlib
 import json
 import os
 import re
@@ -59,11 +57,11 @@ import sys
 import tempfile
 import time
 import urllib.request
-from collections.abc import Iterator
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import pythons  # tools/pythons.py: interpreter discovery, shared with the Makefile
+from dev_cache import cache_root, locked, sha256_of
 
 MARKER = pythons.PROVISIONED_MARKER
 TOOLS_DIR = Path(__file__).resolve().parent
@@ -240,14 +238,6 @@ def debian_mirrors() -> list[str]:
 # Download, verify, build
 
 
-def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, 'rb') as fh:
-        for block in iter(lambda: fh.read(1 << 20), b''):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def fetch_source(source: Source, downloads: Path) -> Path:
     """The verified tarball, from the download cache or the machine's Debian mirror."""
     downloads.mkdir(parents=True, exist_ok=True)
@@ -284,21 +274,6 @@ def fetch_source(source: Source, downloads: Path) -> Path:
 
 def is_provisioned(prefix: Path, recipe: Recipe) -> bool:
     return (prefix / MARKER).is_file() and os.access(prefix / 'bin' / recipe.executable, os.X_OK)
-
-
-@contextlib.contextmanager
-def locked(path: Path) -> Iterator[None]:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, 'a+') as fh:
-        try:
-            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            log(f'waiting for another build holding {path}')
-            fcntl.flock(fh, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
 
 
 def _run_logged(cmd: list[str], cwd: Path, logfile: Path, step: str) -> None:
@@ -385,7 +360,10 @@ def ensure(recipe: Recipe, root: Path, jobs: int) -> Path:
     prefix = root / recipe.name
     if is_provisioned(prefix, recipe):
         return prefix / 'bin' / recipe.executable
-    with locked(root / f'.{recipe.name}.lock'):
+    with locked(
+        root / f'.{recipe.name}.lock',
+        on_wait=lambda: log(f'waiting for another build of {recipe.name}'),
+    ):
         if is_provisioned(prefix, recipe):  # built by a concurrent run meanwhile
             return prefix / 'bin' / recipe.executable
         return build(recipe, root, jobs)
@@ -413,7 +391,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument('--jobs', type=int, default=int(os.environ.get('OPTREE_BUILD_JOBS', 2)))
     args = parser.parse_args(argv)
 
-    root = pythons.cache_root() / 'pythons'
+    root = cache_root() / 'pythons'
     failed: list[str] = []
     for env in args.envs:
         existing = pythons.find(env)

@@ -32,6 +32,9 @@ import subprocess
 import sys
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from dev_cache import cache_root
+
 # Written into a provisioned interpreter's prefix once its smoke test passed
 # (tools/provision_pythons.py); a prefix without it is a build in progress or a broken one.
 PROVISIONED_MARKER = '.optree-provisioned'
@@ -50,13 +53,6 @@ _PROBE = (
     'import json, sys, sysconfig; print(json.dumps([sys.implementation.name, '
     'list(sys.version_info[:3]), bool(sysconfig.get_config_var("Py_GIL_DISABLED"))]))'
 )
-
-
-def cache_root() -> Path:
-    if os.environ.get('OPTREE_CACHE_DIR'):
-        return Path(os.environ['OPTREE_CACHE_DIR']).expanduser()
-    xdg = os.environ.get('XDG_CACHE_HOME') or os.path.join(os.path.expanduser('~'), '.cache')
-    return Path(xdg) / 'optree-dev'
 
 
 def _version_key(path: str) -> tuple[int, ...]:

@@ -26,8 +26,6 @@ is never reused.
 from __future__ import annotations
 
 import argparse
-import contextlib
-import fcntl
 import hashlib
 import json
 import os
@@ -35,8 +33,10 @@ import shutil
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from dev_cache import cache_root, locked
 
 REFERENCE_REQUIREMENT = 'optree==0.20.0'
 # The third-party libraries of optree.integrations go into the reference venv as well (the same
@@ -72,13 +72,6 @@ print(optree.__file__)
 
 def log(msg: str) -> None:
     print(f'[reference_venv] {msg}', file=sys.stderr, flush=True)
-
-
-def cache_root() -> Path:
-    if os.environ.get('OPTREE_CACHE_DIR'):
-        return Path(os.environ['OPTREE_CACHE_DIR']).expanduser()
-    xdg = os.environ.get('XDG_CACHE_HOME') or os.path.join(os.path.expanduser('~'), '.cache')
-    return Path(xdg) / 'optree-dev'
 
 
 def probe(python: str) -> dict:
@@ -124,17 +117,6 @@ def is_ready(dest: Path) -> bool:
     py = venv_python(dest)
     # The venv's python is a symlink to the base interpreter: it must still resolve.
     return (dest / MARKER).is_file() and py.exists() and os.access(py, os.X_OK)
-
-
-@contextlib.contextmanager
-def locked(path: Path) -> Iterator[None]:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, 'a+') as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
 
 
 def run(cmd: list[str], **kwargs) -> subprocess.CompletedProcess:

@@ -33,8 +33,6 @@ process failed or crashed.
 from __future__ import annotations
 
 import argparse
-import contextlib
-import fcntl
 import hashlib
 import os
 import re
@@ -44,8 +42,10 @@ import sys
 import tarfile
 import tempfile
 import time
-from collections.abc import Iterator
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from dev_cache import cache_root, locked, sha256_of
 
 VERSION = '0.20.0'
 SDIST = f'optree-{VERSION}.tar.gz'
@@ -65,32 +65,6 @@ HELPERS_PROLOGUE = (
 
 def log(msg: str) -> None:
     print(f'[upstream_suite] {msg}', file=sys.stderr, flush=True)
-
-
-def cache_root() -> Path:
-    if os.environ.get('OPTREE_CACHE_DIR'):
-        return Path(os.environ['OPTREE_CACHE_DIR']).expanduser()
-    xdg = os.environ.get('XDG_CACHE_HOME') or os.path.join(os.path.expanduser('~'), '.cache')
-    return Path(xdg) / 'optree-dev'
-
-
-@contextlib.contextmanager
-def locked(path: Path) -> Iterator[None]:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, 'w') as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(lock, fcntl.LOCK_UN)
-
-
-def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, 'rb') as fh:
-        for block in iter(lambda: fh.read(1 << 20), b''):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def download_sdist(dest_dir: Path) -> Path:
