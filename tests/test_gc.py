@@ -277,6 +277,22 @@ def test_self_referential_treespec_is_collected():
     assert ref() is None
 
 
+def test_subclass_instances_in_cycles_are_collected():
+    # A Python subclass adds a __dict__; CPython's subtype traversal then chains to ours.
+    class Spec(optree.PyTreeSpec):
+        pass
+
+    spec = Spec.__new__(Spec)
+    key = Key('k')
+    spec.__setstate__(optree.tree_structure({key: 1}).__getstate__())
+    spec.me = spec
+    assert gc.get_referents(spec).count(Spec) == 1  # the type, visited once
+    ref = weakref.ref(spec)
+    del spec, key
+    collect()
+    assert ref() is None
+
+
 def test_a_cleared_treespec_behaves_as_uninitialized(namespace):
     # The collector calls tp_clear on garbage; code run by the releases (or a finalizer that
     # resurrects it) may still reach the treespec, which must raise, never crash.
