@@ -979,10 +979,7 @@ class Matcher {
     if (spec_.nodes.empty() || spec_.none_is_leaf != none_is_leaf_) return Ref();
     // Dicts: the spec's key order is what flatten gives under the dict order mode that made it
     // (see dict_children).
-    const Snapshot& snapshot = view_.snapshot();
-    bool insertion_ordered =
-        snapshot.global_dict_insertion_ordered ||
-        (!ns_.empty() && snapshot.dict_insertion_ordered_namespaces.contains(ns_));
+    bool insertion_ordered = view_.snapshot().dicts_insertion_ordered(ns_);
     if (insertion_ordered != insertion_ordered_ || !walk(tree)) return Ref();
     if (!deferred_) {  // every leaf written: the encoding is complete
       Ref data = out_.bytes();

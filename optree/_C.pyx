@@ -1,6 +1,6 @@
 # Thin bindings over the C++ core: argument conversion and forwarding only.
 # The algorithms live in csrc/; docs/architecture.rst describes the layering.
-from cpython.object cimport PyObject
+from cpython.object cimport PyObject, PyTypeObject
 from cpython.ref cimport Py_DECREF
 from libcpp cimport bool as cbool
 from libcpp.optional cimport optional
@@ -20,6 +20,8 @@ from optree.core cimport (
     current_shard,
     destroy_current_shard,
     flatten_leaves,
+    install_iterator_gc,
+    install_treespec_gc,
     is_dict_insertion_ordered as core_is_dict_insertion_ordered,
     is_leaf_object,
     is_namedtuple_class as core_is_namedtuple_class,
@@ -338,6 +340,10 @@ cdef class PyTreeSpec:
     """Immutable description of a pytree's structure."""
 
     cdef TreeSpec spec
+    # Always None. An object attribute makes Cython build a GC type (tracked, untracked in
+    # tp_dealloc); install_treespec_gc() chains the traversal of `spec` into its slots.
+    cdef object _gc_anchor
+    cdef object __weakref__
 
     def __init__(self, *args, **kwargs):
         raise TypeError('optree.PyTreeSpec: No constructor defined!')
@@ -537,6 +543,8 @@ cdef class PyTreeIter:
     """Iterator over the leaves of a pytree, depth first, left to right."""
 
     cdef LeafIterator* iterator
+    cdef object _gc_anchor  # always None; see PyTreeSpec._gc_anchor
+    cdef object __weakref__
 
     def __cinit__(self, tree, /, leaf_predicate=None, none_is_leaf=False, namespace=''):
         self.iterator = new LeafIterator(<PyObject*>tree,
@@ -825,9 +833,20 @@ include "_transfer.pxi"
 
 # ------------------------------------------------------------------------ module exec
 
+cdef int install_gc() except -1:
+    # The C++ members' offsets in this build's object layouts, measured on a probe of each.
+    cdef PyTreeSpec spec = PyTreeSpec.__new__(PyTreeSpec)
+    cdef PyTreeIter iterator = PyTreeIter.__new__(PyTreeIter, ())
+    install_treespec_gc(<PyTypeObject*>PyTreeSpec, <char*>&spec.spec - <char*><PyObject*>spec)
+    install_iterator_gc(<PyTypeObject*>PyTreeIter,
+                        <char*>&iterator.iterator - <char*><PyObject*>iterator)
+    return 0
+
+
 # First: from here on a failing exec leaves a module that is cleared safely (see above).
 optree_take_module_lifetime(PyTreeSpec)
 create_current_shard()
+install_gc()
 if OPTREE_HAS_C_EXIT_HOOK:
     optree_register_exit_hook(PyTreeSpec)
 else:
