@@ -57,7 +57,8 @@ def run_in_thread(function, stack_size: int) -> None:
         raise errors[0]
 
 
-def exercise_deep(spec: optree.PyTreeSpec) -> None:
+def exercise_structure(spec: optree.PyTreeSpec) -> None:
+    """The walks that make no deep Python object."""
     depth = spec.num_nodes - 1
     text = repr(spec)
     assert text == 'PyTreeSpec(' + '[' * depth + '*' + ']' * depth + ')'
@@ -68,14 +69,6 @@ def exercise_deep(spec: optree.PyTreeSpec) -> None:
     assert not spec != other
     assert hash(spec) == hash(other)
     assert spec != chain(depth - 1)
-    # Deep objects are checked level by level: comparing them would recurse in CPython.
-    tree = spec.unflatten([1])
-    assert unwrap(tree, list) == (depth, 1)
-    assert spec.flatten_up_to(tree) == [1]
-    folded = spec.walk([1], lambda _type, _metadata, children: children)
-    assert unwrap(folded, tuple) == (depth, 1)
-    mapped = spec.traverse([2], lambda node: node, lambda leaf: leaf * 3)
-    assert unwrap(mapped, list) == (depth, 6)
     assert spec.transform() == spec
     assert spec.transform(lambda node: node, lambda leaf: leaf) == spec
     as_tuples = spec.transform(lambda node: optree.treespec_tuple([optree.treespec_leaf()]))
@@ -98,6 +91,19 @@ def exercise_deep(spec: optree.PyTreeSpec) -> None:
     assert leaf.broadcast_to_common_suffix(spec) == spec
 
 
+def exercise_objects(spec: optree.PyTreeSpec) -> None:
+    """The walks that make (and free) a deep Python object."""
+    depth = spec.num_nodes - 1
+    # Deep objects are checked level by level: comparing them would recurse in CPython.
+    tree = spec.unflatten([1])
+    assert unwrap(tree, list) == (depth, 1)
+    assert spec.flatten_up_to(tree) == [1]
+    folded = spec.walk([1], lambda _type, _metadata, children: children)
+    assert unwrap(folded, tuple) == (depth, 1)
+    mapped = spec.traverse([2], lambda node: node, lambda leaf: leaf * 3)
+    assert unwrap(mapped, list) == (depth, 6)
+
+
 def unwrap(tree: object, kind: type) -> tuple[int, object]:
     """(levels, innermost value) of nested one-element containers of type `kind`."""
     levels = 0
@@ -112,7 +118,13 @@ def test_deep_treespecs_work_on_a_small_stack():
     spec = chain(DEPTH)
     assert spec.num_nodes == DEPTH + 1
     # 256 KiB of C stack: no walk may recurse once per level.
-    run_in_thread(lambda: exercise_deep(spec), 256 * 1024)
+    run_in_thread(lambda: exercise_structure(spec), 256 * 1024)
+
+
+def test_deep_treespecs_rebuild_deep_objects():
+    # On the main thread: CPython 3.13 itself overflows a small thread stack freeing a list
+    # nested 100,000 deep.
+    exercise_objects(chain(DEPTH))
 
 
 def test_treespec_list_nesting_builds_beyond_the_old_cap():
