@@ -815,15 +815,18 @@ namespace {
     };
   };
   // The fields of a namedtuple or structseq type, one per child.
-  auto field_names = [&](Ref fields, const char* what) {
+  auto field_names = [&](Ref fields, bool namedtuple) {
     if (!PyTuple_CheckExact(fields.get())) fields = check_ref(PySequence_Tuple(fields.get()));
     if (PyTuple_GET_SIZE(fields.get()) != arity) {
-      raise(PyExc_ValueError, "Number of fields (" +
-                                  std::to_string(PyTuple_GET_SIZE(fields.get())) + ") of " + what +
-                                  " type " + repr_of(node.node_data.get()) +
-                                  " does not match the arity (" + std::to_string(arity) +
-                                  ") of the treespec node. The `_fields` attribute may have been "
-                                  "modified after the treespec was created.");
+      std::string message = "Number of fields (" + std::to_string(PyTuple_GET_SIZE(fields.get())) +
+                            ") of " + (namedtuple ? "namedtuple" : "PyStructSequence") + " type " +
+                            repr_of(node.node_data.get()) + " does not match the arity (" +
+                            std::to_string(arity) + ") of the treespec node.";
+      if (namedtuple) {
+        message +=
+            " The `_fields` attribute may have been modified after the treespec was created.";
+      }
+      raise(PyExc_ValueError, message);
     }
     return fields;
   };
@@ -870,13 +873,13 @@ namespace {
     }
     case NodeKind::NamedTuple: {
       // `_fields` as it is now: the class may have changed since the treespec was made.
-      Ref fields = field_names(check_ref(PyObject_GetAttrString(node.node_data.get(), "_fields")),
-                               "namedtuple");
+      Ref fields =
+          field_names(check_ref(PyObject_GetAttrString(node.node_data.get(), "_fields")), true);
       labelled(type_name(node.node_data.get()) + "(", field_label(fields.get()), ")");
       return;
     }
     case NodeKind::StructSequence: {
-      Ref fields = field_names(structseq_fields(node.node_data.get()), "PyStructSequence");
+      Ref fields = field_names(structseq_fields(node.node_data.get()), false);
       std::string name = reinterpret_cast<PyTypeObject*>(node.node_data.get())->tp_name;
       labelled(name + "(", field_label(fields.get()), ")");
       return;
