@@ -835,7 +835,8 @@ TreeSpec TreeSpec::from_collection(PyObject* collection,
               " returned a different number of children (" + std::to_string(node.arity) +
               ") than before (" + std::to_string(children.size()) + ").");
   }
-  if (uses_namespace || namespace_orders_dicts(view, options)) spec.ns = options.ns;
+  // The children's namespace, which they must agree on.
+  std::string common;
   for (const TreeSpec* child : children) {
     if (child->none_is_leaf != options.none_is_leaf) {
       raise(PyExc_ValueError, options.none_is_leaf
@@ -843,20 +844,34 @@ TreeSpec TreeSpec::from_collection(PyObject* collection,
                                   : "Expected treespec(s) with `none_is_leaf=False`.");
     }
     if (!child->ns.empty()) {
-      const std::string& expected = spec.ns.empty() ? options.ns : spec.ns;
-      if (!expected.empty() && expected != child->ns) {
-        raise(PyExc_ValueError, "Expected treespec(s) with namespace " +
-                                    repr_of(unicode(expected).get()) + ", got " +
+      if (common.empty()) {
+        common = child->ns;
+      } else if (common != child->ns) {
+        raise(PyExc_ValueError, "Expected treespecs with the same namespace, got " +
+                                    repr_of(unicode(common).get()) + " vs. " +
                                     repr_of(unicode(child->ns).get()) + ".");
       }
-      spec.ns = child->ns;
     }
+  }
+  if (!common.empty()) {
+    // An empty namespace of the caller is promoted to the children's.
+    if (!options.ns.empty() && options.ns != common) {
+      raise(PyExc_ValueError, "Expected treespec(s) with namespace " +
+                                  repr_of(unicode(options.ns).get()) + ", got " +
+                                  repr_of(unicode(common).get()) + ".");
+    }
+    spec.ns = common;
+  } else if (uses_namespace || namespace_orders_dicts(view, options)) {
+    spec.ns = options.ns;
+  }
+  for (const TreeSpec* child : children) {
     node.num_leaves += child->num_leaves();
     spec.nodes.insert(spec.nodes.end(), child->nodes.begin(), child->nodes.end());
   }
   node.num_nodes = static_cast<Py_ssize_t>(spec.nodes.size()) + 1;
   spec.nodes.push_back(std::move(node));
-  return std::move(spec).checked_depth();
+  if (!spec.ns.empty()) spec.check_resolves_in(spec.ns, "composed into a collection");
+  return spec;
 }
 
 // ------------------------------------------------------------------------ leaf iterator

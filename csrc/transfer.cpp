@@ -853,7 +853,7 @@ TreeSpec decode_structure(PyObject* encoding, PyObject* resolve, PyObject* loads
     spec.nodes.push_back(std::move(node));
   }
   if (stack.size() != 1) malformed("the nodes do not form a single tree");
-  return std::move(spec).checked_depth();
+  return spec;
 }
 
 namespace {

@@ -1,5 +1,6 @@
 # Thin bindings over the C++ core: argument conversion and forwarding only.
 # The algorithms live in csrc/; docs/architecture.rst describes the layering.
+from cpython.number cimport PyNumber_Check
 from cpython.object cimport PyObject, PyTypeObject
 from cpython.ref cimport Py_DECREF
 from libcpp cimport bool as cbool
@@ -310,8 +311,21 @@ cdef PyTreeSpec wrap(TreeSpec& spec):
 
 
 cdef Py_ssize_t child_index(object index, str method) except? -1:
+    # Any number that converts to an int exactly or by truncation (__index__ or __int__), as
+    # optree accepts; never a float or a string.
+    value = index
+    if type(index) is not int:
+        try:
+            if isinstance(index, float) or not PyNumber_Check(index):
+                raise TypeError
+            try:
+                value = operator.index(index)
+            except Exception:
+                value = int(index)
+        except Exception:
+            value = None
     try:
-        return operator.index(index)
+        return value
     except (TypeError, OverflowError):
         raise TypeError(
             f'{method}() expects an index that fits a C ssize_t, got {index!r}.'
@@ -326,11 +340,12 @@ cdef inline PyObject* optional_callable(object func):
 
 cdef int call_spec_function(void* context, const TreeSpec& input, TreeSpec* output) except -1:
     cdef TreeSpec copy = input
-    result = (<object>context)(wrap(copy))
+    argument = wrap(copy)
+    result = (<object>context)(argument)
     if not isinstance(result, PyTreeSpec):
         raise TypeError(
             f'Expected the PyTreeSpec transform function returns a PyTreeSpec, got {result!r} '
-            f'(input: {wrap(copy)!r}).'
+            f'(input: {argument!r}).'
         )
     output[0] = (<PyTreeSpec>result).spec
     return 0

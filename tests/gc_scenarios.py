@@ -170,8 +170,9 @@ def scenario_garbage_collected_in_threads(threads: int, rounds: int) -> None:
 
     def build(index: int) -> None:
         for round_ in range(rounds):
-            tokens = make_garbage(f't{index}r{round_}', write_fd, unregister=True,
-                                  namespace=f'gc-{index}')
+            tokens = make_garbage(
+                f't{index}r{round_}', write_fd, unregister=True, namespace=f'gc-{index}'
+            )
             with lock:
                 expected.update(tokens)
 

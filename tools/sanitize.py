@@ -43,9 +43,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import pythons
 
 REPO = Path(__file__).resolve().parent.parent
-TEST_GLOBS = (
-    'test_interpreters*.py', 'test_free_threading*.py', 'test_*thread*.py', 'test_gc*.py'
-)
+TEST_GLOBS = ('test_interpreters*.py', 'test_free_threading*.py', 'test_*thread*.py', 'test_gc*.py')
 MESON_ARGS = ('-Db_sanitize=address,undefined', '-Db_lundef=false')
 NOT_REQUIRED_IN_CI = {'py312'}
 # Lines that only a sanitizer report prints.

@@ -114,8 +114,10 @@ class TreeSpec {
   std::string repr() const;
   Ref pickle_state() const;
 
-  // Raises RecursionError if deeper than kMaxTreeSpecDepth; returns *this for chaining.
-  TreeSpec&& checked_depth() &&;
+  // Raises ValueError ("PyTreeSpecs cannot be <action>: ...") if, looked up in namespace `ns`
+  // (with the global fallback), some custom node's type no longer resolves to the registration
+  // the node holds: adopting that namespace would rebind the node.
+  void check_resolves_in(const std::string& ns, const char* action) const;
 
   // Helpers shared by the algorithms.
   // A treespec with no nodes and the settings of both, which must agree (compose, broadcast).
@@ -138,6 +140,9 @@ Ref flatten_leaves(PyObject* tree, const FlattenOptions& options);
 Ref sorted_keys(PyObject* keys_in_order);
 // optree's "dictionary key mismatch; ..." text when the two key lists differ as sets.
 std::optional<std::string> dict_key_mismatch(PyObject* expected_keys, PyObject* got_keys);
+// A merge of `a` and `b` (compose, broadcast) adopts the namespace of one side as `result.ns`:
+// raises if the custom nodes of the other side would resolve to other registrations there.
+void check_namespace_merge(const TreeSpec& result, const TreeSpec& a, const TreeSpec& b);
 // For two compatible nodes, the index in `b` of each child of `a` (dict kinds match by key).
 std::vector<size_t> matching_children(const Node& a, const Node& b);
 bool is_dict_kind(NodeKind kind);
