@@ -167,6 +167,24 @@ class Reader {
   const char* end_;
 };
 
+// A list or tuple of `items` (new references, taken over). Decoding makes the items first and
+// their container last: it runs Python code (unpickling, imports), which must never reach a
+// container with empty slots (through gc.get_objects(), say).
+template <bool kList>
+Ref sequence_of(std::vector<Ref>& items) {
+  auto n = static_cast<Py_ssize_t>(items.size());
+  Ref sequence = check_ref(kList ? PyList_New(n) : PyTuple_New(n));
+  for (Py_ssize_t i = 0; i < n; ++i) {
+    PyObject* item = items[static_cast<size_t>(i)].release();
+    if constexpr (kList) {
+      PyList_SET_ITEM(sequence.get(), i, item);
+    } else {
+      PyTuple_SET_ITEM(sequence.get(), i, item);
+    }
+  }
+  return sequence;
+}
+
 // ------------------------------------------------------------------------------ values
 
 void write_pickle(Writer& out, PyObject* obj, PyObject* dumps) {
@@ -379,16 +397,10 @@ Ref read_value(Reader& in, DecodeHooks& hooks, const char* role, int depth) {
       if (depth >= kMaxValueDepth) malformed("values nest too deep");
       // Each item takes at least one byte: no allocation beyond the data.
       Py_ssize_t n = in.size(in.remaining(), "a sequence length");
-      Ref items = check_ref(tag == '(' ? PyTuple_New(n) : PyList_New(n));
-      for (Py_ssize_t i = 0; i < n; ++i) {
-        Ref item = read_value(in, hooks, role, depth + 1);
-        if (tag == '(') {
-          PyTuple_SET_ITEM(items.get(), i, item.release());
-        } else {
-          PyList_SET_ITEM(items.get(), i, item.release());
-        }
-      }
-      return items;
+      std::vector<Ref> items;
+      items.reserve(static_cast<size_t>(n));
+      for (Py_ssize_t i = 0; i < n; ++i) items.push_back(read_value(in, hooks, role, depth + 1));
+      return tag == '(' ? sequence_of<false>(items) : sequence_of<true>(items);
     }
     case 'g':
       return read_global(in, hooks, role);
@@ -655,10 +667,12 @@ TreeSpec decode_structure(PyObject* encoding, PyObject* resolve, PyObject* loads
         if (node.kind == NodeKind::DefaultDict) {
           factory = read_value(in, hooks, "default_factory of a defaultdict", 0);
         }
-        Ref keys = check_ref(PyList_New(node.arity));
+        std::vector<Ref> key_items;
+        key_items.reserve(static_cast<size_t>(node.arity));
         for (Py_ssize_t i = 0; i < node.arity; ++i) {
-          PyList_SET_ITEM(keys.get(), i, read_value(in, hooks, "type in a dict key", 0).release());
+          key_items.push_back(read_value(in, hooks, "type in a dict key", 0));
         }
+        Ref keys = sequence_of<true>(key_items);
         if (node.kind != NodeKind::OrderedDict) {
           uint8_t ordered = in.byte();
           if (ordered > 1) malformed("unknown dict order flag");
@@ -711,12 +725,12 @@ TreeSpec decode_structure(PyObject* encoding, PyObject* resolve, PyObject* loads
         uint8_t has_entries = in.byte();
         if (has_entries > 1) malformed("unknown entries flag");
         if (has_entries == 1) {
-          Ref entries = check_ref(PyTuple_New(node.arity));
+          std::vector<Ref> entries;
+          entries.reserve(static_cast<size_t>(node.arity));
           for (Py_ssize_t i = 0; i < node.arity; ++i) {
-            PyTuple_SET_ITEM(entries.get(), i,
-                             read_value(in, hooks, "type in a path entry", 0).release());
+            entries.push_back(read_value(in, hooks, "type in a path entry", 0));
           }
-          node.entries = entries;
+          node.entries = sequence_of<false>(entries);
         }
         break;
       }
@@ -1263,14 +1277,13 @@ Ref decode_leaves(PyObject* data, PyObject* objects, PyObject* loads) {
   Ref hold_objects = Ref::borrow(objects);
   Reader in(PyBytes_AS_STRING(data), static_cast<size_t>(PyBytes_GET_SIZE(data)));
   Py_ssize_t n = in.size(in.remaining(), "the leaf count");
-  Ref leaves = check_ref(PyList_New(n));
+  std::vector<Ref> leaves;  // the list is made last (see sequence_of)
+  leaves.reserve(static_cast<size_t>(n));
   Py_ssize_t next_object = 0;
   for (Py_ssize_t i = 0; i < n; ++i) {
     uint8_t tag = in.byte();
     if (tag == 'f') {  // the common case, without the generic path's checks
-      PyObject* value = PyFloat_FromDouble(in.f64());
-      if (value == nullptr) throw_python_error();
-      PyList_SET_ITEM(leaves.get(), i, value);
+      leaves.push_back(check_ref(PyFloat_FromDouble(in.f64())));
       continue;
     }
     bool found = false;
@@ -1280,11 +1293,11 @@ Ref decode_leaves(PyObject* data, PyObject* objects, PyObject* loads) {
       if (next_object >= PyTuple_GET_SIZE(objects)) malformed("too few leaf objects");
       leaf = Ref::borrow(PyTuple_GET_ITEM(objects, next_object++));
     }
-    PyList_SET_ITEM(leaves.get(), i, leaf.release());
+    leaves.push_back(std::move(leaf));
   }
   if (!in.done()) malformed("there are bytes after the last leaf");
   if (next_object != PyTuple_GET_SIZE(objects)) malformed("too many leaf objects");
-  return leaves;
+  return sequence_of<true>(leaves);
 }
 
 }  // namespace optree::transfer

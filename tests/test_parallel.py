@@ -648,6 +648,42 @@ def test_unpack_validates_its_input() -> None:
         optree.parallel.unpack((fmt, key, structure, b'\x02NN', ()))
 
 
+class Wide:
+    """A custom node type with many children, each with a path entry."""
+
+    def __init__(self, *items: Any) -> None:
+        self.items = items
+
+
+def test_unpack_fills_no_container_that_python_code_can_see() -> None:
+    # Unpickling a leaf, key, metadata item or path entry runs Python code in the middle of
+    # unpack: it must find no list or tuple with empty slots (touching one crashes).
+    spy = parallel_support.HalfBuiltSpy
+    entries = (spy(1113), *range(1112))
+    optree.register_pytree_node(
+        Wide,
+        lambda node: (node.items, None, entries),
+        lambda _, children: Wide(*children),
+        namespace='support',
+    )
+    try:
+        trees = {
+            'the list of leaves': [spy(7771), *[1.0] * 7770],
+            'a tuple in a dict key': {(spy(5557), *range(5556)): 1},
+            'the keys of a dict': {spy(3331): 0, **{i: i for i in range(3330)}},
+            'a list in custom metadata': [Node2(1, 2, label=[spy(2221), *range(2220)])],
+            'the path entries of a custom node': Wide(*range(1113)),
+        }
+        for what, tree in trees.items():
+            spy.seen.clear()
+            packed = optree.parallel.pack(tree, namespace='support')
+            optree.parallel._received.clear()
+            optree.parallel.unpack(packed)
+            assert spy.seen == [], what
+    finally:
+        optree.unregister_pytree_node(Wide, namespace='support')
+
+
 def test_unpack_does_not_trust_a_key_for_another_encoding() -> None:
     first = optree.parallel.pack([1, 2])
     second = optree.parallel.pack((1, 2))
