@@ -1062,10 +1062,11 @@ class Matcher {
           push(children_.data(), index, node.arity);
           continue;
         case NodeKind::OrderedDict: {
-          // Its items in the OrderedDict's order, the order flatten sees (through PyDict_Copy,
-          // which on free-threaded builds spins on the OrderedDict's lock for each key).
+          // Its items in their dict order, the order flatten takes (PyDict_Keys): not the
+          // OrderedDict's own order, which move_to_end changes alone. A list of them is a
+          // snapshot on free-threaded builds too.
           if (type != builtins.ordered_dict) return false;
-          PyObject* items = hold(PyMapping_Items(obj));
+          PyObject* items = hold(PyDict_Items(obj));
           PyObject* keys = node.node_data.get();
           if (PyList_GET_SIZE(items) != node.arity) return false;
           children_.clear();
