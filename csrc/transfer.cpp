@@ -147,16 +147,24 @@ class Reader {
     data_ += size;
     return start;
   }
-  std::string text() {
+  // A length-prefixed UTF-8 string, as a str object.
+  Ref unicode() {
     Py_ssize_t size = this->size(remaining(), "a string length");
     const char* start = take(size);
-    // Must be UTF-8: names and namespaces become str objects.
-    Ref check = Ref::steal(PyUnicode_DecodeUTF8(start, size, "strict"));
-    if (!check) {
+    Ref text = Ref::steal(PyUnicode_DecodeUTF8(start, size, "strict"));
+    if (!text) {
       PyErr_Clear();
-      malformed("a name is not UTF-8");
+      malformed("a string is not UTF-8");
     }
-    return std::string(start, static_cast<size_t>(size));
+    return text;
+  }
+  // The same, as its UTF-8 bytes (names and namespaces: they must make str objects too).
+  std::string text() {
+    Ref checked = unicode();
+    Py_ssize_t size = 0;
+    const char* utf8 = PyUnicode_AsUTF8AndSize(checked.get(), &size);
+    if (utf8 == nullptr) throw_python_error();
+    return std::string(utf8, static_cast<size_t>(size));
   }
 
  private:
@@ -313,14 +321,7 @@ Ref read_value(Reader& in, DecodeHooks& hooks, const char* role, int depth);
 
 Ref read_str(Reader& in) {
   if (in.byte() != 's') malformed("a name is not a string");
-  Py_ssize_t size = in.size(in.remaining(), "a string length");
-  const char* start = in.take(size);
-  Ref text = Ref::steal(PyUnicode_DecodeUTF8(start, size, "strict"));
-  if (!text) {
-    PyErr_Clear();
-    malformed("a string is not UTF-8");
-  }
-  return text;
+  return in.unicode();
 }
 
 // A global (after its 'g' tag): resolved once per decoding; `role` says what it is, for the
@@ -358,16 +359,8 @@ Ref read_pickle(Reader& in, PyObject* loads) {
       return check_ref(PyFloat_FromDouble(in.f64()));
     case 'i':
       return check_ref(PyLong_FromLongLong(in.zigzag()));
-    case 's': {
-      Py_ssize_t size = in.size(in.remaining(), "a string length");
-      const char* start = in.take(size);
-      Ref text = Ref::steal(PyUnicode_DecodeUTF8(start, size, "strict"));
-      if (!text) {
-        PyErr_Clear();
-        malformed("a string is not UTF-8");
-      }
-      return text;
-    }
+    case 's':
+      return in.unicode();
     case 'N':
       return Ref::borrow(Py_None);
     case 'T':
