@@ -210,7 +210,9 @@ void write_pickle(Writer& out, PyObject* obj, PyObject* dumps) {
 struct EncodeHooks {
   PyObject* locate;
   PyObject* dumps;
-  std::vector<std::pair<PyObject*, std::string>> globals;  // borrowed: the treespec holds them
+  // Held: a type in a list of custom metadata can die while encoding runs Python code, and a
+  // new type take its address.
+  std::vector<std::pair<Ref, std::string>> globals;
 };
 
 void locate_global(Writer& out, PyObject* obj, PyObject* locate) {
@@ -234,14 +236,14 @@ void locate_global(Writer& out, PyObject* obj, PyObject* locate) {
 
 void write_global(Writer& out, PyObject* obj, EncodeHooks& hooks) {
   for (const auto& [known, encoded] : hooks.globals) {
-    if (known == obj) {
+    if (known.get() == obj) {
       out.raw(encoded);
       return;
     }
   }
   Writer one;
   locate_global(one, obj, hooks.locate);
-  hooks.globals.emplace_back(obj, one.str());
+  hooks.globals.emplace_back(Ref::borrow(obj), one.str());
   out.raw(one.str());
 }
 

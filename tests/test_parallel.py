@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import collections
 import enum
+import gc
 import json
 import math
 import multiprocessing
@@ -682,6 +683,54 @@ def test_unpack_fills_no_container_that_python_code_can_see() -> None:
             assert spy.seen == [], what
     finally:
         optree.unregister_pytree_node(Wide, namespace='support')
+
+
+class Holder:
+    """A custom node type whose metadata is a list the test changes while pack runs."""
+
+    def __init__(self, meta: list[Any]) -> None:
+        self.meta = meta
+
+
+def test_pack_remembers_only_types_it_holds() -> None:
+    # pack encodes each type once, remembered by identity; a type in a list of custom metadata
+    # can die while pack runs (the pickling of a later item removes it), and a new type can
+    # take its memory: it must not be sent under the dead type's name.
+    phantom = types.ModuleType('optree_review_phantom')
+    sys.modules[phantom.__name__] = phantom
+
+    def make(name: str) -> type:
+        cls = type(name, (), {'__module__': phantom.__name__})
+        setattr(phantom, name, cls)
+        return cls
+
+    class DropFirst:
+        def __reduce__(self) -> Any:
+            first.pop(0)
+            del phantom.A
+            return (int, (0,))
+
+    class MakeAnother:
+        def __reduce__(self) -> Any:
+            gc.collect()  # A dies: types are in reference cycles
+            third.append(make('B'))
+            return (int, (0,))
+
+    first: list[Any] = [make('A'), DropFirst()]
+    third: list[Any] = []
+    optree.register_pytree_node(
+        Holder, lambda h: ((), h.meta), lambda meta, _: Holder(meta), namespace='review'
+    )
+    try:
+        tree = [Holder(first), Holder([MakeAnother()]), Holder(third)]
+        packed = optree.parallel.pack(tree, namespace='review')
+        make('A')  # the first metadata names it
+        optree.parallel._received.clear()
+        unpacked = optree.parallel.unpack(packed)
+        assert [holder.meta for holder in unpacked] == [[phantom.A, 0], [0], [phantom.B]]
+    finally:
+        optree.unregister_pytree_node(Holder, namespace='review')
+        del sys.modules[phantom.__name__]
 
 
 def test_unpack_does_not_trust_a_key_for_another_encoding() -> None:
