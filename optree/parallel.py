@@ -383,10 +383,12 @@ def _default_backend(func: Any) -> str:
     return 'threads'
 
 
-def _pool(backend: str, workers: int) -> Executor:
+def _pool(backend: str, workers: int) -> Executor | None:
+    """A default pool; None once they are shut down at interpreter exit (calls made later, from
+    other exit hooks, map in the calling thread)."""
     with _pools_lock:
         if _shut_down:
-            raise RuntimeError('optree.parallel: the worker pools are shut down (interpreter exit)')
+            return None
         pool = _pools.get((backend, workers))
         if pool is None:
             if backend == 'interpreters':
@@ -407,7 +409,8 @@ def shutdown(wait: bool = True) -> None:
     """Shut down the worker pools that :func:`tree_map` created for ``executor=None``.
 
     Called at interpreter exit; call it earlier to release the threads or subinterpreters. A
-    later :func:`tree_map` call creates new pools.
+    later :func:`tree_map` call creates new pools; one made after the exit hook (from another
+    exit hook), or that finds its pool shut down meanwhile, maps in the calling thread.
     """
     with _pools_lock:
         pools = list(_pools.values())
@@ -536,17 +539,12 @@ def tree_map(
         backend = 'inline' if nested or workers == 1 else _default_backend(func)
         if chunksize is None:
             chunksize = max(1, math.ceil(n / (workers * (4 if backend == 'threads' else 2))))
-        if backend == 'inline' or n <= chunksize:
+        pool = None if backend == 'inline' or n <= chunksize else _pool(backend, workers - 1)
+        if pool is None:
             return _finish(treespec, [_map_local(func, columns, 0, n)], [(0, n)])
         # The calling thread is one of the workers (see _run).
         return _run(
-            func,
-            treespec,
-            columns,
-            chunksize,
-            _pool(backend, workers - 1),
-            local=backend == 'threads',
-            fallback=True,
+            func, treespec, columns, chunksize, pool, local=backend == 'threads', fallback=True
         )
 
     if not callable(getattr(executor, 'submit', None)):
@@ -590,14 +588,25 @@ def _run(
                 raise
             # Leaves that do not pickle stay in this interpreter: threads.
             executor = _pool('threads', getattr(executor, '_max_workers', 1))
+            if executor is None:  # shut down at exit
+                return _finish(treespec, [_map_local(func, columns, 0, n)], [(0, n)])
             local = True
     futures: list[Future[Any]] = []
     outcomes: list[Any] = [None] * len(bounds)
     try:
-        if local:
-            futures = [executor.submit(_map_local, func, columns, a, b) for a, b in bounds[first:]]
-        else:
-            futures = [executor.submit(_map_packed, func, *chunk) for chunk in chunks]
+        for index in range(first, len(bounds)):
+            try:
+                if local:
+                    future = executor.submit(_map_local, func, columns, *bounds[index])
+                else:
+                    future = executor.submit(_map_packed, func, *chunks[index - first])
+            except RuntimeError:
+                if not fallback:
+                    raise
+                # A default pool shut down meanwhile (shutdown() in another thread, or the
+                # interpreter's exit): the chunks it did not take are mapped here, below.
+                break
+            futures.append(future)
         if first:
             outcomes[0] = _map_local(func, columns, *bounds[0])
             if type(outcomes[0]) is tuple:  # the very first chunk failed
@@ -605,7 +614,7 @@ def _run(
             # Chunks no worker has started: here, from the last one back (workers start them
             # in order, so the first one that cannot be cancelled ends the search).
             for index in range(len(bounds) - 1, 0, -1):
-                if not futures[index - 1].cancel():
+                if index <= len(futures) and not futures[index - 1].cancel():
                     break
                 outcomes[index] = _map_local(func, columns, *bounds[index])
         for index in range(first, len(bounds)):

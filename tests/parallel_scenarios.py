@@ -167,6 +167,26 @@ def scenario_pools_shut_down_at_exit() -> None:
     report_figures(pools=sorted(f'{kind}/{n}' for kind, n in optree.parallel._pools))
 
 
+def scenario_tree_map_in_an_exit_hook() -> None:
+    """tree_map with the default pools from atexit hooks, registered before and after
+    optree.parallel's own: the pools are shut down (or take no more work), the map is not."""
+    import atexit
+
+    tree = list(range(64))
+    expected = [-x for x in tree]
+
+    def late(when: str) -> None:
+        for func in (parallel_support.negate, lambda x: -x):  # interpreters or threads
+            result = optree.parallel.tree_map(func, tree, max_workers=2, chunksize=4)
+            assert result == expected, result
+        print(f'mapped at exit ({when})', flush=True)
+
+    atexit.register(late, 'after the pools shut down')  # atexit runs the last registered first
+    assert optree.parallel.tree_map(parallel_support.negate, tree, max_workers=2) == expected
+    assert optree.parallel.tree_map(lambda x: -x, tree, max_workers=2) == expected
+    atexit.register(late, 'before the pools shut down')
+
+
 def scenario_receive_in_this_process(path: str, register: bool) -> None:
     """Unpacks the pack output pickled in `path`, with or without the registration."""
     with open(path, 'rb') as file:

@@ -342,6 +342,26 @@ def test_shutdown_releases_the_default_pools_and_later_calls_recreate_them() -> 
     assert optree.parallel._pools
 
 
+def test_default_pool_shut_down_by_another_thread_meanwhile(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # shutdown() in another thread between a call's taking a default pool and its submitting
+    # chunks to it: the call maps what the pool no longer takes in the calling thread.
+    original = optree.parallel._pool
+
+    def pool_shut_down_just_after(backend: str, workers: int) -> Any:
+        pool = original(backend, workers)
+        optree.parallel.shutdown(wait=False)
+        return pool
+
+    monkeypatch.setattr(optree.parallel, '_pool', pool_shut_down_just_after)
+    tree = list(range(40))
+    for func in (parallel_support.negate, lambda x: -x):  # interpreters (3.14) or threads
+        assert optree.parallel.tree_map(func, tree, max_workers=3, chunksize=2) == [
+            -x for x in tree
+        ]
+
+
 # ------------------------------------------------------------------------ the default backend
 
 

@@ -50,6 +50,14 @@ def test_default_pools_shut_down_at_interpreter_exit() -> None:
     assert len(result.figures['pools']) == len(expected)
 
 
+def test_tree_map_with_the_default_pools_in_exit_hooks() -> None:
+    result = run_scenario('parallel_scenarios', 'scenario_tree_map_in_an_exit_hook', timeout=TIMEOUT)
+    _passes(result)
+    assert result.stderr.strip() == '', result.describe()
+    for when in ('before', 'after'):
+        assert f'mapped at exit ({when} the pools shut down)' in result.stdout, result.describe()
+
+
 @pytest.mark.parametrize('register', [False, True])
 def test_a_receiving_process_needs_the_registration(tmp_path: Path, register: bool) -> None:
     parallel_support.register_unregistered()
