@@ -666,9 +666,13 @@ def _receive(
 
 def _finish(treespec: PyTreeSpec, outcomes: list[Any], bounds: list[tuple[int, int]]) -> Any:
     results: list[Any] = []
-    for outcome in outcomes:
+    for outcome, (start, stop) in zip(outcomes, bounds):
         if type(outcome) is tuple:
             index, ex = outcome
             _raise_at(ex, treespec, index)
         results.extend(outcome)
+        if len(outcome) < stop - start:
+            # func raised StopIteration, which ends map() early: as in optree.tree_map, the
+            # results end there (and unflatten raises for too few leaves).
+            break
     return treespec.unflatten(results)

@@ -75,6 +75,13 @@ def fail_unpicklably(x: Any) -> Any:
     return x
 
 
+def stop_at_three(x: Any) -> Any:
+    """Raises StopIteration at the leaf 3: it ends the serial map's iterator early."""
+    if x == 3:
+        raise StopIteration
+    return x
+
+
 def make_callable(x: Any) -> Any:
     """Returns what cannot travel back from a worker: a lambda."""
     return lambda: x

@@ -212,6 +212,15 @@ def test_tree_map_raises_the_first_failing_leafs_exception(backend: dict[str, An
     )
 
 
+def test_tree_map_func_raising_stop_iteration_as_optree_tree_map(backend: dict[str, Any]) -> None:
+    # In optree.tree_map, StopIteration out of func ends the map early: unflatten then raises
+    # its ValueError for too few leaves, counting those mapped before.
+    for tree in (list(range(10)), [3], {'a': [1, 2], 'b': (3, 4)}, list(range(3, 50))):
+        expected = raised(optree.tree_map, parallel_support.stop_at_three, tree)
+        actual = raised(optree.parallel.tree_map, parallel_support.stop_at_three, tree, **backend)
+        assert (type(actual), str(actual)) == (type(expected), str(expected))
+
+
 def test_tree_map_exception_paths_of_custom_nodes_and_rests(backend: dict[str, Any]) -> None:
     tree = Node2({'k': [1, 2]}, Node2(3, -4, label='inner'), label='outer')
     rest = Node2({'k': [0, 0]}, Node2(0, 1, label='inner'), label='outer')
