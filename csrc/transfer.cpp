@@ -630,8 +630,13 @@ TreeSpec decode_structure(PyObject* encoding, PyObject* resolve, PyObject* loads
   }
   Ref hold = Ref::borrow(encoding);  // decoding runs Python code
   Reader in(PyBytes_AS_STRING(encoding), static_cast<size_t>(PyBytes_GET_SIZE(encoding)));
-  if (in.remaining() < kMagicSize || std::memcmp(in.take(kMagicSize), kMagic, kMagicSize) != 0) {
-    malformed("not an optree structure encoding of this version");
+  if (in.remaining() < kMagicSize || std::memcmp(in.take(kMagicSize - 1), kMagic, kMagicSize - 1) != 0) {
+    malformed("not an optree structure encoding");
+  }
+  if (uint8_t version = in.byte(); version != kMagic[kMagicSize - 1]) {
+    malformed("a structure encoding of version " + std::to_string(version) +
+              " (by another version of optree?); this version reads version " +
+              std::to_string(kMagic[kMagicSize - 1]));
   }
   TreeSpec spec;
   uint8_t flags = in.byte();

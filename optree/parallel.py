@@ -223,6 +223,13 @@ def unpack(packed: tuple[Any, ...], /) -> PyTree[Any]:
 
     Like :func:`pickle.loads`, unpack only data you trust: pickled leaves and metadata run code.
     """
+    if type(packed) is tuple and packed and packed[0] != PACK_FORMAT:
+        fmt = packed[0]
+        if type(fmt) is str and fmt.startswith('optree.parallel.pack/'):
+            raise ValueError(
+                f'optree.parallel.unpack: the data was packed in format {fmt!r} (by another '
+                f'version of optree?); this version reads {PACK_FORMAT!r}'
+            )
     if type(packed) is not tuple or len(packed) != 5 or packed[0] != PACK_FORMAT:
         raise ValueError(
             f'optree.parallel.unpack: expected a result of optree.parallel.pack() '

@@ -762,6 +762,23 @@ def test_pack_remembers_only_types_it_holds() -> None:
         del sys.modules[phantom.__name__]
 
 
+def test_unpack_names_another_version_of_the_format() -> None:
+    fmt, key, structure, data, objects = optree.parallel.pack({'a': [1, 2.0]})
+    with pytest.raises(ValueError) as info:
+        optree.parallel.unpack(('optree.parallel.pack/2', key, structure, data, objects))
+    assert str(info.value) == (
+        "optree.parallel.unpack: the data was packed in format 'optree.parallel.pack/2' (by "
+        "another version of optree?); this version reads 'optree.parallel.pack/1'"
+    )
+    newer = structure[:4] + b'\x02' + structure[5:]
+    with pytest.raises(ValueError) as info:
+        optree.parallel.unpack((fmt, bytes(16), newer, data, objects))
+    assert str(info.value) == (
+        'optree.parallel: malformed packed data: a structure encoding of version 2 (by another '
+        'version of optree?); this version reads version 1.'
+    )
+
+
 def test_unpack_does_not_trust_a_key_for_another_encoding() -> None:
     first = optree.parallel.pack([1, 2])
     second = optree.parallel.pack((1, 2))
