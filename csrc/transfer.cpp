@@ -938,6 +938,17 @@ bool same_structure(const TreeSpec& a, const TreeSpec& b) {
   return true;
 }
 
+bool registrations_current(const TreeSpec& spec) {
+  RegistryView view;
+  const TypeTable& table = view.snapshot().table_for(spec.ns);
+  for (const Node& node : spec.nodes) {
+    if (node.kind != NodeKind::Custom) continue;
+    const RegistrationPtr* now = table.find(reinterpret_cast<PyTypeObject*>(node.custom->type));
+    if (now == nullptr || now->get() != node.custom.get()) return false;
+  }
+  return true;
+}
+
 // ------------------------------------------------------------------------------ leaves
 
 namespace {

@@ -144,7 +144,8 @@ def _decode(key: Any, encoding: Any) -> PyTreeSpec:
     if type(key) is not bytes or type(encoding) is not bytes:
         raise ValueError('optree.parallel.unpack: malformed packed data: bad structure fields')
     entry = _received.get(key)
-    if entry is not None and entry[0] == encoding:
+    # Reused while its custom node types keep the registrations it was bound to.
+    if entry is not None and entry[0] == encoding and _C._transfer_registrations_current(entry[1]):
         return entry[1]
     treespec = _C._transfer_decode_structure(encoding, _resolve, _LOADS, UnpackError)
     if hashlib.blake2b(encoding, digest_size=16).digest() == key:

@@ -805,6 +805,29 @@ def test_unpack_missing_registration_in_this_interpreter() -> None:
     assert "namespace='temporary'" in message
 
 
+def test_unpack_follows_the_registry_of_this_interpreter() -> None:
+    # A structure decoded before is reused only while its custom node types still have the
+    # registrations it was bound to.
+    parallel_support.register_unregistered(namespace='changing')
+    try:
+        packed = optree.parallel.pack({'u': Unregistered(1, 2)}, namespace='changing')
+        assert optree.parallel.unpack(packed) == {'u': Unregistered(1, 2)}
+    finally:
+        optree.unregister_pytree_node(Unregistered, namespace='changing')
+    with pytest.raises(optree.parallel.UnpackError, match='is not registered in this interpreter'):
+        optree.parallel.unpack(packed)
+    optree.register_pytree_node(
+        Unregistered,
+        lambda node: (node.items, None),
+        lambda _, children: ('rebuilt', *children),
+        namespace='changing',
+    )
+    try:
+        assert optree.parallel.unpack(packed) == {'u': ('rebuilt', 1, 2)}
+    finally:
+        optree.unregister_pytree_node(Unregistered, namespace='changing')
+
+
 def test_unpack_cannot_find_a_type() -> None:
     packed = optree.parallel.pack([Node2(1, 2)], namespace='support')
     fmt, _, structure, data, objects = packed
