@@ -992,8 +992,9 @@ Ref encode_items(PyObject* const* items, Py_ssize_t n, PyObject* dumps) {
 
 // Walks `tree` against `spec` and encodes its leaves, as long as the tree is made of builtin
 // nodes whose walk runs no Python code (None, tuples, lists, dicts, OrderedDicts, defaultdicts,
-// deques, namedtuples) and has the very structure of `spec`. Runs no Python code during the walk;
-// a null result as soon as anything differs.
+// deques, namedtuples) and has the very structure of `spec`. Runs no Python code during the walk
+// (a tuple subclass the core has not classified before stops it); a null result as soon as
+// anything differs.
 class Matcher {
  public:
   Matcher(const TreeSpec& spec, bool none_is_leaf, const std::string& ns, bool insertion_ordered)
@@ -1147,9 +1148,27 @@ class Matcher {
         namedtuple_types_.end()) {
       return true;
     }
-    if (table.find(type) != nullptr || !tuple_class_info(type, builtins).namedtuple) return false;
+    TupleClassInfo info;
+    if (table.find(type) != nullptr || !known_tuple_class(type, builtins, info) ||
+        !info.namedtuple) {
+      return false;
+    }
     namedtuple_types_.push_back(type);
     return true;
+  }
+
+  // tuple_class_info() of a tuple subclass that the core has classified before, unchanged
+  // since: classifying anew reads the class's attributes, which may run Python code (a
+  // descriptor, a metaclass) that changes the tree under the borrowed references of the walk.
+  // False for any other class: the walk stops there, and flatten classifies it.
+  static bool known_tuple_class(PyTypeObject* type, const BuiltinTypes& builtins,
+                                TupleClassInfo& info) {
+    if (!Py_IS_TYPE(reinterpret_cast<PyObject*>(type), &PyType_Type) ||
+        !PyType_HasFeature(type, Py_TPFLAGS_VALID_VERSION_TAG)) {
+      return false;
+    }
+    return builtins.tuple_classes.find(__atomic_load_n(&type->tp_version_tag, __ATOMIC_ACQUIRE),
+                                       info);
   }
 
   bool is_leaf(PyObject* obj, PyTypeObject* type, const TypeTable& table,
@@ -1164,8 +1183,10 @@ class Matcher {
       return false;
     }
     if (PyTuple_Check(obj)) {
-      TupleClassInfo info = tuple_class_info(type, builtins);
-      if (info.namedtuple || info.structseq) return false;
+      TupleClassInfo info;
+      if (!known_tuple_class(type, builtins, info) || info.namedtuple || info.structseq) {
+        return false;  // not a leaf, or not known without running Python code
+      }
     }
     leaf_types_[next_leaf_type_++ % kLeafTypes] = type;
     return true;

@@ -5,6 +5,7 @@ malformed packed data. Each raises ``AssertionError`` on failure and reports fig
 
 from __future__ import annotations
 
+import collections
 import os
 import pickle
 import random
@@ -185,6 +186,63 @@ def scenario_tree_map_in_an_exit_hook() -> None:
     assert optree.parallel.tree_map(parallel_support.negate, tree, max_workers=2) == expected
     assert optree.parallel.tree_map(lambda x: -x, tree, max_workers=2) == expected
     atexit.register(late, 'before the pools shut down')
+
+
+_changing_tree: list[Any] = []
+_armed = [False]
+
+
+def _empty_the_tree() -> None:
+    if _armed[0]:
+        _armed[0] = False
+        _changing_tree.clear()
+
+
+class _EmptiesTheTree:
+    def __get__(self, obj: Any, cls: Any) -> None:
+        _empty_the_tree()
+
+
+class HookedLeaf(tuple):
+    """A leaf (a tuple subclass that is no namedtuple): classifying it reads ``_fields``."""
+
+    _fields = _EmptiesTheTree()
+
+
+class _HookedMeta(type):
+    def __getattribute__(cls, name: str) -> Any:
+        _empty_the_tree()
+        return super().__getattribute__(name)
+
+
+class HookedPoint(collections.namedtuple('HookedPointBase', 'x y'), metaclass=_HookedMeta):
+    """A namedtuple node whose class attributes run Python code."""
+
+
+def scenario_tree_changed_while_pack_classifies() -> None:
+    """A tree of the shape sent last whose tuple subclass runs Python code when pack classifies
+    it (a descriptor on the class, a metaclass): that code empties the tree. No crash, and no
+    tree made of what the code freed: if the code ran, pack raises flatten's IndexError for the
+    list that shrank under it; if it did not (the class was known), pack gives the tree."""
+    for make in (
+        lambda: [HookedLeaf((1,)), 'y' * 100],
+        lambda: [HookedPoint(1.0, 2.0), 'y' * 100],
+    ):
+        optree.parallel.pack(make())  # the shape sent last
+        for _ in range(3):
+            _changing_tree[:] = make()
+            _armed[0] = True
+            try:
+                packed = optree.parallel.pack(_changing_tree)
+            except IndexError:
+                assert not _armed[0]
+                outcome = 'IndexError'
+            else:
+                assert _armed[0], 'pack gave a tree that was emptied while it ran'
+                assert optree.parallel.unpack(packed) == make()
+                outcome = 'the tree'
+            _armed[0] = False
+            print('outcome:', outcome, flush=True)
 
 
 def scenario_receive_in_this_process(path: str, register: bool) -> None:

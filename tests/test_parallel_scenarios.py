@@ -58,6 +58,14 @@ def test_tree_map_with_the_default_pools_in_exit_hooks() -> None:
         assert f'mapped at exit ({when} the pools shut down)' in result.stdout, result.describe()
 
 
+def test_pack_of_a_tree_that_changes_while_pack_classifies_it() -> None:
+    result = run_scenario(
+        'parallel_scenarios', 'scenario_tree_changed_while_pack_classifies', timeout=120
+    )
+    _passes(result)
+    assert result.stdout.count('outcome:') == 6, result.describe()
+
+
 @pytest.mark.parametrize('register', [False, True])
 def test_a_receiving_process_needs_the_registration(tmp_path: Path, register: bool) -> None:
     parallel_support.register_unregistered()
