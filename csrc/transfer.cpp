@@ -990,6 +990,23 @@ Ref encode_items(PyObject* const* items, Py_ssize_t n, PyObject* dumps) {
   return check_ref(PyTuple_Pack(2, data.get(), object_tuple.get()));
 }
 
+// CPython 3.11 collects garbage inside the allocation that crosses the threshold, running
+// finalizers there: Python code that could change a tree under the borrowed references of a
+// walk that allocates (an OrderedDict's items, a deque's copy, the result). 3.12+ collect at the
+// next bytecode boundary instead. Keeps the collector off for its lifetime, on 3.11.
+class NoCollection {
+ public:
+#if PY_VERSION_HEX < 0x030C0000
+  NoCollection() noexcept : was_enabled_(PyGC_Disable() != 0) {}
+  ~NoCollection() {
+    if (was_enabled_) PyGC_Enable();
+  }
+
+ private:
+  bool was_enabled_;
+#endif
+};
+
 // Walks `tree` against `spec` and encodes its leaves, as long as the tree is made of builtin
 // nodes whose walk runs no Python code (None, tuples, lists, dicts, OrderedDicts, defaultdicts,
 // deques, namedtuples) and has the very structure of `spec`. Runs no Python code during the walk
@@ -1009,19 +1026,26 @@ class Matcher {
     bool insertion_ordered =
         snapshot.global_dict_insertion_ordered ||
         (!ns_.empty() && snapshot.dict_insertion_ordered_namespaces.contains(ns_));
-    if (insertion_ordered != insertion_ordered_ || !walk(tree)) return Ref();
-    if (!deferred_) {  // every leaf written: the encoding is complete
-      Ref data = out_.bytes();
-      Ref object_tuple = check_ref(PyTuple_New(static_cast<Py_ssize_t>(objects_.size())));
-      for (size_t i = 0; i < objects_.size(); ++i) {
-        PyTuple_SET_ITEM(object_tuple.get(), static_cast<Py_ssize_t>(i), Py_NewRef(objects_[i]));
+    if (insertion_ordered != insertion_ordered_) return Ref();
+    Ref items;
+    {
+      [[maybe_unused]] NoCollection no_collection;  // until the borrowed leaves are held
+      if (!walk(tree)) return Ref();
+      if (!deferred_) {  // every leaf written: the encoding is complete
+        Ref data = out_.bytes();
+        Ref object_tuple = check_ref(PyTuple_New(static_cast<Py_ssize_t>(objects_.size())));
+        for (size_t i = 0; i < objects_.size(); ++i) {
+          PyTuple_SET_ITEM(object_tuple.get(), static_cast<Py_ssize_t>(i),
+                           Py_NewRef(objects_[i]));
+        }
+        return check_ref(PyTuple_Pack(2, data.get(), object_tuple.get()));
       }
-      return check_ref(PyTuple_Pack(2, data.get(), object_tuple.get()));
-    }
-    // Leaves to pickle: hold them all, then encode them from the start (pickling runs Python).
-    Ref items = check_ref(PyTuple_New(static_cast<Py_ssize_t>(leaves_.size())));
-    for (size_t i = 0; i < leaves_.size(); ++i) {
-      PyTuple_SET_ITEM(items.get(), static_cast<Py_ssize_t>(i), Py_NewRef(leaves_[i]));
+      // Leaves to pickle: hold them all, then encode them from the start (pickling runs
+      // Python).
+      items = check_ref(PyTuple_New(static_cast<Py_ssize_t>(leaves_.size())));
+      for (size_t i = 0; i < leaves_.size(); ++i) {
+        PyTuple_SET_ITEM(items.get(), static_cast<Py_ssize_t>(i), Py_NewRef(leaves_[i]));
+      }
     }
     return encode_items(&PyTuple_GET_ITEM(items.get(), 0), PyTuple_GET_SIZE(items.get()), dumps);
   }

@@ -245,6 +245,42 @@ def scenario_tree_changed_while_pack_classifies() -> None:
             print('outcome:', outcome, flush=True)
 
 
+class _EmptiesTheTreeWhenCollected:
+    def __init__(self) -> None:
+        self.cycle = self
+
+    def __del__(self) -> None:
+        _changing_tree.clear()
+
+
+def scenario_garbage_collected_while_pack_walks(rounds: int = 10) -> None:
+    """A collection of cyclic garbage whose finalizer empties the tree, in an allocation of pack
+    walking a tree of the shape sent last (CPython 3.11 collects in the allocation; 3.12+ at
+    the next bytecode boundary). No crash: the large bytes leaves it freed are gone from the
+    walk, or kept by pack's result."""
+    import gc
+
+    def make() -> list[Any]:  # the OrderedDict's items are an allocation of the walk, last
+        return [b'y' * 2**21, b'z' * 2**21, collections.OrderedDict(a=1)]
+
+    optree.parallel.pack(make())  # the shape sent last
+    for _ in range(rounds):
+        _changing_tree[:] = make()
+        gc.collect()
+        _EmptiesTheTreeWhenCollected()
+        gc.set_threshold(1)  # collect in the next allocation
+        try:
+            packed = optree.parallel.pack(_changing_tree)
+        except IndexError:  # flatten's, for the list that shrank under it
+            outcome = 'IndexError'
+        else:
+            assert optree.parallel.unpack(packed) in ([], make())
+            outcome = 'a tree'
+        finally:
+            gc.set_threshold(700)
+        print('outcome:', outcome, flush=True)
+
+
 def scenario_receive_in_this_process(path: str, register: bool) -> None:
     """Unpacks the pack output pickled in `path`, with or without the registration."""
     with open(path, 'rb') as file:

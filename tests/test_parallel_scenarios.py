@@ -66,6 +66,14 @@ def test_pack_of_a_tree_that_changes_while_pack_classifies_it() -> None:
     assert result.stdout.count('outcome:') == 6, result.describe()
 
 
+def test_pack_of_a_tree_emptied_by_a_collection_while_pack_walks_it() -> None:
+    result = run_scenario(
+        'parallel_scenarios', 'scenario_garbage_collected_while_pack_walks', timeout=120
+    )
+    _passes(result)
+    assert result.stdout.count('outcome:') == 10, result.describe()
+
+
 @pytest.mark.parametrize('register', [False, True])
 def test_a_receiving_process_needs_the_registration(tmp_path: Path, register: bool) -> None:
     parallel_support.register_unregistered()
