@@ -367,6 +367,11 @@ def _interpreter_pool_type() -> type[Executor] | None:
     return concurrent.futures.InterpreterPoolExecutor  # type: ignore[attr-defined,no-any-return]
 
 
+# (module, qualified name) of the functions that a worker interpreter of the default pool could
+# not run (their module cannot be imported in a subinterpreter): they run on threads.
+_home_only: set[tuple[str, str]] = set()
+
+
 def _by_reference(func: Any) -> bool:
     """Whether pickle sends ``func`` by module and qualified name, found in a fresh interpreter:
     a function, builtin or class at the top level of an importable module (not ``__main__``)."""
@@ -374,12 +379,17 @@ def _by_reference(func: Any) -> bool:
     qualname = getattr(func, '__qualname__', None)
     if not isinstance(module, str) or not isinstance(qualname, str) or module == '__main__':
         return False
-    if '<' in qualname:  # <lambda>, <locals>
+    if '<' in qualname or (module, qualname) in _home_only:  # <lambda>, <locals>
         return False
     try:
         return _lookup(module, qualname) is func
     except Exception:
         return False
+
+
+def _stays_home(func: Any) -> None:
+    with _pools_lock:
+        _home_only.add((func.__module__, func.__qualname__))
 
 
 def _default_backend(func: Any) -> str:
@@ -500,7 +510,9 @@ def tree_map(
       not ``__main__``, not a lambda): a pool of subinterpreters, whose ``sys.path`` is set to
       this interpreter's; a chunk whose leaves cannot be rebuilt there, or whose results cannot
       come back, is mapped (again) in the calling thread instead, and a tree whose leaves do not
-      pickle goes to threads;
+      pickle goes to threads; a ``func`` that the workers cannot run at all (its module, or one
+      it imports, cannot be imported in a subinterpreter, as numpy's) is mapped in the calling
+      thread, and goes to threads from then on;
     - otherwise (CPython 3.11-3.13 with a GIL, lambdas and closures on 3.14): threads. With a GIL,
       threads run ``func`` in parallel only where it releases the GIL (I/O, NumPy, ...).
 
@@ -628,9 +640,18 @@ def _run(
         for index in range(first, len(bounds)):
             outcome = outcomes[index]
             if outcome is None:
-                outcome = futures[index - first].result()
-                if not local:
-                    outcome = _receive(outcome, func, columns, bounds[index], fallback)
+                try:
+                    outcome = futures[index - first].result()
+                except Exception:
+                    if not fallback or local:
+                        raise
+                    # The worker could not run the chunk at all (func, or a module it needs,
+                    # cannot be imported in a subinterpreter): here, and on threads from now on.
+                    _stays_home(func)
+                    outcome = _map_local(func, columns, *bounds[index])
+                else:
+                    if not local:
+                        outcome = _receive(outcome, func, columns, bounds[index], fallback)
                 outcomes[index] = outcome
             if type(outcome) is tuple:  # a failure: later chunks cannot matter
                 return _finish(treespec, outcomes[: index + 1], bounds)

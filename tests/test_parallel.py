@@ -460,6 +460,30 @@ def test_default_interpreter_pool_falls_back_to_the_calling_interpreter() -> Non
     assert [f() for f in results] == [1, 2, 3]
 
 
+@pytest.mark.skipif(
+    FREE_THREADED or not HAS_INTERPRETER_POOL,
+    reason='the interpreter pool is the default on 3.14+ GIL builds only',
+)
+def test_default_interpreter_pool_falls_back_when_func_cannot_be_loaded_there() -> None:
+    # func found by name here, in a module that subinterpreters cannot import (numpy's
+    # functions, say): its chunks are mapped in the calling thread, and func goes to threads
+    # from then on.
+    import main_interpreter_only
+
+    func = main_interpreter_only.slow_negate
+    tree = list(range(40))
+    for _ in range(20):
+        assert optree.parallel._default_backend(func) == 'interpreters'
+        assert optree.parallel.tree_map(func, tree, max_workers=2, chunksize=2) == [
+            -x for x in tree
+        ]
+        if optree.parallel._default_backend(func) == 'threads':
+            break
+    else:
+        raise AssertionError('no pool worker ever took a chunk')
+    assert optree.parallel.tree_map(func, tree, max_workers=2, chunksize=2) == [-x for x in tree]
+
+
 def test_explicit_remote_executors_raise_when_leaves_or_results_cannot_travel(
     interpreter_pool: Any, process_pool: Any
 ) -> None:
