@@ -7,6 +7,7 @@ out of the test process (on free-threaded builds they may bring the GIL back).
 from __future__ import annotations
 
 import pickle
+import re
 import sys
 import sysconfig
 from pathlib import Path
@@ -24,15 +25,26 @@ TIMEOUT = 600  # seconds; a LocalCluster starts in a few seconds on 2 idle cores
 FREE_THREADED = bool(sysconfig.get_config_var('Py_GIL_DISABLED'))
 
 
-def _passes(result) -> None:
+# tree_map cancels the chunks still pending after a failing one; dask's client may log such a
+# cancellation that races its own bookkeeping (a tornado callback error ending in
+# FutureCancelledError, seen under AddressSanitizer's slowdown): dask's noise, not a failure.
+DASK_CANCELLATION_LOG = re.compile(
+    r'^.*tornado\.application - ERROR - Exception in callback.*\n(?:.*\n)*?'
+    r'distributed\.client\.FutureCancelledError: .*(?:\n|$)',
+    re.MULTILINE,
+)
+
+
+def _passes(result, *, ignore: re.Pattern[str] | None = None) -> None:
     assert result.returncode == 0, result.describe()
-    assert 'Traceback' not in result.stderr, result.describe()
+    stderr = result.stderr if ignore is None else ignore.sub('', result.stderr)
+    assert 'Traceback' not in stderr, result.describe()
 
 
 def test_tree_map_on_a_dask_distributed_executor(capsys: pytest.CaptureFixture[str]) -> None:
     integration_support.require('distributed')
     result = run_scenario('parallel_scenarios', 'scenario_dask', timeout=TIMEOUT, workers=2)
-    _passes(result)
+    _passes(result, ignore=DASK_CANCELLATION_LOG)
     assert result.figures['calls'] > 0
     assert result.figures['zoo_maps'] > 250  # of 50 zoo trees x 6 variants
     with capsys.disabled():
