@@ -371,6 +371,51 @@ def test_default_pool_shut_down_by_another_thread_meanwhile(
         ]
 
 
+def test_pack_unpack_and_default_pools_from_several_threads(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Threads pack and unpack trees of several shapes (a small cache: entries go while others
+    # read them) and map with the default pools, while one of them shuts the pools down now and
+    # then; on free-threaded builds all at once.
+    monkeypatch.setattr(optree.parallel, '_CACHE_SIZE', 4)
+    shapes = [
+        lambda i: {'a': i, 'b': [float(i), 'x' * (i % 5)]},
+        lambda i: [i, (i, i), None],
+        lambda i: collections.OrderedDict((f'k{j}', j) for j in range(i % 7)),
+        lambda i: {f'k{j}': j for j in range(i % 13)},
+        lambda i: collections.deque(range(i % 4), maxlen=5),
+        lambda i: collections.defaultdict(list, {'x': i, 'y': [i]}),
+        lambda i: Pair(i, [Node2(i, None)]),
+    ]
+    errors: list[BaseException] = []
+    barrier = threading.Barrier(4)
+
+    def work(seed: int) -> None:
+        try:
+            barrier.wait()
+            for n in range(300):
+                tree = shapes[(seed + n) % len(shapes)](n % 40)
+                result = optree.parallel.unpack(optree.parallel.pack(tree, namespace='support'))
+                assert result == tree and type(result) is type(tree), (tree, result)
+                if n % 25 == 0:
+                    leaves = list(range(n % 37 + 1))
+                    mapped = optree.parallel.tree_map(
+                        parallel_support.negate, leaves, max_workers=3, chunksize=2
+                    )
+                    assert mapped == [-x for x in leaves]
+                if seed == 0 and n % 60 == 0:
+                    optree.parallel.shutdown(wait=False)
+        except BaseException as ex:  # noqa: BLE001 (reported below)
+            errors.append(ex)
+
+    threads = [threading.Thread(target=work, args=(seed,)) for seed in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert not errors, errors
+
+
 # ------------------------------------------------------------------------ the default backend
 
 
