@@ -630,7 +630,8 @@ TreeSpec decode_structure(PyObject* encoding, PyObject* resolve, PyObject* loads
   }
   Ref hold = Ref::borrow(encoding);  // decoding runs Python code
   Reader in(PyBytes_AS_STRING(encoding), static_cast<size_t>(PyBytes_GET_SIZE(encoding)));
-  if (in.remaining() < kMagicSize || std::memcmp(in.take(kMagicSize - 1), kMagic, kMagicSize - 1) != 0) {
+  if (in.remaining() < kMagicSize ||
+      std::memcmp(in.take(kMagicSize - 1), kMagic, kMagicSize - 1) != 0) {
     malformed("not an optree structure encoding");
   }
   if (uint8_t version = in.byte(); version != kMagic[kMagicSize - 1]) {
@@ -1035,8 +1036,7 @@ class Matcher {
         Ref data = out_.bytes();
         Ref object_tuple = check_ref(PyTuple_New(static_cast<Py_ssize_t>(objects_.size())));
         for (size_t i = 0; i < objects_.size(); ++i) {
-          PyTuple_SET_ITEM(object_tuple.get(), static_cast<Py_ssize_t>(i),
-                           Py_NewRef(objects_[i]));
+          PyTuple_SET_ITEM(object_tuple.get(), static_cast<Py_ssize_t>(i), Py_NewRef(objects_[i]));
         }
         return check_ref(PyTuple_Pack(2, data.get(), object_tuple.get()));
       }

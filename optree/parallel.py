@@ -695,7 +695,7 @@ def _receive(
 
 def _finish(treespec: PyTreeSpec, outcomes: list[Any], bounds: list[tuple[int, int]]) -> Any:
     results: list[Any] = []
-    for outcome, (start, stop) in zip(outcomes, bounds):
+    for outcome, (start, stop) in zip(outcomes, bounds, strict=False):
         if type(outcome) is tuple:
             index, ex = outcome
             _raise_at(ex, treespec, index)

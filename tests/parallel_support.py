@@ -13,7 +13,7 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import optree
 import optree._C as _C
@@ -151,7 +151,7 @@ class HalfBuiltSpy:
     items that still have empty slots (reachable through ``gc``, as any Python code run during
     unpack could find them): unpack must make its containers only once their items exist."""
 
-    seen: list[str] = []
+    seen: ClassVar[list[str]] = []
 
     def __init__(self, size: int) -> None:
         self.size = size

@@ -405,7 +405,7 @@ def test_pack_unpack_and_default_pools_from_several_threads(
                     assert mapped == [-x for x in leaves]
                 if seed == 0 and n % 60 == 0:
                     optree.parallel.shutdown(wait=False)
-        except BaseException as ex:  # noqa: BLE001 (reported below)
+        except BaseException as ex:  # reported below
             errors.append(ex)
 
     threads = [threading.Thread(target=work, args=(seed,)) for seed in range(4)]

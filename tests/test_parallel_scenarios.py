@@ -63,7 +63,9 @@ def test_default_pools_shut_down_at_interpreter_exit() -> None:
 
 
 def test_tree_map_with_the_default_pools_in_exit_hooks() -> None:
-    result = run_scenario('parallel_scenarios', 'scenario_tree_map_in_an_exit_hook', timeout=TIMEOUT)
+    result = run_scenario(
+        'parallel_scenarios', 'scenario_tree_map_in_an_exit_hook', timeout=TIMEOUT
+    )
     _passes(result)
     assert result.stderr.strip() == '', result.describe()
     for when in ('before', 'after'):
