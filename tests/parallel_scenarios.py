@@ -281,6 +281,38 @@ def scenario_garbage_collected_while_pack_walks(rounds: int = 10) -> None:
         print('outcome:', outcome, flush=True)
 
 
+def scenario_default_pools_in_subinterpreters(rounds: int = 3) -> None:
+    """optree.parallel in subinterpreters (own GIL, and shared): pack / unpack and tree_map on
+    the default pools (threads there), then the subinterpreter is closed: its exit hook shuts
+    its pools down, and their threads are gone."""
+    from subinterpreters import Subinterpreter
+
+    def threads() -> int:
+        return len(os.listdir('/proc/self/task'))
+
+    baseline = threads()
+    code = (
+        'import optree, optree.parallel, parallel_support\n'
+        'from parallel_support import Node2\n'
+        'tree = {"a": [Node2(i, float(i)) for i in range(40)], "b": None}\n'
+        'kwargs = {"namespace": "support"}\n'
+        'expected = optree.tree_map(parallel_support.negate, tree, **kwargs)\n'
+        'mapped = optree.parallel.tree_map(\n'
+        '    parallel_support.negate, tree, max_workers=3, chunksize=4, **kwargs\n'
+        ')\n'
+        'assert mapped == expected, mapped\n'
+        'assert optree.parallel.unpack(optree.parallel.pack(tree, **kwargs)) == tree\n'
+        'assert [kind for kind, _ in optree.parallel._pools] == ["threads"]\n'
+    )
+    for isolated in (True, False):
+        for _ in range(rounds):
+            with Subinterpreter(isolated=isolated) as sub:
+                sub.exec(code)
+                assert threads() > baseline  # the pool's workers
+            assert threads() == baseline, (threads(), baseline)
+    report_figures(baseline_threads=baseline, rounds=rounds)
+
+
 def scenario_receive_in_this_process(path: str, register: bool) -> None:
     """Unpacks the pack output pickled in `path`, with or without the registration."""
     with open(path, 'rb') as file:

@@ -16,7 +16,7 @@ import integration_support
 import parallel_support
 import pytest
 from parallel_support import Unregistered
-from subinterpreters import run_scenario
+from subinterpreters import SKIP_REASON, run_scenario
 
 import optree
 import optree.parallel
@@ -86,6 +86,15 @@ def test_pack_of_a_tree_emptied_by_a_collection_while_pack_walks_it() -> None:
     )
     _passes(result)
     assert result.stdout.count('outcome:') == 10, result.describe()
+
+
+@pytest.mark.skipif(sys.version_info < (3, 12), reason=SKIP_REASON)
+def test_default_pools_in_subinterpreters_shut_down_when_they_close() -> None:
+    result = run_scenario(
+        'parallel_scenarios', 'scenario_default_pools_in_subinterpreters', timeout=TIMEOUT
+    )
+    _passes(result)
+    assert result.figures['rounds'] == 3
 
 
 @pytest.mark.parametrize('register', [False, True])
