@@ -345,10 +345,9 @@ Ref dict_node_keys(PyObject* obj, NodeKind kind, const Ref& keys_in_order, Regis
   if (kind == NodeKind::OrderedDict) {
     keys = keys_in_order;
   } else {
-    const Snapshot& snapshot = view.snapshot();
-    bool insertion_ordered =
-        snapshot.global_dict_insertion_ordered ||
-        (!options.ns.empty() && snapshot.dict_insertion_ordered_namespaces.contains(options.ns));
+    bool insertion_ordered = options.dict_insertion_ordered.has_value()
+                                 ? *options.dict_insertion_ordered
+                                 : view.snapshot().dicts_insertion_ordered(options.ns);
     keys = insertion_ordered ? keys_in_order : sorted_keys(keys_in_order.get());
     if (!same_order(keys.get(), keys_in_order.get())) node.original_keys = keys_in_order;
   }
@@ -836,7 +835,8 @@ TreeSpec TreeSpec::from_collection(PyObject* collection,
               " returned a different number of children (" + std::to_string(node.arity) +
               ") than before (" + std::to_string(children.size()) + ").");
   }
-  if (uses_namespace || namespace_orders_dicts(view, options)) spec.ns = options.ns;
+  // The children's namespace, which they must agree on.
+  std::string common;
   for (const TreeSpec* child : children) {
     if (child->none_is_leaf != options.none_is_leaf) {
       raise(PyExc_ValueError, options.none_is_leaf
@@ -844,28 +844,96 @@ TreeSpec TreeSpec::from_collection(PyObject* collection,
                                   : "Expected treespec(s) with `none_is_leaf=False`.");
     }
     if (!child->ns.empty()) {
-      const std::string& expected = spec.ns.empty() ? options.ns : spec.ns;
-      if (!expected.empty() && expected != child->ns) {
-        raise(PyExc_ValueError, "Expected treespec(s) with namespace " +
-                                    repr_of(unicode(expected).get()) + ", got " +
+      if (common.empty()) {
+        common = child->ns;
+      } else if (common != child->ns) {
+        raise(PyExc_ValueError, "Expected treespecs with the same namespace, got " +
+                                    repr_of(unicode(common).get()) + " vs. " +
                                     repr_of(unicode(child->ns).get()) + ".");
       }
-      spec.ns = child->ns;
     }
+  }
+  if (!common.empty()) {
+    // An empty namespace of the caller is promoted to the children's.
+    if (!options.ns.empty() && options.ns != common) {
+      raise(PyExc_ValueError, "Expected treespec(s) with namespace " +
+                                  repr_of(unicode(options.ns).get()) + ", got " +
+                                  repr_of(unicode(common).get()) + ".");
+    }
+    spec.ns = common;
+  } else if (uses_namespace || namespace_orders_dicts(view, options)) {
+    spec.ns = options.ns;
+  }
+  for (const TreeSpec* child : children) {
     node.num_leaves += child->num_leaves();
     spec.nodes.insert(spec.nodes.end(), child->nodes.begin(), child->nodes.end());
   }
   node.num_nodes = static_cast<Py_ssize_t>(spec.nodes.size()) + 1;
   spec.nodes.push_back(std::move(node));
-  return std::move(spec).checked_depth();
+  if (!spec.ns.empty()) spec.check_resolves_in(spec.ns, "composed into a collection");
+  return spec;
 }
 
 // ------------------------------------------------------------------------ leaf iterator
 
-LeafIterator::LeafIterator(PyObject* tree, FlattenOptions options)
-    : root_(Ref::borrow(tree)), options_(std::move(options)) {}
+LeafIterator::LeafIterator(PyObject* tree, const FlattenOptions& options)
+    : root_(Ref::borrow(tree)), options_(options) {
+  if (options_.leaf_predicate != nullptr && options_.leaf_predicate != Py_None) {
+    predicate_ = Ref::borrow(options_.leaf_predicate);
+  }
+  options_.leaf_predicate = predicate_.get();
+  if (!options_.dict_insertion_ordered.has_value()) {
+    options_.dict_insertion_ordered = is_dict_insertion_ordered(options_.ns, true);
+  }
+}
+
+namespace {
+
+#if PY_VERSION_HEX >= 0x030D0000
+inline PyThreadState* this_thread_state() { return PyThreadState_GetUnchecked(); }
+#else
+inline PyThreadState* this_thread_state() { return _PyThreadState_UncheckedGet(); }
+#endif
+
+}  // namespace
 
 Ref LeafIterator::next() {
+  // The predicate and custom flatten functions are Python code: they may call next() on this
+  // iterator (refused: the lock is not recursive), and other threads may call it meanwhile
+  // (they wait their turn).
+  PyThreadState* thread = this_thread_state();
+  if (!mutex_.try_lock()) [[unlikely]]
+    wait_for_turn(thread);
+  running_.store(thread, std::memory_order_release);
+  struct Done {
+    LeafIterator& self;
+    ~Done() {
+      self.running_.store(nullptr, std::memory_order_release);  // before unlocking
+      self.mutex_.unlock();
+    }
+  } done{*this};
+  return next_locked();
+}
+
+void LeafIterator::wait_for_turn(PyThreadState* thread) {
+  // Never this thread's own state from an earlier next(): that is reset before unlocking.
+  if (running_.load(std::memory_order_acquire) == thread) {
+    raise(PyExc_RuntimeError, "PyTreeIter is already iterating.");
+  }
+  // Detached while waiting, so neither the GIL holder nor a free-threaded stop-the-world waits
+  // on this thread.
+  Py_BEGIN_ALLOW_THREADS
+    mutex_.lock();
+  Py_END_ALLOW_THREADS
+}
+
+std::unique_lock<LightMutex> LeafIterator::try_lock_idle() const noexcept {
+  // try_lock by the thread that holds the mutex would be undefined: that one is inside next().
+  if (running_.load(std::memory_order_acquire) == this_thread_state()) return {};
+  return std::unique_lock(mutex_, std::try_to_lock);
+}
+
+Ref LeafIterator::next_locked() {
   RegistryView view;
   auto visit = [&](PyObject* obj) -> Ref {
     NodeInfo info = classify(obj, view, options_);
@@ -874,7 +942,6 @@ Ref LeafIterator::next() {
       raise(PyExc_RecursionError, "Maximum recursion depth exceeded during flattening the tree.");
     }
     Frame frame;
-    frame.object = Ref::borrow(obj);
     Node node;
     bool uses_namespace = false;
     expand_node(obj, info, view, options_, node, frame.children, uses_namespace);
@@ -883,7 +950,8 @@ Ref LeafIterator::next() {
   };
   if (!root_done_) {
     root_done_ = true;
-    Ref leaf = visit(root_.get());
+    Ref root = std::move(root_);  // the first frame (if any) holds it from here on
+    Ref leaf = visit(root.get());
     if (leaf) return leaf;
   }
   while (!stack_.empty()) {
@@ -892,7 +960,7 @@ Ref LeafIterator::next() {
       stack_.pop_back();
       continue;
     }
-    Ref child = frame.children[frame.position++];
+    Ref child = std::move(frame.children[frame.position++]);  // held no longer than needed
     Ref leaf = visit(child.get());
     if (leaf) return leaf;
   }

@@ -434,7 +434,7 @@ TreeSpec TreeSpec::from_pickle_state(PyObject* state) {
     stack.push_back(i);
   }
   if (stack.size() != 1) malformed("the traversal does not yield a single tree");
-  return std::move(spec).checked_depth();
+  return spec;
 }
 
 }  // namespace optree

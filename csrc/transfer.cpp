@@ -868,7 +868,7 @@ TreeSpec decode_structure(PyObject* encoding, PyObject* resolve, PyObject* loads
     spec.nodes.push_back(std::move(node));
   }
   if (stack.size() != 1) malformed("the nodes do not form a single tree");
-  return std::move(spec).checked_depth();
+  return spec;
 }
 
 namespace {
@@ -1023,10 +1023,7 @@ class Matcher {
     if (spec_.nodes.empty() || spec_.none_is_leaf != none_is_leaf_) return Ref();
     // Dicts: the spec's key order is what flatten gives under the dict order mode that made it
     // (see dict_children).
-    const Snapshot& snapshot = view_.snapshot();
-    bool insertion_ordered =
-        snapshot.global_dict_insertion_ordered ||
-        (!ns_.empty() && snapshot.dict_insertion_ordered_namespaces.contains(ns_));
+    bool insertion_ordered = view_.snapshot().dicts_insertion_ordered(ns_);
     if (insertion_ordered != insertion_ordered_) return Ref();
     Ref items;
     {

@@ -1,6 +1,8 @@
 // Traversals over a treespec: traverse / walk, transform, one-level views, broadcasting and
 // accessors.
-#include <functional>
+#include <algorithm>
+#include <iterator>
+#include <utility>
 
 #include "optree/treespec.h"
 
@@ -161,142 +163,208 @@ TreeSpec TreeSpec::one_level() const {
   return spec;
 }
 
+namespace {
+
+// The one-level treespec of `node` (a leaf for a leaf) with the settings of `spec`: what
+// transform() hands its functions.
+TreeSpec one_level_of(const TreeSpec& spec, const Node& node) {
+  TreeSpec out;
+  out.none_is_leaf = spec.none_is_leaf;
+  out.ns = spec.ns;
+  out.nodes.resize(static_cast<size_t>(node.arity) + 1);
+  for (Py_ssize_t i = 0; i < node.arity; ++i) {
+    out.nodes[static_cast<size_t>(i)].num_leaves = 1;
+    out.nodes[static_cast<size_t>(i)].num_nodes = 1;
+  }
+  Node& top = out.nodes.back();
+  top = node;
+  top.num_leaves = node.kind == NodeKind::Leaf ? 1 : node.arity;
+  top.num_nodes = node.arity + 1;
+  return out;
+}
+
+[[noreturn, gnu::noinline]] void bad_transform_output(const std::string& what,
+                                                      const TreeSpec& output,
+                                                      const TreeSpec& input) {
+  raise(PyExc_ValueError, "Expected the PyTreeSpec transform function returns " + what + ", got " +
+                              output.repr() + " (input: " + input.repr() + ").");
+}
+
+}  // namespace
+
 TreeSpec TreeSpec::transform(SpecCallback f_node, void* node_context, SpecCallback f_leaf,
                              void* leaf_context) const {
   root();  // raises if uninitialized
+  if (f_node == nullptr && f_leaf == nullptr) return *this;
 
   TreeSpec result;
   result.none_is_leaf = none_is_leaf;
   result.ns = ns;
-  std::vector<std::vector<Node>> stack;  // transformed subtrees
-  auto check_output = [&](const TreeSpec& input, const TreeSpec& output) {
-    if (output.none_is_leaf != none_is_leaf) {
-      raise(PyExc_ValueError,
-            std::string("Expected the PyTreeSpec transform function returns a PyTreeSpec with "
-                        "the same value of `none_is_leaf=") +
-                (none_is_leaf ? "True" : "False") + "` as the input, got " + output.repr() +
-                " (input: " + input.repr() + ").");
-    }
-    if (!output.ns.empty()) {
-      if (!result.ns.empty() && result.ns != output.ns) {
-        raise(PyExc_ValueError,
-              "Expected the PyTreeSpec transform function returns a PyTreeSpec with namespace " +
-                  repr_of(unicode(result.ns).get()) + ", got " + output.repr() +
-                  " (input: " + input.repr() + ").");
+  result.nodes.reserve(nodes.size());
+  // (leaves, nodes) of each transformed subtree whose parent is still to come.
+  std::vector<std::pair<Py_ssize_t, Py_ssize_t>> pending;
+  for (const Node& node : nodes) {
+    bool leaf = node.kind == NodeKind::Leaf;
+    SpecCallback function = leaf ? f_leaf : f_node;
+    TreeSpec output;
+    if (function == nullptr) {
+      output.nodes.push_back(node);  // its counts are set below
+    } else {
+      TreeSpec input = one_level_of(*this, node);
+      if (function(leaf ? leaf_context : node_context, input, &output) < 0) throw_python_error();
+      output.root();  // raises if the function returned an uninitialized treespec
+      if (output.none_is_leaf != none_is_leaf) {
+        bad_transform_output(std::string("a PyTreeSpec with the same value of `none_is_leaf=") +
+                                 (none_is_leaf ? "True" : "False") + "` as the input",
+                             output, input);
       }
-      result.ns = output.ns;
-    }
-  };
-  for (size_t index = 0; index < nodes.size(); ++index) {
-    const Node& node = nodes[index];
-    if (node.kind == NodeKind::Leaf) {
-      TreeSpec input = make_leaf(none_is_leaf);
-      input.ns = ns;
-      if (f_leaf == nullptr) {
-        stack.push_back(input.nodes);
-        continue;
+      if (!output.ns.empty()) {
+        if (result.ns.empty()) {
+          result.ns = output.ns;
+        } else if (output.ns != result.ns) {
+          raise(PyExc_ValueError,
+                "Expected the PyTreeSpec transform function returns a PyTreeSpec with namespace " +
+                    repr_of(unicode(result.ns).get()) + ", got " +
+                    repr_of(unicode(output.ns).get()) + ".");
+        }
       }
-      TreeSpec output;
-      if (f_leaf(leaf_context, input, &output) < 0) throw_python_error();
-      check_output(input, output);
-      stack.push_back(std::move(output.nodes));
+      if (!leaf) {
+        if (output.num_leaves() != node.arity) {
+          bad_transform_output("a PyTreeSpec with the same number of arity as the input (" +
+                                   std::to_string(node.arity) + ")",
+                               output, input);
+        }
+        if (output.num_nodes() != node.arity + 1) {
+          bad_transform_output("a one-level PyTreeSpec as the input", output, input);
+        }
+      }
+    }
+    if (leaf) {
+      // A leaf becomes the whole tree the function returned.
+      pending.emplace_back(output.num_leaves(), output.num_nodes());
+      result.nodes.insert(result.nodes.end(), std::make_move_iterator(output.nodes.begin()),
+                          std::make_move_iterator(output.nodes.end()));
       continue;
     }
-    TreeSpec input = subtree(static_cast<Py_ssize_t>(index)).one_level();
-    TreeSpec output;
-    if (f_node == nullptr) {
-      output = input;
-    } else {
-      if (f_node(node_context, input, &output) < 0) throw_python_error();
-      check_output(input, output);
-      if (output.num_leaves() != node.arity) {
-        raise(PyExc_ValueError,
-              "Expected the PyTreeSpec transform function returns a PyTreeSpec with the same "
-              "number of arity as the input (" +
-                  std::to_string(node.arity) + "), got " + output.repr() +
-                  " (input: " + input.repr() + ").");
-      }
+    // A node becomes the root of the one-level output, over its transformed children.
+    Node top = std::move(output.nodes.back());
+    top.num_leaves = 0;
+    top.num_nodes = 1;
+    for (size_t i = pending.size() - static_cast<size_t>(node.arity); i < pending.size(); ++i) {
+      top.num_leaves += pending[i].first;
+      top.num_nodes += pending[i].second;
     }
-    // Graft the transformed children onto the leaves of the output, in order.
-    size_t first = stack.size() - static_cast<size_t>(node.arity);
-    std::vector<Node> grafted;
-    size_t next_child = first;
-    for (const Node& out_node : output.nodes) {
-      if (out_node.kind == NodeKind::Leaf) {
-        auto& child = stack[next_child++];
-        grafted.insert(grafted.end(), child.begin(), child.end());
-      } else {
-        grafted.push_back(out_node);
-      }
-    }
-    stack.resize(first);
-    stack.push_back(std::move(grafted));
+    pending.resize(pending.size() - static_cast<size_t>(node.arity));
+    pending.emplace_back(top.num_leaves, top.num_nodes);
+    result.nodes.push_back(std::move(top));
   }
-  result.nodes = std::move(stack.back());
-  recount(result.nodes);
-  return std::move(result).checked_depth();
+  if (!result.ns.empty()) result.check_resolves_in(result.ns, "transformed");
+  return result;
 }
 
 TreeSpec TreeSpec::broadcast_to_common_suffix(const TreeSpec& other) const {
   TreeSpec result = empty_combination(other);
-  std::function<void(Py_ssize_t, Py_ssize_t)> merge = [&](Py_ssize_t mine, Py_ssize_t theirs) {
-    const Node& a = nodes[static_cast<size_t>(mine)];
-    const Node& b = other.nodes[static_cast<size_t>(theirs)];
+  check_namespace_merge(result, *this, other);
+  // Depth first, last children first, as optree walks (so it reports the same mismatch first);
+  // the nodes come out in reverse treespec order.
+  struct Pair {
+    Py_ssize_t mine;
+    Py_ssize_t theirs;
+    Py_ssize_t depth;
+  };
+  std::vector<Pair> agenda;
+  agenda.push_back({num_nodes() - 1, other.num_nodes() - 1, 0});
+  std::vector<Node>& out = result.nodes;
+  out.reserve(static_cast<size_t>(std::max(num_nodes(), other.num_nodes())));
+  // A whole subtree of `spec`, reversed.
+  auto copy_subtree = [&out](const TreeSpec& spec, Py_ssize_t root) {
+    Py_ssize_t first = root - spec.nodes[static_cast<size_t>(root)].num_nodes + 1;
+    for (Py_ssize_t i = root; i >= first; --i) out.push_back(spec.nodes[static_cast<size_t>(i)]);
+  };
+  while (!agenda.empty()) {
+    Pair pair = agenda.back();
+    agenda.pop_back();
+    if (pair.depth > kMaxRecursionDepth) [[unlikely]] {
+      raise(PyExc_RecursionError,
+            "Maximum recursion depth exceeded during broadcasting the treespecs.");
+    }
+    const Node& a = nodes[static_cast<size_t>(pair.mine)];
+    const Node& b = other.nodes[static_cast<size_t>(pair.theirs)];
     if (a.kind == NodeKind::Leaf) {
-      result.nodes.insert(result.nodes.end(), other.nodes.begin() + (theirs - b.num_nodes + 1),
-                          other.nodes.begin() + theirs + 1);
-      return;
+      copy_subtree(other, pair.theirs);
+      continue;
     }
     if (b.kind == NodeKind::Leaf) {
-      result.nodes.insert(result.nodes.end(), nodes.begin() + (mine - a.num_nodes + 1),
-                          nodes.begin() + mine + 1);
-      return;
+      copy_subtree(*this, pair.mine);
+      continue;
     }
-    check_broadcastable(*this, mine, other, theirs);
-    std::vector<Py_ssize_t> my_roots = child_roots(mine);
-    std::vector<Py_ssize_t> their_roots = other.child_roots(theirs);
+    check_broadcastable(*this, pair.mine, other, pair.theirs);
+    out.push_back(a);
+    std::vector<Py_ssize_t> my_roots = child_roots(pair.mine);
+    std::vector<Py_ssize_t> their_roots = other.child_roots(pair.theirs);
     std::vector<size_t> order = matching_children(a, b);
-    for (size_t i = 0; i < my_roots.size(); ++i) merge(my_roots[i], their_roots[order[i]]);
-    result.nodes.push_back(a);
-  };
-  merge(num_nodes() - 1, other.num_nodes() - 1);
-  recount(result.nodes);
+    for (size_t i = 0; i < my_roots.size(); ++i) {
+      agenda.push_back({my_roots[i], their_roots[order[i]], pair.depth + 1});
+    }
+  }
+  std::reverse(out.begin(), out.end());
+  recount(out);
   return result;
 }
 
 Ref TreeSpec::accessors(PyObject* entry_types, PyObject* accessor_type, PyObject* kinds) const {
   root();  // raises if uninitialized
-  Ref result = check_ref(PyList_New(0));
+  Py_ssize_t leaves = num_leaves();
+  if (leaves == 0) return check_ref(PyList_New(0));
+  // As paths(): the array read backwards is a pre-order walk, last child first (the order in
+  // which optree makes the entries and accessors). prefix[d] is the path entry made below the
+  // ancestor at depth d.
+  struct Frame {
+    Py_ssize_t index;
+    Py_ssize_t remaining;  // children not visited yet; the next one visited is the last of them
+    PyObject* entry_type;  // borrowed from the node or `entry_types`
+    PyObject* type;        // borrowed from the node or a builtin type
+    PyObject* kind;        // borrowed from `kinds`
+  };
   LazyBuiltins builtins;
+  std::vector<Frame> frames;
   std::vector<Ref> prefix;
-  std::function<void(Py_ssize_t)> visit = [&](Py_ssize_t index) {
+  std::vector<Ref> found;
+  found.reserve(static_cast<size_t>(leaves));
+  for (Py_ssize_t index = num_nodes() - 1; index >= 0; --index) {
+    while (!frames.empty() && frames.back().remaining == 0) frames.pop_back();
+    if (!frames.empty()) {
+      Frame& parent = frames.back();
+      Ref entry = node_entry(nodes[static_cast<size_t>(parent.index)], --parent.remaining);
+      prefix.resize(frames.size());
+      prefix.back() = check_ref(PyObject_CallFunctionObjArgs(parent.entry_type, entry.get(),
+                                                             parent.type, parent.kind, nullptr));
+    }
+    if (static_cast<Py_ssize_t>(frames.size()) > kMaxRecursionDepth) [[unlikely]] {
+      raise(PyExc_RecursionError, "Maximum recursion depth exceeded during walking the tree.");
+    }
     const Node& node = nodes[static_cast<size_t>(index)];
     if (node.kind == NodeKind::Leaf) {
-      Ref path = check_ref(PyTuple_New(static_cast<Py_ssize_t>(prefix.size())));
-      for (size_t i = 0; i < prefix.size(); ++i) {
+      Ref path = check_ref(PyTuple_New(static_cast<Py_ssize_t>(frames.size())));
+      for (size_t i = 0; i < frames.size(); ++i) {
         PyTuple_SET_ITEM(path.get(), static_cast<Py_ssize_t>(i), Py_NewRef(prefix[i].get()));
       }
-      Ref accessor = check_ref(PyObject_CallOneArg(accessor_type, path.get()));
-      check_int(PyList_Append(result.get(), accessor.get()));
-      return;
+      found.push_back(check_ref(PyObject_CallOneArg(accessor_type, path.get())));
+    } else if (node.arity > 0) {
+      PyObject* entry_type =
+          node.kind == NodeKind::Custom
+              ? node.custom->path_entry_type
+              : PyTuple_GET_ITEM(entry_types, static_cast<Py_ssize_t>(node.kind));
+      frames.push_back({index, node.arity, entry_type, node_type_object(node, builtins),
+                        PyTuple_GET_ITEM(kinds, static_cast<Py_ssize_t>(node.kind))});
     }
-    if (node.arity == 0) return;
-    PyObject* entry_type = node.kind == NodeKind::Custom
-                               ? node.custom->path_entry_type
-                               : PyTuple_GET_ITEM(entry_types, static_cast<Py_ssize_t>(node.kind));
-    Ref type = node_type(*this, index, builtins);
-    PyObject* kind = PyTuple_GET_ITEM(kinds, static_cast<Py_ssize_t>(node.kind));
-    Ref entries = node_entries(node);
-    std::vector<Py_ssize_t> roots = child_roots(index);
-    for (size_t i = 0; i < roots.size(); ++i) {
-      PyObject* entry = PyList_GET_ITEM(entries.get(), static_cast<Py_ssize_t>(i));
-      prefix.push_back(
-          check_ref(PyObject_CallFunctionObjArgs(entry_type, entry, type.get(), kind, nullptr)));
-      visit(roots[i]);
-      prefix.pop_back();
-    }
-  };
-  visit(num_nodes() - 1);
+  }
+  // Filled without allocating, so no Python code sees the list before it is complete.
+  Ref result = check_ref(PyList_New(static_cast<Py_ssize_t>(found.size())));
+  for (size_t i = 0; i < found.size(); ++i) {
+    PyList_SET_ITEM(result.get(), static_cast<Py_ssize_t>(found.size() - 1 - i),
+                    found[i].release());
+  }
   return result;
 }
 

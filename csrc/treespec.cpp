@@ -5,6 +5,8 @@
 #include <cstring>
 #include <functional>
 #include <memory>
+#include <optional>
+#include <utility>
 
 namespace optree {
 
@@ -72,24 +74,6 @@ bool nodes_equal(const Node& a, const Node& b) {
 }
 
 }  // namespace
-
-TreeSpec&& TreeSpec::checked_depth() && {
-  std::vector<Py_ssize_t> depths;  // depth of each pending subtree, post-order
-  for (const Node& node : nodes) {
-    Py_ssize_t deepest = 0;
-    for (Py_ssize_t i = 0; i < node.arity; ++i) {
-      deepest = std::max(deepest, depths.back());
-      depths.pop_back();
-    }
-    if (deepest + 1 > kMaxTreeSpecDepth) {
-      raise(PyExc_RecursionError,
-            "Maximum PyTreeSpec depth exceeded: a treespec may have at most " +
-                std::to_string(kMaxTreeSpecDepth) + " levels.");
-    }
-    depths.push_back(deepest + 1);
-  }
-  return std::move(*this);
-}
 
 TreeSpec TreeSpec::make_leaf(bool none_is_leaf) {
   TreeSpec spec;
@@ -174,29 +158,46 @@ Ref TreeSpec::entry(Py_ssize_t index) const {
 Ref TreeSpec::paths() const {
   root();  // raises if uninitialized
 
-  Ref result = check_ref(PyList_New(0));
-  std::vector<PyObject*> prefix;  // borrowed from the entry lists kept in `keep`
-  std::vector<Ref> keep;
-  std::function<void(Py_ssize_t)> walk = [&](Py_ssize_t index) {
+  Py_ssize_t leaves = num_leaves();
+  if (leaves == 0) return check_ref(PyList_New(0));
+  // The post-order array read backwards is a pre-order walk that visits the last child first:
+  // frames hold the ancestors of the node at hand, and prefix[d] the entry taken below the
+  // ancestor at depth d. The paths come out last leaf first.
+  struct Frame {
+    Py_ssize_t index;
+    Py_ssize_t remaining;  // children not visited yet; the next one visited is the last of them
+  };
+  std::vector<Frame> frames;
+  std::vector<Ref> prefix;
+  std::vector<Ref> found;
+  found.reserve(static_cast<size_t>(leaves));
+  for (Py_ssize_t index = num_nodes() - 1; index >= 0; --index) {
+    while (!frames.empty() && frames.back().remaining == 0) frames.pop_back();
+    if (!frames.empty()) {
+      Frame& parent = frames.back();
+      prefix.resize(frames.size());
+      prefix.back() = node_entry(nodes[static_cast<size_t>(parent.index)], --parent.remaining);
+    }
+    if (static_cast<Py_ssize_t>(frames.size()) > kMaxRecursionDepth) [[unlikely]] {
+      raise(PyExc_RecursionError, "Maximum recursion depth exceeded during walking the tree.");
+    }
     const Node& node = nodes[static_cast<size_t>(index)];
     if (node.kind == NodeKind::Leaf) {
-      Ref path = check_ref(PyTuple_New(static_cast<Py_ssize_t>(prefix.size())));
-      for (size_t i = 0; i < prefix.size(); ++i) {
-        PyTuple_SET_ITEM(path.get(), static_cast<Py_ssize_t>(i), Py_NewRef(prefix[i]));
+      Ref path = check_ref(PyTuple_New(static_cast<Py_ssize_t>(frames.size())));
+      for (size_t i = 0; i < frames.size(); ++i) {
+        PyTuple_SET_ITEM(path.get(), static_cast<Py_ssize_t>(i), Py_NewRef(prefix[i].get()));
       }
-      check_int(PyList_Append(result.get(), path.get()));
-      return;
+      found.push_back(std::move(path));
+    } else if (node.arity > 0) {
+      frames.push_back({index, node.arity});
     }
-    keep.push_back(node_entries(node));
-    PyObject* entries = keep.back().get();
-    std::vector<Py_ssize_t> roots = child_roots(index);
-    for (size_t i = 0; i < roots.size(); ++i) {
-      prefix.push_back(PyList_GET_ITEM(entries, static_cast<Py_ssize_t>(i)));
-      walk(roots[i]);
-      prefix.pop_back();
-    }
-  };
-  walk(num_nodes() - 1);
+  }
+  // Filled without allocating, so no Python code sees the list before it is complete.
+  Ref result = check_ref(PyList_New(static_cast<Py_ssize_t>(found.size())));
+  for (size_t i = 0; i < found.size(); ++i) {
+    PyList_SET_ITEM(result.get(), static_cast<Py_ssize_t>(found.size() - 1 - i),
+                    found[i].release());
+  }
   return result;
 }
 
@@ -314,20 +315,23 @@ bool TreeSpec::is_prefix(const TreeSpec& other, bool strict) const {
   root();
   other.root();
   if (none_is_leaf != other.none_is_leaf) return false;
-  std::function<bool(Py_ssize_t, Py_ssize_t)> walk = [&](Py_ssize_t mine, Py_ssize_t theirs) {
+  // Pairs of matching subtrees still to compare, first child on top.
+  std::vector<std::pair<Py_ssize_t, Py_ssize_t>> agenda;
+  agenda.emplace_back(num_nodes() - 1, other.num_nodes() - 1);
+  while (!agenda.empty()) {
+    auto [mine, theirs] = agenda.back();
+    agenda.pop_back();
     const Node& a = nodes[static_cast<size_t>(mine)];
     const Node& b = other.nodes[static_cast<size_t>(theirs)];
-    if (a.kind == NodeKind::Leaf) return true;
+    if (a.kind == NodeKind::Leaf) continue;
     if (!nodes_compatible(a, b)) return false;
     std::vector<Py_ssize_t> my_roots = child_roots(mine);
     std::vector<Py_ssize_t> their_roots = other.child_roots(theirs);
     std::vector<size_t> order = matching_children(a, b);
-    for (size_t i = 0; i < my_roots.size(); ++i) {
-      if (!walk(my_roots[i], their_roots[order[i]])) return false;
+    for (size_t i = my_roots.size(); i-- > 0;) {
+      agenda.emplace_back(my_roots[i], their_roots[order[i]]);
     }
-    return true;
-  };
-  if (!walk(num_nodes() - 1, other.num_nodes() - 1)) return false;
+  }
   // Strict: the other way round must fail (dict kinds, deques... can be mutual prefixes).
   return !strict || !other.is_prefix(*this, false);
 }
@@ -349,8 +353,33 @@ TreeSpec TreeSpec::empty_combination(const TreeSpec& other) const {
   return result;
 }
 
+void TreeSpec::check_resolves_in(const std::string& target, const char* action) const {
+  std::optional<RegistryView> view;  // pinned at the first custom node
+  for (const Node& node : nodes) {
+    if (node.kind != NodeKind::Custom) continue;
+    if (!view) view.emplace();
+    PyObject* type = node.custom->type;
+    const RegistrationPtr* found =
+        view->snapshot().table_for(target).find(reinterpret_cast<PyTypeObject*>(type));
+    if (found == nullptr || found->get() != node.custom.get()) [[unlikely]] {
+      raise(PyExc_ValueError, std::string("PyTreeSpecs cannot be ") + action +
+                                  ": custom PyTree type " + repr_of(type) +
+                                  " no longer resolves to its original registration in "
+                                  "namespace " +
+                                  repr_of(unicode(target).get()) + ".");
+    }
+  }
+}
+
+void check_namespace_merge(const TreeSpec& result, const TreeSpec& a, const TreeSpec& b) {
+  if (result.ns.empty()) return;
+  if (a.ns != result.ns) a.check_resolves_in(result.ns, "merged");
+  if (b.ns != result.ns) b.check_resolves_in(result.ns, "merged");
+}
+
 TreeSpec TreeSpec::compose(const TreeSpec& inner) const {
   TreeSpec result = empty_combination(inner);
+  check_namespace_merge(result, *this, inner);
   Py_ssize_t inner_leaves = inner.num_leaves();
   Py_ssize_t inner_nodes = inner.num_nodes();
   for (const Node& node : nodes) {
@@ -363,7 +392,7 @@ TreeSpec TreeSpec::compose(const TreeSpec& inner) const {
     copy.num_leaves = node.num_leaves * inner_leaves;
     result.nodes.push_back(std::move(copy));
   }
-  return std::move(result).checked_depth();
+  return result;
 }
 
 // ---------------------------------------------------------------------------- flatten_up_to
@@ -498,7 +527,7 @@ namespace {
       if (!same_keys) {
         Ref got_keys = sorted_dict_keys(obj);
         if (auto mismatch = dict_key_mismatch(expected_keys, got_keys.get())) {
-          // Named after the kind of the treespec's node, as optree does.
+          // Named after the treespec's node, as optree does, whatever the object's dict type.
           const char* word = node.kind == NodeKind::OrderedDict   ? "OrderedDict"
                              : node.kind == NodeKind::DefaultDict ? "defaultdict"
                                                                   : "dict";
@@ -647,35 +676,100 @@ bool TreeSpec::equals(const TreeSpec& other) const {
   return true;
 }
 
+namespace {
+
+// Treespecs whose repr or hash runs on this thread. Like Py_ReprEnter, a call re-entered from
+// the Python code it runs (a dict key or custom metadata holding the treespec itself) stops
+// there instead of recursing without end; per thread, so that other threads still get the whole
+// answer meanwhile (free-threaded builds).
+thread_local std::vector<const TreeSpec*> reprs_running;
+thread_local std::vector<const TreeSpec*> hashes_running;
+
+class ReentryGuard {
+ public:
+  ReentryGuard(std::vector<const TreeSpec*>& running, const TreeSpec* spec) : running_(running) {
+    entered_ = std::find(running.begin(), running.end(), spec) == running.end();
+    if (entered_) running.push_back(spec);
+  }
+  ~ReentryGuard() {
+    if (entered_) running_.pop_back();  // guards nest, so ours is the last one
+  }
+  ReentryGuard(const ReentryGuard&) = delete;
+  ReentryGuard& operator=(const ReentryGuard&) = delete;
+  // False if the same treespec was already running on this thread.
+  bool entered() const noexcept { return entered_; }
+
+ private:
+  std::vector<const TreeSpec*>& running_;
+  bool entered_;
+};
+
+// hash(obj) for TreeSpec::hash(): false if the treespec's hash is already running on this
+// thread. Hashing anything but an exact str or int may run Python code, the only way back into
+// the same hash: the guard is taken before the first such call (until then a re-entered call
+// would have computed the same steps).
+[[gnu::noinline]] bool guarded_hash(PyObject* obj, const TreeSpec* spec,
+                                    std::optional<ReentryGuard>& guard, Py_hash_t& value) {
+  if (!guard) {
+    guard.emplace(hashes_running, spec);
+    if (!guard->entered()) return false;
+  }
+  value = PyObject_Hash(obj);
+  return true;
+}
+
+[[gnu::always_inline]] inline bool hash_object(PyObject* obj, const TreeSpec* spec,
+                                               std::optional<ReentryGuard>& guard,
+                                               Py_hash_t& value) {
+  if (PyUnicode_CheckExact(obj) || PyLong_CheckExact(obj)) [[likely]] {
+    value = PyObject_Hash(obj);
+  } else if (!guarded_hash(obj, spec, guard, value)) {
+    return false;
+  }
+  if (value == -1) throw_python_error();
+  return true;
+}
+
+}  // namespace
+
 Py_hash_t TreeSpec::hash() const {
-  // Only what equality compares exactly: metadata of custom nodes may be unhashable.
+  // What equality compares: metadata of custom nodes may be unhashable, and type objects are
+  // equal only to themselves.
   root();
-  uint64_t h = 0x9e3779b97f4a7c15ULL ^ (none_is_leaf ? 1 : 0);
-  auto mix = [&](uint64_t value) { h = (h ^ value) * 0x100000001b3ULL + (h >> 29); };
+  uint64_t h = 0x9e3779b97f4a7c15ULL;
+  auto mix = [&h](uint64_t value) { h = (h ^ value) * 0x100000001b3ULL + (h >> 29); };
+  // A step of its own, so that it cannot cancel against the first node's kind.
+  mix(none_is_leaf ? 0xc2b2ae3d27d4eb4fULL : 0x165667b19e3779f9ULL);
+  std::optional<ReentryGuard> guard;
+  Py_hash_t value;
   for (const Node& node : nodes) {
     // One step per node for kind and arity: the steps form a dependency chain.
     mix(static_cast<uint64_t>(node.kind) | (static_cast<uint64_t>(node.arity) << 8));
-    switch (node.kind) {
-      case NodeKind::NamedTuple:
-      case NodeKind::StructSequence:
-        mix(reinterpret_cast<uintptr_t>(node.node_data.get()));
-        break;
-      case NodeKind::Custom:
-        mix(reinterpret_cast<uintptr_t>(node.custom->type));
-        break;
-      case NodeKind::Dict:
-      case NodeKind::OrderedDict:
-      case NodeKind::DefaultDict: {
-        PyObject* keys = dict_keys_of(node);
-        for (Py_ssize_t i = 0; i < PyList_GET_SIZE(keys); ++i) {
-          Py_hash_t key_hash = PyObject_Hash(PyList_GET_ITEM(keys, i));
-          if (key_hash == -1) throw_python_error();
-          mix(static_cast<uint64_t>(key_hash));
-        }
-        break;
+    // Custom (0), then Leaf, None, Tuple, List: nothing more to mix for the latter.
+    if (node.kind <= NodeKind::List) [[likely]] {
+      if (node.kind == NodeKind::Custom) mix(reinterpret_cast<uintptr_t>(node.custom->type));
+      continue;
+    }
+    if (node.kind == NodeKind::NamedTuple || node.kind == NodeKind::StructSequence) {
+      mix(reinterpret_cast<uintptr_t>(node.node_data.get()));
+      continue;
+    }
+    if (node.kind == NodeKind::Deque) {
+      if (node.node_data.get() != Py_None) {
+        if (!hash_object(node.node_data.get(), this, guard, value)) return 0;
+        mix(static_cast<uint64_t>(value));
       }
-      default:
-        break;
+      continue;
+    }
+    if (node.kind == NodeKind::DefaultDict) {
+      if (!hash_object(PyTuple_GET_ITEM(node.node_data.get(), 0), this, guard, value)) return 0;
+      mix(static_cast<uint64_t>(value));
+    }
+    // The dict kinds.
+    PyObject* keys = dict_keys_of(node);
+    for (Py_ssize_t i = 0; i < PyList_GET_SIZE(keys); ++i) {
+      if (!hash_object(PyList_GET_ITEM(keys, i), this, guard, value)) return 0;
+      mix(static_cast<uint64_t>(value));
     }
   }
   auto result = static_cast<Py_hash_t>(h);
@@ -686,90 +780,122 @@ Py_hash_t TreeSpec::hash() const {
 
 namespace {
 
-// The text of one non-leaf node, given the text of its children. Kept out of the recursion so
-// its frame (many string temporaries) is not on the stack once per level.
-[[gnu::noinline]] std::string format_node(const Node& node, const std::vector<std::string>& parts) {
-  auto join = [&](const std::vector<std::string>& items) {
-    std::string out;
-    for (size_t i = 0; i < items.size(); ++i) {
-      if (i > 0) out += ", ";
-      out += items[i];
+// Appends to `text` the fixed parts of the text of a non-leaf node, and to `cuts` where each
+// begins: arity + 1 pieces, the first before the first child, piece k between children k - 1
+// and k, the last after the last child (one piece for a node without children).
+[[gnu::noinline]] void append_node_pieces(const Node& node, std::string& text,
+                                          std::vector<size_t>& cuts) {
+  Py_ssize_t arity = node.arity;
+  auto cut = [&] { cuts.push_back(text.size()); };
+  // A sequence-like node: open, ", " between children, close.
+  auto sequence = [&](const std::string& open, const std::string& close) {
+    cut();
+    text += open;
+    for (Py_ssize_t k = 1; k < arity; ++k) {
+      cut();
+      text += ", ";
     }
-    return out;
+    if (arity > 0) cut();
+    text += close;
   };
-  auto dict_body = [&](PyObject* keys) {
-    std::vector<std::string> items;
-    for (size_t i = 0; i < parts.size(); ++i) {
-      items.push_back(repr_of(PyList_GET_ITEM(keys, static_cast<Py_ssize_t>(i))) + ": " + parts[i]);
+  // A node whose children are labelled ("key: " or "name="): open, labels, close.
+  auto labelled = [&](const std::string& open, auto&& label, const char* close) {
+    cut();
+    text += open;
+    for (Py_ssize_t k = 0; k < arity; ++k) {
+      if (k > 0) {
+        cut();
+        text += ", ";
+      }
+      label(k);
     }
-    std::string out = "{";
-    out += join(items);
-    out += '}';
-    return out;
+    if (arity > 0) cut();
+    text += close;
   };
-  auto named_fields = [&](PyObject* fields) {
-    std::vector<std::string> items;
-    for (size_t i = 0; i < parts.size(); ++i) {
-      PyObject* field = PyTuple_GET_ITEM(fields, static_cast<Py_ssize_t>(i));
-      std::string name = str_of(field);
-      if (name == PyStructSequence_UnnamedField) name = "<unnamed@" + std::to_string(i) + ">";
-      items.push_back(name + "=" + parts[i]);
+  auto dict_label = [&](PyObject* keys) {
+    return [&text, keys](Py_ssize_t k) {
+      text += repr_of(PyList_GET_ITEM(keys, k));
+      text += ": ";
+    };
+  };
+  // The fields of a namedtuple or structseq type, one per child.
+  auto field_names = [&](Ref fields, bool namedtuple) {
+    if (!PyTuple_CheckExact(fields.get())) fields = check_ref(PySequence_Tuple(fields.get()));
+    if (PyTuple_GET_SIZE(fields.get()) != arity) {
+      std::string message = "Number of fields (" + std::to_string(PyTuple_GET_SIZE(fields.get())) +
+                            ") of " + (namedtuple ? "namedtuple" : "PyStructSequence") + " type " +
+                            repr_of(node.node_data.get()) + " does not match the arity (" +
+                            std::to_string(arity) + ") of the treespec node.";
+      if (namedtuple) {
+        message +=
+            " The `_fields` attribute may have been modified after the treespec was created.";
+      }
+      raise(PyExc_ValueError, message);
     }
-    return join(items);
+    return fields;
+  };
+  auto field_label = [&](PyObject* fields) {
+    return [&text, fields](Py_ssize_t k) {
+      std::string name = str_of(PyTuple_GET_ITEM(fields, k));
+      if (name == PyStructSequence_UnnamedField) name = "<unnamed@" + std::to_string(k) + ">";
+      text += name;
+      text += '=';
+    };
   };
   switch (node.kind) {
     case NodeKind::Tuple:
-      return parts.size() == 1 ? "(" + parts[0] + ",)" : "(" + join(parts) + ")";
+      sequence("(", arity == 1 ? ",)" : ")");
+      return;
     case NodeKind::List:
-      return "[" + join(parts) + "]";
+      sequence("[", "]");
+      return;
     case NodeKind::Dict:
-      return dict_body(node.node_data.get());
+      labelled("{", dict_label(node.node_data.get()), "}");
+      return;
     case NodeKind::OrderedDict:
-      return parts.empty() ? "OrderedDict()"
-                           : "OrderedDict(" + dict_body(node.node_data.get()) + ")";
-    case NodeKind::DefaultDict:
-      return "defaultdict(" + repr_of(PyTuple_GET_ITEM(node.node_data.get(), 0)) + ", " +
-             dict_body(PyTuple_GET_ITEM(node.node_data.get(), 1)) + ")";
-    case NodeKind::Deque: {
-      std::string out = "deque(";
-      if (!parts.empty() || node.node_data.get() == Py_None) out += "[" + join(parts) + "]";
-      if (node.node_data.get() != Py_None) {
-        if (!parts.empty()) out += ", ";
-        out += "maxlen=" + repr_of(node.node_data.get());
+      if (arity == 0) {
+        cut();
+        text += "OrderedDict()";
+        return;
       }
-      if (parts.empty() && node.node_data.get() == Py_None) out = "deque(";
-      return out + ")";
+      labelled("OrderedDict({", dict_label(node.node_data.get()), "})");
+      return;
+    case NodeKind::DefaultDict:
+      labelled("defaultdict(" + repr_of(PyTuple_GET_ITEM(node.node_data.get(), 0)) + ", {",
+               dict_label(PyTuple_GET_ITEM(node.node_data.get(), 1)), "})");
+      return;
+    case NodeKind::Deque: {
+      PyObject* maxlen = node.node_data.get();
+      std::string limit = maxlen == Py_None ? "" : "maxlen=" + repr_of(maxlen);
+      if (arity == 0) {
+        cut();
+        text += "deque(" + limit + ")";
+        return;
+      }
+      sequence("deque([", limit.empty() ? "])" : "], " + limit + ")");
+      return;
     }
     case NodeKind::NamedTuple: {
-      Ref fields = namedtuple_fields(node.node_data.get());
-      // `_fields` is read now and may have been changed since the treespec was built.
-      if (PyTuple_GET_SIZE(fields.get()) != node.arity) {
-        raise(PyExc_ValueError,
-              "Number of fields (" + std::to_string(PyTuple_GET_SIZE(fields.get())) +
-                  ") of namedtuple type " + repr_of(node.node_data.get()) +
-                  " does not match the arity (" + std::to_string(node.arity) +
-                  ") of the treespec node. The `_fields` attribute may have been modified after "
-                  "the treespec was created.");
-      }
-      return type_name(node.node_data.get()) + "(" + named_fields(fields.get()) + ")";
+      // `_fields` as it is now: the class may have changed since the treespec was made.
+      Ref fields =
+          field_names(check_ref(PyObject_GetAttrString(node.node_data.get(), "_fields")), true);
+      labelled(type_name(node.node_data.get()) + "(", field_label(fields.get()), ")");
+      return;
     }
     case NodeKind::StructSequence: {
-      Ref fields = structseq_fields(node.node_data.get());
-      if (PyTuple_GET_SIZE(fields.get()) != node.arity) {
-        raise(PyExc_ValueError, "Number of fields (" +
-                                    std::to_string(PyTuple_GET_SIZE(fields.get())) +
-                                    ") of PyStructSequence type " + repr_of(node.node_data.get()) +
-                                    " does not match the arity (" + std::to_string(node.arity) +
-                                    ") of the treespec node.");
-      }
+      Ref fields = field_names(structseq_fields(node.node_data.get()), false);
       std::string name = reinterpret_cast<PyTypeObject*>(node.node_data.get())->tp_name;
-      return name + "(" + named_fields(fields.get()) + ")";
+      labelled(name + "(", field_label(fields.get()), ")");
+      return;
     }
-    case NodeKind::Custom:
-      return "CustomTreeNode(" + type_name(node.custom->type) + "[" +
-             repr_of(node.node_data.get()) + "], [" + join(parts) + "])";
+    case NodeKind::Custom: {
+      std::string open = "CustomTreeNode(" + type_name(node.custom->type) + "[";
+      if (node.node_data) open += repr_of(node.node_data.get());
+      sequence(open + "], [", "])");
+      return;
+    }
     default:
-      return "?";
+      raise(PyExc_SystemError, "unsupported node kind");
   }
 }
 
@@ -777,15 +903,72 @@ namespace {
 
 std::string TreeSpec::repr() const {
   root();  // raises if uninitialized
-  std::function<std::string(Py_ssize_t)> render = [&](Py_ssize_t index) -> std::string {
-    const Node& node = nodes[static_cast<size_t>(index)];
-    if (node.kind == NodeKind::Leaf) return "*";
-    if (node.kind == NodeKind::None) return "None";
-    std::vector<std::string> parts;
-    for (Py_ssize_t root : child_roots(index)) parts.push_back(render(root));
-    return format_node(node, parts);
+  ReentryGuard guard(reprs_running, this);
+  if (!guard.entered()) return "...";
+
+  // First the fixed text of every node, in treespec order (so the repr() of keys and metadata
+  // runs children first, as in optree), then the text itself, root first, walking with an
+  // explicit stack: time and stack space stay linear in the number of nodes, whatever the depth.
+  std::string text;
+  std::vector<size_t> cuts;
+  std::vector<size_t> first_piece(nodes.size());
+  for (size_t i = 0; i < nodes.size(); ++i) {
+    const Node& node = nodes[i];
+    if (node.kind == NodeKind::Leaf || node.kind == NodeKind::None) continue;
+    first_piece[i] = cuts.size();
+    append_node_pieces(node, text, cuts);
+  }
+  cuts.push_back(text.size());
+
+  std::string out = "PyTreeSpec(";
+  out.reserve(text.size() + 2 * nodes.size() + 48);
+  auto piece = [&](Py_ssize_t index, Py_ssize_t k) {
+    size_t p = first_piece[static_cast<size_t>(index)] + static_cast<size_t>(k);
+    out.append(text, cuts[p], cuts[p + 1] - cuts[p]);
   };
-  std::string out = "PyTreeSpec(" + render(num_nodes() - 1);
+  struct Frame {
+    Py_ssize_t index;
+    Py_ssize_t next;  // the child to write next
+    size_t roots;     // where its children's roots start in `roots`
+  };
+  std::vector<Frame> frames;
+  std::vector<Py_ssize_t> roots;
+  // Writes the node's text up to its first child, and pushes its frame if it has children.
+  auto open = [&](Py_ssize_t index) {
+    const Node& node = nodes[static_cast<size_t>(index)];
+    if (node.kind == NodeKind::Leaf) {
+      out += '*';
+      return;
+    }
+    if (node.kind == NodeKind::None) {
+      out += "None";
+      return;
+    }
+    piece(index, 0);
+    if (node.arity == 0) return;
+    size_t base = roots.size();
+    roots.resize(base + static_cast<size_t>(node.arity));
+    Py_ssize_t position = index - 1;
+    for (Py_ssize_t i = node.arity - 1; i >= 0; --i) {
+      roots[base + static_cast<size_t>(i)] = position;
+      position -= nodes[static_cast<size_t>(position)].num_nodes;
+    }
+    frames.push_back({index, 0, base});
+  };
+  open(num_nodes() - 1);
+  while (!frames.empty()) {
+    Frame& frame = frames.back();
+    Py_ssize_t arity = nodes[static_cast<size_t>(frame.index)].arity;
+    if (frame.next == arity) {
+      piece(frame.index, arity);
+      roots.resize(frame.roots);
+      frames.pop_back();
+      continue;
+    }
+    if (frame.next > 0) piece(frame.index, frame.next);
+    Py_ssize_t child = roots[frame.roots + static_cast<size_t>(frame.next++)];
+    open(child);  // may push a frame: `frame` is not used after this
+  }
   if (none_is_leaf) out += ", NoneIsLeaf";
   if (!ns.empty()) out += ", namespace=" + repr_of(unicode(ns).get());
   return out + ")";

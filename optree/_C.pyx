@@ -1,6 +1,7 @@
 # Thin bindings over the C++ core: argument conversion and forwarding only.
 # The algorithms live in csrc/; docs/architecture.rst describes the layering.
-from cpython.object cimport PyObject
+from cpython.number cimport PyNumber_Check
+from cpython.object cimport PyObject, PyTypeObject
 from cpython.ref cimport Py_DECREF
 from libcpp cimport bool as cbool
 from libcpp.optional cimport optional
@@ -20,6 +21,8 @@ from optree.core cimport (
     current_shard,
     destroy_current_shard,
     flatten_leaves,
+    install_iterator_gc,
+    install_treespec_gc,
     is_dict_insertion_ordered as core_is_dict_insertion_ordered,
     is_leaf_object,
     is_namedtuple_class as core_is_namedtuple_class,
@@ -308,8 +311,21 @@ cdef PyTreeSpec wrap(TreeSpec& spec):
 
 
 cdef Py_ssize_t child_index(object index, str method) except? -1:
+    # Any number that converts to an int exactly or by truncation (__index__ or __int__), as
+    # optree accepts; never a float or a string.
+    value = index
+    if type(index) is not int:
+        try:
+            if isinstance(index, float) or not PyNumber_Check(index):
+                raise TypeError
+            try:
+                value = operator.index(index)
+            except Exception:
+                value = int(index)
+        except Exception:
+            value = None
     try:
-        return operator.index(index)
+        return value
     except (TypeError, OverflowError):
         raise TypeError(
             f'{method}() expects an index that fits a C ssize_t, got {index!r}.'
@@ -324,11 +340,12 @@ cdef inline PyObject* optional_callable(object func):
 
 cdef int call_spec_function(void* context, const TreeSpec& input, TreeSpec* output) except -1:
     cdef TreeSpec copy = input
-    result = (<object>context)(wrap(copy))
+    argument = wrap(copy)
+    result = (<object>context)(argument)
     if not isinstance(result, PyTreeSpec):
         raise TypeError(
             f'Expected the PyTreeSpec transform function returns a PyTreeSpec, got {result!r} '
-            f'(input: {wrap(copy)!r}).'
+            f'(input: {argument!r}).'
         )
     output[0] = (<PyTreeSpec>result).spec
     return 0
@@ -338,6 +355,10 @@ cdef class PyTreeSpec:
     """Immutable description of a pytree's structure."""
 
     cdef TreeSpec spec
+    # Always None. An object attribute makes Cython build a GC type (tracked, untracked in
+    # tp_dealloc); install_treespec_gc() chains the traversal of `spec` into its slots.
+    cdef object _gc_anchor
+    cdef object __weakref__
 
     def __init__(self, *args, **kwargs):
         raise TypeError('optree.PyTreeSpec: No constructor defined!')
@@ -537,6 +558,8 @@ cdef class PyTreeIter:
     """Iterator over the leaves of a pytree, depth first, left to right."""
 
     cdef LeafIterator* iterator
+    cdef object _gc_anchor  # always None; see PyTreeSpec._gc_anchor
+    cdef object __weakref__
 
     def __cinit__(self, tree, /, leaf_predicate=None, none_is_leaf=False, namespace=''):
         self.iterator = new LeafIterator(<PyObject*>tree,
@@ -825,9 +848,20 @@ include "_transfer.pxi"
 
 # ------------------------------------------------------------------------ module exec
 
+cdef int install_gc() except -1:
+    # The C++ members' offsets in this build's object layouts, measured on a probe of each.
+    cdef PyTreeSpec spec = PyTreeSpec.__new__(PyTreeSpec)
+    cdef PyTreeIter iterator = PyTreeIter.__new__(PyTreeIter, ())
+    install_treespec_gc(<PyTypeObject*>PyTreeSpec, <char*>&spec.spec - <char*><PyObject*>spec)
+    install_iterator_gc(<PyTypeObject*>PyTreeIter,
+                        <char*>&iterator.iterator - <char*><PyObject*>iterator)
+    return 0
+
+
 # First: from here on a failing exec leaves a module that is cleared safely (see above).
 optree_take_module_lifetime(PyTreeSpec)
 create_current_shard()
+install_gc()
 if OPTREE_HAS_C_EXIT_HOOK:
     optree_register_exit_hook(PyTreeSpec)
 else:

@@ -1,5 +1,5 @@
 # Declarations of the C++ core (csrc/include/optree/*.h), one block per header.
-from cpython.object cimport PyObject
+from cpython.object cimport PyObject, PyTypeObject
 from libc.stdint cimport int64_t
 from libcpp cimport bool
 from libcpp.optional cimport optional
@@ -109,7 +109,7 @@ cdef extern from "optree/treespec.h" namespace "optree":
     Ref structseq_fields(PyObject* obj) except +translate_exception
 
     cdef cppclass LeafIterator:
-        LeafIterator(PyObject* tree, FlattenOptions options)
+        LeafIterator(PyObject* tree, const FlattenOptions& options) except +translate_exception
         Ref next() except +translate_exception
 
 
@@ -130,3 +130,8 @@ cdef extern from "optree/transfer.h" namespace "optree::transfer":
     Ref transfer_match_leaves "optree::transfer::match_leaves"(
         const TreeSpec& spec, PyObject* tree, bool none_is_leaf, const string& ns,
         bool insertion_ordered, PyObject* dumps) except +translate_exception
+
+
+cdef extern from "optree/gc.h" namespace "optree":
+    void install_treespec_gc(PyTypeObject* type, Py_ssize_t offset) except +translate_exception
+    void install_iterator_gc(PyTypeObject* type, Py_ssize_t offset) except +translate_exception

@@ -21,8 +21,8 @@ and ``UBSAN_OPTIONS=halt_on_error=1``. ASan writes its reports to files (``log_p
 report from a child process the tests start counts even when the test swallows the child's
 output; UBSan halts the process that hit it. An env fails when pytest fails, any ASan report
 file was written, or pytest's output shows a sanitizer report; the reports are printed. The
-test files are every ``tests/test_interpreters*.py``, ``tests/test_free_threading*.py`` and
-``tests/test_*thread*.py``.
+test files are every ``tests/test_interpreters*.py``, ``tests/test_free_threading*.py``,
+``tests/test_*thread*.py`` and ``tests/test_gc*.py``.
 
 A missing interpreter is skipped with a message (an error under ``CI=true`` except for 3.12,
 which has no source on the Debian mirror). Exit status 0 only when every env that ran passed.
@@ -43,7 +43,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import pythons
 
 REPO = Path(__file__).resolve().parent.parent
-TEST_GLOBS = ('test_interpreters*.py', 'test_free_threading*.py', 'test_*thread*.py')
+TEST_GLOBS = ('test_interpreters*.py', 'test_free_threading*.py', 'test_*thread*.py', 'test_gc*.py')
 MESON_ARGS = ('-Db_sanitize=address,undefined', '-Db_lundef=false')
 NOT_REQUIRED_IN_CI = {'py312'}
 # Lines that only a sanitizer report prints.

@@ -13,11 +13,10 @@
 namespace optree {
 
 // Deepest nesting that flatten, unflatten and friends accept before raising RecursionError.
+// Every walk over a treespec is iterative, so treespecs of any depth can be built (compose,
+// transform, from_collection, unpickling) and handled; paths(), accessors() and
+// broadcast_to_common_suffix() raise RecursionError past this many levels, as optree does.
 inline constexpr Py_ssize_t kMaxRecursionDepth = 1000;
-// Deepest treespec that compose, transform, from_collection or unpickling may build. The
-// structure queries recurse on the C stack; 10,000 levels were measured safe on a default
-// 8 MiB thread stack, so this keeps a wide margin while allowing a few composed flattens.
-inline constexpr Py_ssize_t kMaxTreeSpecDepth = 4 * kMaxRecursionDepth;
 
 // An owned (strong) reference. Moving transfers ownership; destruction releases it.
 class Ref {

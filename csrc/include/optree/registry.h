@@ -95,6 +95,12 @@ struct Snapshot {
   std::shared_ptr<ReclaimInbox> inbox;
 
   void rebuild_tables();
+  // Whether dicts flatten in insertion order in namespace `ns`: the global mode holds in every
+  // namespace.
+  bool dicts_insertion_ordered(const std::string& ns) const {
+    return global_dict_insertion_ordered ||
+           (!ns.empty() && dict_insertion_ordered_namespaces.contains(ns));
+  }
   const TypeTable& table_for(const std::string& ns) const {
     if (!ns.empty()) {
       auto it = namespace_tables.find(ns);

@@ -2,6 +2,8 @@
 // children come right before it, so each subtree is one contiguous range.
 #pragma once
 
+#include <atomic>
+#include <mutex>
 #include <optional>
 #include <string>
 #include <vector>
@@ -32,9 +34,13 @@ struct Node {
 
 // Per-call flatten options.
 struct FlattenOptions {
-  PyObject* leaf_predicate = nullptr;  // borrowed; null or None means no predicate
+  // Borrowed for the call; null or None means no predicate. An object that keeps the options
+  // past the call (LeafIterator) owns the predicate itself.
+  PyObject* leaf_predicate = nullptr;
   bool none_is_leaf = false;
   std::string ns;
+  // Whether dicts flatten in insertion order; unset: as the registry says at each node.
+  std::optional<bool> dict_insertion_ordered;
 };
 
 class TreeSpec;
@@ -108,8 +114,10 @@ class TreeSpec {
   std::string repr() const;
   Ref pickle_state() const;
 
-  // Raises RecursionError if deeper than kMaxTreeSpecDepth; returns *this for chaining.
-  TreeSpec&& checked_depth() &&;
+  // Raises ValueError ("PyTreeSpecs cannot be <action>: ...") if, looked up in namespace `ns`
+  // (with the global fallback), some custom node's type no longer resolves to the registration
+  // the node holds: adopting that namespace would rebind the node.
+  void check_resolves_in(const std::string& ns, const char* action) const;
 
   // Helpers shared by the algorithms.
   // A treespec with no nodes and the settings of both, which must agree (compose, broadcast).
@@ -132,6 +140,9 @@ Ref flatten_leaves(PyObject* tree, const FlattenOptions& options);
 Ref sorted_keys(PyObject* keys_in_order);
 // optree's "dictionary key mismatch; ..." text when the two key lists differ as sets.
 std::optional<std::string> dict_key_mismatch(PyObject* expected_keys, PyObject* got_keys);
+// A merge of `a` and `b` (compose, broadcast) adopts the namespace of one side as `result.ns`:
+// raises if the custom nodes of the other side would resolve to other registrations there.
+void check_namespace_merge(const TreeSpec& result, const TreeSpec& a, const TreeSpec& b);
 // For two compatible nodes, the index in `b` of each child of `a` (dict kinds match by key).
 std::vector<size_t> matching_children(const Node& a, const Node& b);
 bool is_dict_kind(NodeKind kind);
@@ -160,22 +171,67 @@ bool is_structseq_class(PyObject* cls);  // looks this interpreter's builtins up
 Ref namedtuple_fields(PyObject* obj);
 Ref structseq_fields(PyObject* obj);
 
-// Lazy leaf iterator over a tree; each step looks the registry up afresh.
-class LeafIterator {
+// A mutex whose uncontended lock and unlock are one atomic instruction each (a leaf iterator
+// takes it once per leaf); a contended lock() sleeps on the atomic (C++20 wait / notify).
+class LightMutex {
  public:
-  LeafIterator(PyObject* tree, FlattenOptions options);
-  Ref next();  // null with no exception set when exhausted
+  bool try_lock() noexcept {
+    int expected = 0;
+    return state_.compare_exchange_strong(expected, 1, std::memory_order_acquire);
+  }
+  void lock() noexcept {
+    if (!try_lock()) lock_contended();
+  }
+  void unlock() noexcept {
+    if (state_.exchange(0, std::memory_order_release) == 2) [[unlikely]]
+      wake_one();
+  }
 
  private:
+  [[gnu::noinline]] void lock_contended() noexcept {
+    // 2: locked, and someone may be waiting for it.
+    while (state_.exchange(2, std::memory_order_acquire) != 0) {
+      state_.wait(2, std::memory_order_relaxed);
+    }
+  }
+  [[gnu::noinline]] void wake_one() noexcept { state_.notify_one(); }
+
+  std::atomic<int> state_{0};  // 0: free, 1: locked, 2: locked with waiters
+};
+
+// Lazy leaf iterator over a tree; each step looks the registry up afresh, except for the dict
+// ordering, which stays the one in force at creation. It owns the tree and the leaf predicate.
+// Threads may share one: next() calls run one at a time, each thread getting its leaves in
+// order; a next() from inside one (the predicate, a flatten function) raises RuntimeError.
+class LeafIterator {
+ public:
+  LeafIterator(PyObject* tree, const FlattenOptions& options);
+  Ref next();  // null with no exception set when exhausted
+
+  // Cyclic GC (gc.cpp): report every object held; drop them all (the iterator is then
+  // exhausted). Both do nothing while a next() is under way, which holds a reference to the
+  // iterator anyway: that thread may be paused mid-step, or be the one collecting.
+  int traverse(visitproc visit, void* arg) const noexcept;
+  void clear() noexcept;
+
+ private:
+  Ref next_locked();
+  // Waits for another thread's next() to finish; raises if this thread is the one inside.
+  [[gnu::noinline]] void wait_for_turn(PyThreadState* thread);
+  // The lock, unless a next() holds it.
+  std::unique_lock<LightMutex> try_lock_idle() const noexcept;
+
   struct Frame {
-    Ref object;  // the container being walked
-    std::vector<Ref> children;
+    std::vector<Ref> children;  // of the container being walked; null once visited
     size_t position = 0;
   };
   std::vector<Frame> stack_;
   Ref root_;
   bool root_done_ = false;
-  FlattenOptions options_;
+  Ref predicate_;           // options_.leaf_predicate points at it
+  FlattenOptions options_;  // dict_insertion_ordered is always set
+  mutable LightMutex mutex_;
+  std::atomic<PyThreadState*> running_{nullptr};  // the thread inside next(), if any
 };
 
 }  // namespace optree
