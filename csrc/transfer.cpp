@@ -147,16 +147,24 @@ class Reader {
     data_ += size;
     return start;
   }
-  std::string text() {
+  // A length-prefixed UTF-8 string, as a str object.
+  Ref unicode() {
     Py_ssize_t size = this->size(remaining(), "a string length");
     const char* start = take(size);
-    // Must be UTF-8: names and namespaces become str objects.
-    Ref check = Ref::steal(PyUnicode_DecodeUTF8(start, size, "strict"));
-    if (!check) {
+    Ref text = Ref::steal(PyUnicode_DecodeUTF8(start, size, "strict"));
+    if (!text) {
       PyErr_Clear();
-      malformed("a name is not UTF-8");
+      malformed("a string is not UTF-8");
     }
-    return std::string(start, static_cast<size_t>(size));
+    return text;
+  }
+  // The same, as its UTF-8 bytes (names and namespaces: they must make str objects too).
+  std::string text() {
+    Ref checked = unicode();
+    Py_ssize_t size = 0;
+    const char* utf8 = PyUnicode_AsUTF8AndSize(checked.get(), &size);
+    if (utf8 == nullptr) throw_python_error();
+    return std::string(utf8, static_cast<size_t>(size));
   }
 
  private:
@@ -166,6 +174,24 @@ class Reader {
   const char* data_;
   const char* end_;
 };
+
+// A list or tuple of `items` (new references, taken over). Decoding makes the items first and
+// their container last: it runs Python code (unpickling, imports), which must never reach a
+// container with empty slots (through gc.get_objects(), say).
+template <bool kList>
+Ref sequence_of(std::vector<Ref>& items) {
+  auto n = static_cast<Py_ssize_t>(items.size());
+  Ref sequence = check_ref(kList ? PyList_New(n) : PyTuple_New(n));
+  for (Py_ssize_t i = 0; i < n; ++i) {
+    PyObject* item = items[static_cast<size_t>(i)].release();
+    if constexpr (kList) {
+      PyList_SET_ITEM(sequence.get(), i, item);
+    } else {
+      PyTuple_SET_ITEM(sequence.get(), i, item);
+    }
+  }
+  return sequence;
+}
 
 // ------------------------------------------------------------------------------ values
 
@@ -184,7 +210,9 @@ void write_pickle(Writer& out, PyObject* obj, PyObject* dumps) {
 struct EncodeHooks {
   PyObject* locate;
   PyObject* dumps;
-  std::vector<std::pair<PyObject*, std::string>> globals;  // borrowed: the treespec holds them
+  // Held: a type in a list of custom metadata can die while encoding runs Python code, and a
+  // new type take its address.
+  std::vector<std::pair<Ref, std::string>> globals;
 };
 
 void locate_global(Writer& out, PyObject* obj, PyObject* locate) {
@@ -208,14 +236,14 @@ void locate_global(Writer& out, PyObject* obj, PyObject* locate) {
 
 void write_global(Writer& out, PyObject* obj, EncodeHooks& hooks) {
   for (const auto& [known, encoded] : hooks.globals) {
-    if (known == obj) {
+    if (known.get() == obj) {
       out.raw(encoded);
       return;
     }
   }
   Writer one;
   locate_global(one, obj, hooks.locate);
-  hooks.globals.emplace_back(obj, one.str());
+  hooks.globals.emplace_back(Ref::borrow(obj), one.str());
   out.raw(one.str());
 }
 
@@ -295,14 +323,7 @@ Ref read_value(Reader& in, DecodeHooks& hooks, const char* role, int depth);
 
 Ref read_str(Reader& in) {
   if (in.byte() != 's') malformed("a name is not a string");
-  Py_ssize_t size = in.size(in.remaining(), "a string length");
-  const char* start = in.take(size);
-  Ref text = Ref::steal(PyUnicode_DecodeUTF8(start, size, "strict"));
-  if (!text) {
-    PyErr_Clear();
-    malformed("a string is not UTF-8");
-  }
-  return text;
+  return in.unicode();
 }
 
 // A global (after its 'g' tag): resolved once per decoding; `role` says what it is, for the
@@ -340,16 +361,8 @@ Ref read_pickle(Reader& in, PyObject* loads) {
       return check_ref(PyFloat_FromDouble(in.f64()));
     case 'i':
       return check_ref(PyLong_FromLongLong(in.zigzag()));
-    case 's': {
-      Py_ssize_t size = in.size(in.remaining(), "a string length");
-      const char* start = in.take(size);
-      Ref text = Ref::steal(PyUnicode_DecodeUTF8(start, size, "strict"));
-      if (!text) {
-        PyErr_Clear();
-        malformed("a string is not UTF-8");
-      }
-      return text;
-    }
+    case 's':
+      return in.unicode();
     case 'N':
       return Ref::borrow(Py_None);
     case 'T':
@@ -379,16 +392,10 @@ Ref read_value(Reader& in, DecodeHooks& hooks, const char* role, int depth) {
       if (depth >= kMaxValueDepth) malformed("values nest too deep");
       // Each item takes at least one byte: no allocation beyond the data.
       Py_ssize_t n = in.size(in.remaining(), "a sequence length");
-      Ref items = check_ref(tag == '(' ? PyTuple_New(n) : PyList_New(n));
-      for (Py_ssize_t i = 0; i < n; ++i) {
-        Ref item = read_value(in, hooks, role, depth + 1);
-        if (tag == '(') {
-          PyTuple_SET_ITEM(items.get(), i, item.release());
-        } else {
-          PyList_SET_ITEM(items.get(), i, item.release());
-        }
-      }
-      return items;
+      std::vector<Ref> items;
+      items.reserve(static_cast<size_t>(n));
+      for (Py_ssize_t i = 0; i < n; ++i) items.push_back(read_value(in, hooks, role, depth + 1));
+      return tag == '(' ? sequence_of<false>(items) : sequence_of<true>(items);
     }
     case 'g':
       return read_global(in, hooks, role);
@@ -623,8 +630,14 @@ TreeSpec decode_structure(PyObject* encoding, PyObject* resolve, PyObject* loads
   }
   Ref hold = Ref::borrow(encoding);  // decoding runs Python code
   Reader in(PyBytes_AS_STRING(encoding), static_cast<size_t>(PyBytes_GET_SIZE(encoding)));
-  if (in.remaining() < kMagicSize || std::memcmp(in.take(kMagicSize), kMagic, kMagicSize) != 0) {
-    malformed("not an optree structure encoding of this version");
+  if (in.remaining() < kMagicSize ||
+      std::memcmp(in.take(kMagicSize - 1), kMagic, kMagicSize - 1) != 0) {
+    malformed("not an optree structure encoding");
+  }
+  if (uint8_t version = in.byte(); version != kMagic[kMagicSize - 1]) {
+    malformed("a structure encoding of version " + std::to_string(version) +
+              " (by another version of optree?); this version reads version " +
+              std::to_string(kMagic[kMagicSize - 1]));
   }
   TreeSpec spec;
   uint8_t flags = in.byte();
@@ -655,10 +668,12 @@ TreeSpec decode_structure(PyObject* encoding, PyObject* resolve, PyObject* loads
         if (node.kind == NodeKind::DefaultDict) {
           factory = read_value(in, hooks, "default_factory of a defaultdict", 0);
         }
-        Ref keys = check_ref(PyList_New(node.arity));
+        std::vector<Ref> key_items;
+        key_items.reserve(static_cast<size_t>(node.arity));
         for (Py_ssize_t i = 0; i < node.arity; ++i) {
-          PyList_SET_ITEM(keys.get(), i, read_value(in, hooks, "type in a dict key", 0).release());
+          key_items.push_back(read_value(in, hooks, "type in a dict key", 0));
         }
+        Ref keys = sequence_of<true>(key_items);
         if (node.kind != NodeKind::OrderedDict) {
           uint8_t ordered = in.byte();
           if (ordered > 1) malformed("unknown dict order flag");
@@ -711,12 +726,12 @@ TreeSpec decode_structure(PyObject* encoding, PyObject* resolve, PyObject* loads
         uint8_t has_entries = in.byte();
         if (has_entries > 1) malformed("unknown entries flag");
         if (has_entries == 1) {
-          Ref entries = check_ref(PyTuple_New(node.arity));
+          std::vector<Ref> entries;
+          entries.reserve(static_cast<size_t>(node.arity));
           for (Py_ssize_t i = 0; i < node.arity; ++i) {
-            PyTuple_SET_ITEM(entries.get(), i,
-                             read_value(in, hooks, "type in a path entry", 0).release());
+            entries.push_back(read_value(in, hooks, "type in a path entry", 0));
           }
-          node.entries = entries;
+          node.entries = sequence_of<false>(entries);
         }
         break;
       }
@@ -924,6 +939,17 @@ bool same_structure(const TreeSpec& a, const TreeSpec& b) {
   return true;
 }
 
+bool registrations_current(const TreeSpec& spec) {
+  RegistryView view;
+  const TypeTable& table = view.snapshot().table_for(spec.ns);
+  for (const Node& node : spec.nodes) {
+    if (node.kind != NodeKind::Custom) continue;
+    const RegistrationPtr* now = table.find(reinterpret_cast<PyTypeObject*>(node.custom->type));
+    if (now == nullptr || now->get() != node.custom.get()) return false;
+  }
+  return true;
+}
+
 // ------------------------------------------------------------------------------ leaves
 
 namespace {
@@ -965,10 +991,28 @@ Ref encode_items(PyObject* const* items, Py_ssize_t n, PyObject* dumps) {
   return check_ref(PyTuple_Pack(2, data.get(), object_tuple.get()));
 }
 
+// CPython 3.11 collects garbage inside the allocation that crosses the threshold, running
+// finalizers there: Python code that could change a tree under the borrowed references of a
+// walk that allocates (an OrderedDict's items, a deque's copy, the result). 3.12+ collect at the
+// next bytecode boundary instead. Keeps the collector off for its lifetime, on 3.11.
+class NoCollection {
+ public:
+#if PY_VERSION_HEX < 0x030C0000
+  NoCollection() noexcept : was_enabled_(PyGC_Disable() != 0) {}
+  ~NoCollection() {
+    if (was_enabled_) PyGC_Enable();
+  }
+
+ private:
+  bool was_enabled_;
+#endif
+};
+
 // Walks `tree` against `spec` and encodes its leaves, as long as the tree is made of builtin
 // nodes whose walk runs no Python code (None, tuples, lists, dicts, OrderedDicts, defaultdicts,
-// deques, namedtuples) and has the very structure of `spec`. Runs no Python code during the walk;
-// a null result as soon as anything differs.
+// deques, namedtuples) and has the very structure of `spec`. Runs no Python code during the walk
+// (a tuple subclass the core has not classified before stops it); a null result as soon as
+// anything differs.
 class Matcher {
  public:
   Matcher(const TreeSpec& spec, bool none_is_leaf, const std::string& ns, bool insertion_ordered)
@@ -980,19 +1024,25 @@ class Matcher {
     // Dicts: the spec's key order is what flatten gives under the dict order mode that made it
     // (see dict_children).
     bool insertion_ordered = view_.snapshot().dicts_insertion_ordered(ns_);
-    if (insertion_ordered != insertion_ordered_ || !walk(tree)) return Ref();
-    if (!deferred_) {  // every leaf written: the encoding is complete
-      Ref data = out_.bytes();
-      Ref object_tuple = check_ref(PyTuple_New(static_cast<Py_ssize_t>(objects_.size())));
-      for (size_t i = 0; i < objects_.size(); ++i) {
-        PyTuple_SET_ITEM(object_tuple.get(), static_cast<Py_ssize_t>(i), Py_NewRef(objects_[i]));
+    if (insertion_ordered != insertion_ordered_) return Ref();
+    Ref items;
+    {
+      [[maybe_unused]] NoCollection no_collection;  // until the borrowed leaves are held
+      if (!walk(tree)) return Ref();
+      if (!deferred_) {  // every leaf written: the encoding is complete
+        Ref data = out_.bytes();
+        Ref object_tuple = check_ref(PyTuple_New(static_cast<Py_ssize_t>(objects_.size())));
+        for (size_t i = 0; i < objects_.size(); ++i) {
+          PyTuple_SET_ITEM(object_tuple.get(), static_cast<Py_ssize_t>(i), Py_NewRef(objects_[i]));
+        }
+        return check_ref(PyTuple_Pack(2, data.get(), object_tuple.get()));
       }
-      return check_ref(PyTuple_Pack(2, data.get(), object_tuple.get()));
-    }
-    // Leaves to pickle: hold them all, then encode them from the start (pickling runs Python).
-    Ref items = check_ref(PyTuple_New(static_cast<Py_ssize_t>(leaves_.size())));
-    for (size_t i = 0; i < leaves_.size(); ++i) {
-      PyTuple_SET_ITEM(items.get(), static_cast<Py_ssize_t>(i), Py_NewRef(leaves_[i]));
+      // Leaves to pickle: hold them all, then encode them from the start (pickling runs
+      // Python).
+      items = check_ref(PyTuple_New(static_cast<Py_ssize_t>(leaves_.size())));
+      for (size_t i = 0; i < leaves_.size(); ++i) {
+        PyTuple_SET_ITEM(items.get(), static_cast<Py_ssize_t>(i), Py_NewRef(leaves_[i]));
+      }
     }
     return encode_items(&PyTuple_GET_ITEM(items.get(), 0), PyTuple_GET_SIZE(items.get()), dumps);
   }
@@ -1045,10 +1095,11 @@ class Matcher {
           push(children_.data(), index, node.arity);
           continue;
         case NodeKind::OrderedDict: {
-          // Its items in the OrderedDict's order, the order flatten sees (through PyDict_Copy,
-          // which on free-threaded builds spins on the OrderedDict's lock for each key).
+          // Its items in their dict order, the order flatten takes (PyDict_Keys): not the
+          // OrderedDict's own order, which move_to_end changes alone. A list of them is a
+          // snapshot on free-threaded builds too.
           if (type != builtins.ordered_dict) return false;
-          PyObject* items = hold(PyMapping_Items(obj));
+          PyObject* items = hold(PyDict_Items(obj));
           PyObject* keys = node.node_data.get();
           if (PyList_GET_SIZE(items) != node.arity) return false;
           children_.clear();
@@ -1118,9 +1169,27 @@ class Matcher {
         namedtuple_types_.end()) {
       return true;
     }
-    if (table.find(type) != nullptr || !tuple_class_info(type, builtins).namedtuple) return false;
+    TupleClassInfo info;
+    if (table.find(type) != nullptr || !known_tuple_class(type, builtins, info) ||
+        !info.namedtuple) {
+      return false;
+    }
     namedtuple_types_.push_back(type);
     return true;
+  }
+
+  // tuple_class_info() of a tuple subclass that the core has classified before, unchanged
+  // since: classifying anew reads the class's attributes, which may run Python code (a
+  // descriptor, a metaclass) that changes the tree under the borrowed references of the walk.
+  // False for any other class: the walk stops there, and flatten classifies it.
+  static bool known_tuple_class(PyTypeObject* type, const BuiltinTypes& builtins,
+                                TupleClassInfo& info) {
+    if (!Py_IS_TYPE(reinterpret_cast<PyObject*>(type), &PyType_Type) ||
+        !PyType_HasFeature(type, Py_TPFLAGS_VALID_VERSION_TAG)) {
+      return false;
+    }
+    return builtins.tuple_classes.find(__atomic_load_n(&type->tp_version_tag, __ATOMIC_ACQUIRE),
+                                       info);
   }
 
   bool is_leaf(PyObject* obj, PyTypeObject* type, const TypeTable& table,
@@ -1135,8 +1204,10 @@ class Matcher {
       return false;
     }
     if (PyTuple_Check(obj)) {
-      TupleClassInfo info = tuple_class_info(type, builtins);
-      if (info.namedtuple || info.structseq) return false;
+      TupleClassInfo info;
+      if (!known_tuple_class(type, builtins, info) || info.namedtuple || info.structseq) {
+        return false;  // not a leaf, or not known without running Python code
+      }
     }
     leaf_types_[next_leaf_type_++ % kLeafTypes] = type;
     return true;
@@ -1260,14 +1331,13 @@ Ref decode_leaves(PyObject* data, PyObject* objects, PyObject* loads) {
   Ref hold_objects = Ref::borrow(objects);
   Reader in(PyBytes_AS_STRING(data), static_cast<size_t>(PyBytes_GET_SIZE(data)));
   Py_ssize_t n = in.size(in.remaining(), "the leaf count");
-  Ref leaves = check_ref(PyList_New(n));
+  std::vector<Ref> leaves;  // the list is made last (see sequence_of)
+  leaves.reserve(static_cast<size_t>(n));
   Py_ssize_t next_object = 0;
   for (Py_ssize_t i = 0; i < n; ++i) {
     uint8_t tag = in.byte();
     if (tag == 'f') {  // the common case, without the generic path's checks
-      PyObject* value = PyFloat_FromDouble(in.f64());
-      if (value == nullptr) throw_python_error();
-      PyList_SET_ITEM(leaves.get(), i, value);
+      leaves.push_back(check_ref(PyFloat_FromDouble(in.f64())));
       continue;
     }
     bool found = false;
@@ -1277,11 +1347,11 @@ Ref decode_leaves(PyObject* data, PyObject* objects, PyObject* loads) {
       if (next_object >= PyTuple_GET_SIZE(objects)) malformed("too few leaf objects");
       leaf = Ref::borrow(PyTuple_GET_ITEM(objects, next_object++));
     }
-    PyList_SET_ITEM(leaves.get(), i, leaf.release());
+    leaves.push_back(std::move(leaf));
   }
   if (!in.done()) malformed("there are bytes after the last leaf");
   if (next_object != PyTuple_GET_SIZE(objects)) malformed("too many leaf objects");
-  return leaves;
+  return sequence_of<true>(leaves);
 }
 
 }  // namespace optree::transfer

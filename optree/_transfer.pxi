@@ -7,6 +7,7 @@ from optree.core cimport (
     transfer_encode_leaves,
     transfer_encode_structure,
     transfer_match_leaves,
+    transfer_registrations_current,
     transfer_same_structure,
 )
 
@@ -26,6 +27,11 @@ def _transfer_decode_structure(encoding, resolve, loads, missing_error, /):
 def _transfer_same_structure(PyTreeSpec a not None, PyTreeSpec b not None, /):
     """Whether two treespecs have the same structure encoding."""
     return transfer_same_structure(a.spec, b.spec)
+
+
+def _transfer_registrations_current(PyTreeSpec treespec not None, /):
+    """Whether the treespec's custom nodes still have this interpreter's registrations."""
+    return transfer_registrations_current(treespec.spec)
 
 
 def _transfer_encode_leaves(leaves, dumps, /):

@@ -121,6 +121,8 @@ cdef extern from "optree/transfer.h" namespace "optree::transfer":
         PyObject* missing_error) except +translate_exception
     bool transfer_same_structure "optree::transfer::same_structure"(
         const TreeSpec& a, const TreeSpec& b) except +translate_exception
+    bool transfer_registrations_current "optree::transfer::registrations_current"(
+        const TreeSpec& spec) except +translate_exception
     Ref transfer_encode_leaves "optree::transfer::encode_leaves"(
         PyObject* leaves, PyObject* dumps) except +translate_exception
     Ref transfer_decode_leaves "optree::transfer::decode_leaves"(

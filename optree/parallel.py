@@ -144,7 +144,8 @@ def _decode(key: Any, encoding: Any) -> PyTreeSpec:
     if type(key) is not bytes or type(encoding) is not bytes:
         raise ValueError('optree.parallel.unpack: malformed packed data: bad structure fields')
     entry = _received.get(key)
-    if entry is not None and entry[0] == encoding:
+    # Reused while its custom node types keep the registrations it was bound to.
+    if entry is not None and entry[0] == encoding and _C._transfer_registrations_current(entry[1]):
         return entry[1]
     treespec = _C._transfer_decode_structure(encoding, _resolve, _LOADS, UnpackError)
     if hashlib.blake2b(encoding, digest_size=16).digest() == key:
@@ -223,6 +224,13 @@ def unpack(packed: tuple[Any, ...], /) -> PyTree[Any]:
 
     Like :func:`pickle.loads`, unpack only data you trust: pickled leaves and metadata run code.
     """
+    if type(packed) is tuple and packed and packed[0] != PACK_FORMAT:
+        fmt = packed[0]
+        if type(fmt) is str and fmt.startswith('optree.parallel.pack/'):
+            raise ValueError(
+                f'optree.parallel.unpack: the data was packed in format {fmt!r} (by another '
+                f'version of optree?); this version reads {PACK_FORMAT!r}'
+            )
     if type(packed) is not tuple or len(packed) != 5 or packed[0] != PACK_FORMAT:
         raise ValueError(
             f'optree.parallel.unpack: expected a result of optree.parallel.pack() '
@@ -359,6 +367,11 @@ def _interpreter_pool_type() -> type[Executor] | None:
     return concurrent.futures.InterpreterPoolExecutor  # type: ignore[attr-defined,no-any-return]
 
 
+# (module, qualified name) of the functions that a worker interpreter of the default pool could
+# not run (their module cannot be imported in a subinterpreter): they run on threads.
+_home_only: set[tuple[str, str]] = set()
+
+
 def _by_reference(func: Any) -> bool:
     """Whether pickle sends ``func`` by module and qualified name, found in a fresh interpreter:
     a function, builtin or class at the top level of an importable module (not ``__main__``)."""
@@ -366,12 +379,17 @@ def _by_reference(func: Any) -> bool:
     qualname = getattr(func, '__qualname__', None)
     if not isinstance(module, str) or not isinstance(qualname, str) or module == '__main__':
         return False
-    if '<' in qualname:  # <lambda>, <locals>
+    if '<' in qualname or (module, qualname) in _home_only:  # <lambda>, <locals>
         return False
     try:
         return _lookup(module, qualname) is func
     except Exception:
         return False
+
+
+def _stays_home(func: Any) -> None:
+    with _pools_lock:
+        _home_only.add((func.__module__, func.__qualname__))
 
 
 def _default_backend(func: Any) -> str:
@@ -383,10 +401,12 @@ def _default_backend(func: Any) -> str:
     return 'threads'
 
 
-def _pool(backend: str, workers: int) -> Executor:
+def _pool(backend: str, workers: int) -> Executor | None:
+    """A default pool; None once they are shut down at interpreter exit (calls made later, from
+    other exit hooks, map in the calling thread)."""
     with _pools_lock:
         if _shut_down:
-            raise RuntimeError('optree.parallel: the worker pools are shut down (interpreter exit)')
+            return None
         pool = _pools.get((backend, workers))
         if pool is None:
             if backend == 'interpreters':
@@ -407,7 +427,8 @@ def shutdown(wait: bool = True) -> None:
     """Shut down the worker pools that :func:`tree_map` created for ``executor=None``.
 
     Called at interpreter exit; call it earlier to release the threads or subinterpreters. A
-    later :func:`tree_map` call creates new pools.
+    later :func:`tree_map` call creates new pools; one made after the exit hook (from another
+    exit hook), or that finds its pool shut down meanwhile, maps in the calling thread.
     """
     with _pools_lock:
         pools = list(_pools.values())
@@ -489,7 +510,9 @@ def tree_map(
       not ``__main__``, not a lambda): a pool of subinterpreters, whose ``sys.path`` is set to
       this interpreter's; a chunk whose leaves cannot be rebuilt there, or whose results cannot
       come back, is mapped (again) in the calling thread instead, and a tree whose leaves do not
-      pickle goes to threads;
+      pickle goes to threads; a ``func`` that the workers cannot run at all (its module, or one
+      it imports, cannot be imported in a subinterpreter, as numpy's) is mapped in the calling
+      thread, and goes to threads from then on;
     - otherwise (CPython 3.11-3.13 with a GIL, lambdas and closures on 3.14): threads. With a GIL,
       threads run ``func`` in parallel only where it releases the GIL (I/O, NumPy, ...).
 
@@ -536,17 +559,12 @@ def tree_map(
         backend = 'inline' if nested or workers == 1 else _default_backend(func)
         if chunksize is None:
             chunksize = max(1, math.ceil(n / (workers * (4 if backend == 'threads' else 2))))
-        if backend == 'inline' or n <= chunksize:
+        pool = None if backend == 'inline' or n <= chunksize else _pool(backend, workers - 1)
+        if pool is None:
             return _finish(treespec, [_map_local(func, columns, 0, n)], [(0, n)])
         # The calling thread is one of the workers (see _run).
         return _run(
-            func,
-            treespec,
-            columns,
-            chunksize,
-            _pool(backend, workers - 1),
-            local=backend == 'threads',
-            fallback=True,
+            func, treespec, columns, chunksize, pool, local=backend == 'threads', fallback=True
         )
 
     if not callable(getattr(executor, 'submit', None)):
@@ -590,14 +608,25 @@ def _run(
                 raise
             # Leaves that do not pickle stay in this interpreter: threads.
             executor = _pool('threads', getattr(executor, '_max_workers', 1))
+            if executor is None:  # shut down at exit
+                return _finish(treespec, [_map_local(func, columns, 0, n)], [(0, n)])
             local = True
     futures: list[Future[Any]] = []
     outcomes: list[Any] = [None] * len(bounds)
     try:
-        if local:
-            futures = [executor.submit(_map_local, func, columns, a, b) for a, b in bounds[first:]]
-        else:
-            futures = [executor.submit(_map_packed, func, *chunk) for chunk in chunks]
+        for index in range(first, len(bounds)):
+            try:
+                if local:
+                    future = executor.submit(_map_local, func, columns, *bounds[index])
+                else:
+                    future = executor.submit(_map_packed, func, *chunks[index - first])
+            except RuntimeError:
+                if not fallback:
+                    raise
+                # A default pool shut down meanwhile (shutdown() in another thread, or the
+                # interpreter's exit): the chunks it did not take are mapped here, below.
+                break
+            futures.append(future)
         if first:
             outcomes[0] = _map_local(func, columns, *bounds[0])
             if type(outcomes[0]) is tuple:  # the very first chunk failed
@@ -605,15 +634,24 @@ def _run(
             # Chunks no worker has started: here, from the last one back (workers start them
             # in order, so the first one that cannot be cancelled ends the search).
             for index in range(len(bounds) - 1, 0, -1):
-                if not futures[index - 1].cancel():
+                if index <= len(futures) and not futures[index - 1].cancel():
                     break
                 outcomes[index] = _map_local(func, columns, *bounds[index])
         for index in range(first, len(bounds)):
             outcome = outcomes[index]
             if outcome is None:
-                outcome = futures[index - first].result()
-                if not local:
-                    outcome = _receive(outcome, func, columns, bounds[index], fallback)
+                try:
+                    outcome = futures[index - first].result()
+                except Exception:
+                    if not fallback or local:
+                        raise
+                    # The worker could not run the chunk at all (func, or a module it needs,
+                    # cannot be imported in a subinterpreter): here, and on threads from now on.
+                    _stays_home(func)
+                    outcome = _map_local(func, columns, *bounds[index])
+                else:
+                    if not local:
+                        outcome = _receive(outcome, func, columns, bounds[index], fallback)
                 outcomes[index] = outcome
             if type(outcome) is tuple:  # a failure: later chunks cannot matter
                 return _finish(treespec, outcomes[: index + 1], bounds)
@@ -657,9 +695,13 @@ def _receive(
 
 def _finish(treespec: PyTreeSpec, outcomes: list[Any], bounds: list[tuple[int, int]]) -> Any:
     results: list[Any] = []
-    for outcome in outcomes:
+    for outcome, (start, stop) in zip(outcomes, bounds, strict=False):
         if type(outcome) is tuple:
             index, ex = outcome
             _raise_at(ex, treespec, index)
         results.extend(outcome)
+        if len(outcome) < stop - start:
+            # func raised StopIteration, which ends map() early: as in optree.tree_map, the
+            # results end there (and unflatten raises for too few leaves).
+            break
     return treespec.unflatten(results)

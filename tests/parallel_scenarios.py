@@ -5,6 +5,7 @@ malformed packed data. Each raises ``AssertionError`` on failure and reports fig
 
 from __future__ import annotations
 
+import collections
 import os
 import pickle
 import random
@@ -165,6 +166,151 @@ def scenario_pools_shut_down_at_exit() -> None:
         -x for x in tree
     ]
     report_figures(pools=sorted(f'{kind}/{n}' for kind, n in optree.parallel._pools))
+
+
+def scenario_tree_map_in_an_exit_hook() -> None:
+    """tree_map with the default pools from atexit hooks, registered before and after
+    optree.parallel's own: the pools are shut down (or take no more work), the map is not."""
+    import atexit
+
+    tree = list(range(64))
+    expected = [-x for x in tree]
+
+    def late(when: str) -> None:
+        for func in (parallel_support.negate, lambda x: -x):  # interpreters or threads
+            result = optree.parallel.tree_map(func, tree, max_workers=2, chunksize=4)
+            assert result == expected, result
+        print(f'mapped at exit ({when})', flush=True)
+
+    atexit.register(late, 'after the pools shut down')  # atexit runs the last registered first
+    assert optree.parallel.tree_map(parallel_support.negate, tree, max_workers=2) == expected
+    assert optree.parallel.tree_map(lambda x: -x, tree, max_workers=2) == expected
+    atexit.register(late, 'before the pools shut down')
+
+
+_changing_tree: list[Any] = []
+_armed = [False]
+
+
+def _empty_the_tree() -> None:
+    if _armed[0]:
+        _armed[0] = False
+        _changing_tree.clear()
+
+
+class _EmptiesTheTree:
+    def __get__(self, obj: Any, cls: Any) -> None:
+        _empty_the_tree()
+
+
+class HookedLeaf(tuple):
+    """A leaf (a tuple subclass that is no namedtuple): classifying it reads ``_fields``."""
+
+    _fields = _EmptiesTheTree()
+
+
+class _HookedMeta(type):
+    def __getattribute__(cls, name: str) -> Any:
+        _empty_the_tree()
+        return super().__getattribute__(name)
+
+
+class HookedPoint(collections.namedtuple('HookedPointBase', 'x y'), metaclass=_HookedMeta):
+    """A namedtuple node whose class attributes run Python code."""
+
+
+def scenario_tree_changed_while_pack_classifies() -> None:
+    """A tree of the shape sent last whose tuple subclass runs Python code when pack classifies
+    it (a descriptor on the class, a metaclass): that code empties the tree. No crash, and no
+    tree made of what the code freed: if the code ran, pack raises flatten's IndexError for the
+    list that shrank under it; if it did not (the class was known), pack gives the tree."""
+    for make in (
+        lambda: [HookedLeaf((1,)), 'y' * 100],
+        lambda: [HookedPoint(1.0, 2.0), 'y' * 100],
+    ):
+        optree.parallel.pack(make())  # the shape sent last
+        for _ in range(3):
+            _changing_tree[:] = make()
+            _armed[0] = True
+            try:
+                packed = optree.parallel.pack(_changing_tree)
+            except IndexError:
+                assert not _armed[0]
+                outcome = 'IndexError'
+            else:
+                assert _armed[0], 'pack gave a tree that was emptied while it ran'
+                assert optree.parallel.unpack(packed) == make()
+                outcome = 'the tree'
+            _armed[0] = False
+            print('outcome:', outcome, flush=True)
+
+
+class _EmptiesTheTreeWhenCollected:
+    def __init__(self) -> None:
+        self.cycle = self
+
+    def __del__(self) -> None:
+        _changing_tree.clear()
+
+
+def scenario_garbage_collected_while_pack_walks(rounds: int = 10) -> None:
+    """A collection of cyclic garbage whose finalizer empties the tree, in an allocation of pack
+    walking a tree of the shape sent last (CPython 3.11 collects in the allocation; 3.12+ at
+    the next bytecode boundary). No crash: the large bytes leaves it freed are gone from the
+    walk, or kept by pack's result."""
+    import gc
+
+    def make() -> list[Any]:  # the OrderedDict's items are an allocation of the walk, last
+        return [b'y' * 2**21, b'z' * 2**21, collections.OrderedDict(a=1)]
+
+    optree.parallel.pack(make())  # the shape sent last
+    for _ in range(rounds):
+        _changing_tree[:] = make()
+        gc.collect()
+        _EmptiesTheTreeWhenCollected()
+        gc.set_threshold(1)  # collect in the next allocation
+        try:
+            packed = optree.parallel.pack(_changing_tree)
+        except IndexError:  # flatten's, for the list that shrank under it
+            outcome = 'IndexError'
+        else:
+            assert optree.parallel.unpack(packed) in ([], make())
+            outcome = 'a tree'
+        finally:
+            gc.set_threshold(700)
+        print('outcome:', outcome, flush=True)
+
+
+def scenario_default_pools_in_subinterpreters(rounds: int = 3) -> None:
+    """optree.parallel in subinterpreters (own GIL, and shared): pack / unpack and tree_map on
+    the default pools (threads there), then the subinterpreter is closed: its exit hook shuts
+    its pools down, and their threads are gone."""
+    from subinterpreters import Subinterpreter
+
+    def threads() -> int:
+        return len(os.listdir('/proc/self/task'))
+
+    baseline = threads()
+    code = (
+        'import optree, optree.parallel, parallel_support\n'
+        'from parallel_support import Node2\n'
+        'tree = {"a": [Node2(i, float(i)) for i in range(40)], "b": None}\n'
+        'kwargs = {"namespace": "support"}\n'
+        'expected = optree.tree_map(parallel_support.negate, tree, **kwargs)\n'
+        'mapped = optree.parallel.tree_map(\n'
+        '    parallel_support.negate, tree, max_workers=3, chunksize=4, **kwargs\n'
+        ')\n'
+        'assert mapped == expected, mapped\n'
+        'assert optree.parallel.unpack(optree.parallel.pack(tree, **kwargs)) == tree\n'
+        'assert [kind for kind, _ in optree.parallel._pools] == ["threads"]\n'
+    )
+    for isolated in (True, False):
+        for _ in range(rounds):
+            with Subinterpreter(isolated=isolated) as sub:
+                sub.exec(code)
+                assert threads() > baseline  # the pool's workers
+            assert threads() == baseline, (threads(), baseline)
+    report_figures(baseline_threads=baseline, rounds=rounds)
 
 
 def scenario_receive_in_this_process(path: str, register: bool) -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import collections
 import enum
+import gc
 import json
 import math
 import multiprocessing
@@ -211,6 +212,15 @@ def test_tree_map_raises_the_first_failing_leafs_exception(backend: dict[str, An
     )
 
 
+def test_tree_map_func_raising_stop_iteration_as_optree_tree_map(backend: dict[str, Any]) -> None:
+    # In optree.tree_map, StopIteration out of func ends the map early: unflatten then raises
+    # its ValueError for too few leaves, counting those mapped before.
+    for tree in (list(range(10)), [3], {'a': [1, 2], 'b': (3, 4)}, list(range(3, 50))):
+        expected = raised(optree.tree_map, parallel_support.stop_at_three, tree)
+        actual = raised(optree.parallel.tree_map, parallel_support.stop_at_three, tree, **backend)
+        assert (type(actual), str(actual)) == (type(expected), str(expected))
+
+
 def test_tree_map_exception_paths_of_custom_nodes_and_rests(backend: dict[str, Any]) -> None:
     tree = Node2({'k': [1, 2]}, Node2(3, -4, label='inner'), label='outer')
     rest = Node2({'k': [0, 0]}, Node2(0, 1, label='inner'), label='outer')
@@ -341,6 +351,71 @@ def test_shutdown_releases_the_default_pools_and_later_calls_recreate_them() -> 
     assert optree.parallel._pools
 
 
+def test_default_pool_shut_down_by_another_thread_meanwhile(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # shutdown() in another thread between a call's taking a default pool and its submitting
+    # chunks to it: the call maps what the pool no longer takes in the calling thread.
+    original = optree.parallel._pool
+
+    def pool_shut_down_just_after(backend: str, workers: int) -> Any:
+        pool = original(backend, workers)
+        optree.parallel.shutdown(wait=False)
+        return pool
+
+    monkeypatch.setattr(optree.parallel, '_pool', pool_shut_down_just_after)
+    tree = list(range(40))
+    for func in (parallel_support.negate, lambda x: -x):  # interpreters (3.14) or threads
+        assert optree.parallel.tree_map(func, tree, max_workers=3, chunksize=2) == [
+            -x for x in tree
+        ]
+
+
+def test_pack_unpack_and_default_pools_from_several_threads(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Threads pack and unpack trees of several shapes (a small cache: entries go while others
+    # read them) and map with the default pools, while one of them shuts the pools down now and
+    # then; on free-threaded builds all at once.
+    monkeypatch.setattr(optree.parallel, '_CACHE_SIZE', 4)
+    shapes = [
+        lambda i: {'a': i, 'b': [float(i), 'x' * (i % 5)]},
+        lambda i: [i, (i, i), None],
+        lambda i: collections.OrderedDict((f'k{j}', j) for j in range(i % 7)),
+        lambda i: {f'k{j}': j for j in range(i % 13)},
+        lambda i: collections.deque(range(i % 4), maxlen=5),
+        lambda i: collections.defaultdict(list, {'x': i, 'y': [i]}),
+        lambda i: Pair(i, [Node2(i, None)]),
+    ]
+    errors: list[BaseException] = []
+    barrier = threading.Barrier(4)
+
+    def work(seed: int) -> None:
+        try:
+            barrier.wait()
+            for n in range(300):
+                tree = shapes[(seed + n) % len(shapes)](n % 40)
+                result = optree.parallel.unpack(optree.parallel.pack(tree, namespace='support'))
+                assert result == tree and type(result) is type(tree), (tree, result)
+                if n % 25 == 0:
+                    leaves = list(range(n % 37 + 1))
+                    mapped = optree.parallel.tree_map(
+                        parallel_support.negate, leaves, max_workers=3, chunksize=2
+                    )
+                    assert mapped == [-x for x in leaves]
+                if seed == 0 and n % 60 == 0:
+                    optree.parallel.shutdown(wait=False)
+        except BaseException as ex:  # reported below
+            errors.append(ex)
+
+    threads = [threading.Thread(target=work, args=(seed,)) for seed in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert not errors, errors
+
+
 # ------------------------------------------------------------------------ the default backend
 
 
@@ -428,6 +503,30 @@ def test_default_interpreter_pool_falls_back_to_the_calling_interpreter() -> Non
         parallel_support.make_callable, [1, 2, 3], max_workers=2, chunksize=1
     )
     assert [f() for f in results] == [1, 2, 3]
+
+
+@pytest.mark.skipif(
+    FREE_THREADED or not HAS_INTERPRETER_POOL,
+    reason='the interpreter pool is the default on 3.14+ GIL builds only',
+)
+def test_default_interpreter_pool_falls_back_when_func_cannot_be_loaded_there() -> None:
+    # func found by name here, in a module that subinterpreters cannot import (numpy's
+    # functions, say): its chunks are mapped in the calling thread, and func goes to threads
+    # from then on.
+    import main_interpreter_only
+
+    func = main_interpreter_only.slow_negate
+    tree = list(range(40))
+    for _ in range(20):
+        assert optree.parallel._default_backend(func) == 'interpreters'
+        assert optree.parallel.tree_map(func, tree, max_workers=2, chunksize=2) == [
+            -x for x in tree
+        ]
+        if optree.parallel._default_backend(func) == 'threads':
+            break
+    else:
+        raise AssertionError('no pool worker ever took a chunk')
+    assert optree.parallel.tree_map(func, tree, max_workers=2, chunksize=2) == [-x for x in tree]
 
 
 def test_explicit_remote_executors_raise_when_leaves_or_results_cannot_travel(
@@ -648,6 +747,107 @@ def test_unpack_validates_its_input() -> None:
         optree.parallel.unpack((fmt, key, structure, b'\x02NN', ()))
 
 
+class Wide:
+    """A custom node type with many children, each with a path entry."""
+
+    def __init__(self, *items: Any) -> None:
+        self.items = items
+
+
+def test_unpack_fills_no_container_that_python_code_can_see() -> None:
+    # Unpickling a leaf, key, metadata item or path entry runs Python code in the middle of
+    # unpack: it must find no list or tuple with empty slots (touching one crashes).
+    spy = parallel_support.HalfBuiltSpy
+    entries = (spy(1113), *range(1112))
+    optree.register_pytree_node(
+        Wide,
+        lambda node: (node.items, None, entries),
+        lambda _, children: Wide(*children),
+        namespace='support',
+    )
+    try:
+        trees = {
+            'the list of leaves': [spy(7771), *[1.0] * 7770],
+            'a tuple in a dict key': {(spy(5557), *range(5556)): 1},
+            'the keys of a dict': {spy(3331): 0, **{i: i for i in range(3330)}},
+            'a list in custom metadata': [Node2(1, 2, label=[spy(2221), *range(2220)])],
+            'the path entries of a custom node': Wide(*range(1113)),
+        }
+        for what, tree in trees.items():
+            spy.seen.clear()
+            packed = optree.parallel.pack(tree, namespace='support')
+            optree.parallel._received.clear()
+            optree.parallel.unpack(packed)
+            assert spy.seen == [], what
+    finally:
+        optree.unregister_pytree_node(Wide, namespace='support')
+
+
+class Holder:
+    """A custom node type whose metadata is a list the test changes while pack runs."""
+
+    def __init__(self, meta: list[Any]) -> None:
+        self.meta = meta
+
+
+def test_pack_remembers_only_types_it_holds() -> None:
+    # pack encodes each type once, remembered by identity; a type in a list of custom metadata
+    # can die while pack runs (the pickling of a later item removes it), and a new type can
+    # take its memory: it must not be sent under the dead type's name.
+    phantom = types.ModuleType('optree_review_phantom')
+    sys.modules[phantom.__name__] = phantom
+
+    def make(name: str) -> type:
+        cls = type(name, (), {'__module__': phantom.__name__})
+        setattr(phantom, name, cls)
+        return cls
+
+    class DropFirst:
+        def __reduce__(self) -> Any:
+            first.pop(0)
+            del phantom.A
+            return (int, (0,))
+
+    class MakeAnother:
+        def __reduce__(self) -> Any:
+            gc.collect()  # A dies: types are in reference cycles
+            third.append(make('B'))
+            return (int, (0,))
+
+    first: list[Any] = [make('A'), DropFirst()]
+    third: list[Any] = []
+    optree.register_pytree_node(
+        Holder, lambda h: ((), h.meta), lambda meta, _: Holder(meta), namespace='review'
+    )
+    try:
+        tree = [Holder(first), Holder([MakeAnother()]), Holder(third)]
+        packed = optree.parallel.pack(tree, namespace='review')
+        make('A')  # the first metadata names it
+        optree.parallel._received.clear()
+        unpacked = optree.parallel.unpack(packed)
+        assert [holder.meta for holder in unpacked] == [[phantom.A, 0], [0], [phantom.B]]
+    finally:
+        optree.unregister_pytree_node(Holder, namespace='review')
+        del sys.modules[phantom.__name__]
+
+
+def test_unpack_names_another_version_of_the_format() -> None:
+    fmt, key, structure, data, objects = optree.parallel.pack({'a': [1, 2.0]})
+    with pytest.raises(ValueError) as info:
+        optree.parallel.unpack(('optree.parallel.pack/2', key, structure, data, objects))
+    assert str(info.value) == (
+        "optree.parallel.unpack: the data was packed in format 'optree.parallel.pack/2' (by "
+        "another version of optree?); this version reads 'optree.parallel.pack/1'"
+    )
+    newer = structure[:4] + b'\x02' + structure[5:]
+    with pytest.raises(ValueError) as info:
+        optree.parallel.unpack((fmt, bytes(16), newer, data, objects))
+    assert str(info.value) == (
+        'optree.parallel: malformed packed data: a structure encoding of version 2 (by another '
+        'version of optree?); this version reads version 1.'
+    )
+
+
 def test_unpack_does_not_trust_a_key_for_another_encoding() -> None:
     first = optree.parallel.pack([1, 2])
     second = optree.parallel.pack((1, 2))
@@ -672,6 +872,29 @@ def test_unpack_missing_registration_in_this_interpreter() -> None:
     )
     assert "looked up in namespace 'temporary'" in message
     assert "namespace='temporary'" in message
+
+
+def test_unpack_follows_the_registry_of_this_interpreter() -> None:
+    # A structure decoded before is reused only while its custom node types still have the
+    # registrations it was bound to.
+    parallel_support.register_unregistered(namespace='changing')
+    try:
+        packed = optree.parallel.pack({'u': Unregistered(1, 2)}, namespace='changing')
+        assert optree.parallel.unpack(packed) == {'u': Unregistered(1, 2)}
+    finally:
+        optree.unregister_pytree_node(Unregistered, namespace='changing')
+    with pytest.raises(optree.parallel.UnpackError, match='is not registered in this interpreter'):
+        optree.parallel.unpack(packed)
+    optree.register_pytree_node(
+        Unregistered,
+        lambda node: (node.items, None),
+        lambda _, children: ('rebuilt', *children),
+        namespace='changing',
+    )
+    try:
+        assert optree.parallel.unpack(packed) == {'u': ('rebuilt', 1, 2)}
+    finally:
+        optree.unregister_pytree_node(Unregistered, namespace='changing')
 
 
 def test_unpack_cannot_find_a_type() -> None:
@@ -834,11 +1057,15 @@ def test_pack_of_a_shape_sent_before_checks_ordered_dicts_defaultdicts_and_deque
         [base[0], base[1], collections.deque([1, 2, 3], maxlen=3)],
         [base[0], base[1], [1, 2]],
     ]
-    for tree in variants:
-        _round_trip(base)
-        result = _round_trip(tree)
-        assert repr(result) == repr(tree)
-        _round_trip(tree)
+    # flatten takes an OrderedDict's keys in their dict order, as optree does: move_to_end
+    # changes only the OrderedDict's own order, so `moved` flattens as a, b, c; after a tree of
+    # keys b, c, a, pack must not take that own order for the dict order.
+    moved_order = [od('b', 'c', 'a'), base[1], base[2]]
+    for first in (base, moved_order):
+        for tree in variants:
+            _round_trip(first)
+            _round_trip(tree)
+            _round_trip(tree)
 
 
 def test_pack_of_a_shape_sent_before_follows_the_registry() -> None:

@@ -7,6 +7,7 @@ out of the test process (on free-threaded builds they may bring the GIL back).
 from __future__ import annotations
 
 import pickle
+import re
 import sys
 import sysconfig
 from pathlib import Path
@@ -15,7 +16,7 @@ import integration_support
 import parallel_support
 import pytest
 from parallel_support import Unregistered
-from subinterpreters import run_scenario
+from subinterpreters import SKIP_REASON, run_scenario
 
 import optree
 import optree.parallel
@@ -24,15 +25,26 @@ TIMEOUT = 600  # seconds; a LocalCluster starts in a few seconds on 2 idle cores
 FREE_THREADED = bool(sysconfig.get_config_var('Py_GIL_DISABLED'))
 
 
-def _passes(result) -> None:
+# tree_map cancels the chunks still pending after a failing one; dask's client may log such a
+# cancellation that races its own bookkeeping (a tornado callback error ending in
+# FutureCancelledError, seen under AddressSanitizer's slowdown): dask's noise, not a failure.
+DASK_CANCELLATION_LOG = re.compile(
+    r'^.*tornado\.application - ERROR - Exception in callback.*\n(?:.*\n)*?'
+    r'distributed\.client\.FutureCancelledError: .*(?:\n|$)',
+    re.MULTILINE,
+)
+
+
+def _passes(result, *, ignore: re.Pattern[str] | None = None) -> None:
     assert result.returncode == 0, result.describe()
-    assert 'Traceback' not in result.stderr, result.describe()
+    stderr = result.stderr if ignore is None else ignore.sub('', result.stderr)
+    assert 'Traceback' not in stderr, result.describe()
 
 
 def test_tree_map_on_a_dask_distributed_executor(capsys: pytest.CaptureFixture[str]) -> None:
     integration_support.require('distributed')
     result = run_scenario('parallel_scenarios', 'scenario_dask', timeout=TIMEOUT, workers=2)
-    _passes(result)
+    _passes(result, ignore=DASK_CANCELLATION_LOG)
     assert result.figures['calls'] > 0
     assert result.figures['zoo_maps'] > 250  # of 50 zoo trees x 6 variants
     with capsys.disabled():
@@ -48,6 +60,41 @@ def test_default_pools_shut_down_at_interpreter_exit() -> None:
         expected = ['InterpreterPoolExecutor', 'ThreadPoolExecutor']
     assert f'shutdown at exit: {expected}' in result.stdout, result.describe()
     assert len(result.figures['pools']) == len(expected)
+
+
+def test_tree_map_with_the_default_pools_in_exit_hooks() -> None:
+    result = run_scenario(
+        'parallel_scenarios', 'scenario_tree_map_in_an_exit_hook', timeout=TIMEOUT
+    )
+    _passes(result)
+    assert result.stderr.strip() == '', result.describe()
+    for when in ('before', 'after'):
+        assert f'mapped at exit ({when} the pools shut down)' in result.stdout, result.describe()
+
+
+def test_pack_of_a_tree_that_changes_while_pack_classifies_it() -> None:
+    result = run_scenario(
+        'parallel_scenarios', 'scenario_tree_changed_while_pack_classifies', timeout=120
+    )
+    _passes(result)
+    assert result.stdout.count('outcome:') == 6, result.describe()
+
+
+def test_pack_of_a_tree_emptied_by_a_collection_while_pack_walks_it() -> None:
+    result = run_scenario(
+        'parallel_scenarios', 'scenario_garbage_collected_while_pack_walks', timeout=120
+    )
+    _passes(result)
+    assert result.stdout.count('outcome:') == 10, result.describe()
+
+
+@pytest.mark.skipif(sys.version_info < (3, 12), reason=SKIP_REASON)
+def test_default_pools_in_subinterpreters_shut_down_when_they_close() -> None:
+    result = run_scenario(
+        'parallel_scenarios', 'scenario_default_pools_in_subinterpreters', timeout=TIMEOUT
+    )
+    _passes(result)
+    assert result.figures['rounds'] == 3
 
 
 @pytest.mark.parametrize('register', [False, True])

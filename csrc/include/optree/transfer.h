@@ -34,6 +34,10 @@ TreeSpec decode_structure(PyObject* encoding, PyObject* resolve, PyObject* loads
 // 0.0). Objects of other types are compared with ==. Used to cache encodings by treespec.
 bool same_structure(const TreeSpec& a, const TreeSpec& b);
 
+// Whether the custom nodes of `spec` are still bound to the registrations of their types in
+// this interpreter (the registry may have changed since `spec` was decoded).
+bool registrations_current(const TreeSpec& spec);
+
 // The leaf encoding of a list or tuple of objects: a 2-tuple (bytes, tuple of objects).
 Ref encode_leaves(PyObject* leaves, PyObject* dumps);
 
