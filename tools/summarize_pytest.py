@@ -10,6 +10,9 @@ with its environment (``py311``, ``py311 upstream``), then a plain total line::
 
     tests: 240 passed, 0 failed, 4 skipped
     upstream suite: 93900 passed, 0 failed, 12 xfailed, 40 skipped
+
+The ids of failed tests (pytest's ``FAILED``/``ERROR`` short-summary lines) are printed under
+their environment's summary, so the tail of a CI log names what failed.
 """
 
 from __future__ import annotations
@@ -23,6 +26,8 @@ _EXIT = re.compile(r'(py3\d+t?): exit (-?\d+) \(')
 _SUMMARY = re.compile(
     r'=+ (.*\b(?:passed|failed|error|errors|skipped|no tests ran)\b.*) in [\d.]+s'
 )
+_FAILED = re.compile(r'^(?:FAILED|ERROR) \S+')
+_FAILED_SHOWN = 200  # characters of a short-summary line: the id and the start of the message
 _COUNT = re.compile(r'(\d+) (passed|failed|errors?|skipped|xfailed|xpassed|deselected)')
 
 
@@ -34,6 +39,7 @@ def main(argv: list[str]) -> int:
     summarized = False
     totals: dict[str, Counter[str]] = {'tests': Counter(), 'upstream suite': Counter()}
     seen = 0
+    failures: list[str] = []
 
     def counter() -> Counter[str]:
         assert env is not None
@@ -42,6 +48,10 @@ def main(argv: list[str]) -> int:
     def close_env(exit_line: str = '') -> None:
         # An env whose pytest died (a crash, a signal) leaves no summary: count it as a failure.
         nonlocal env, seen
+        if env is not None and failures:
+            for failure in failures:
+                print(f'  {failure[:_FAILED_SHOWN]}')
+            failures.clear()
         if env is not None and not summarized:
             seen += 1
             counter()['failed'] += 1
@@ -62,6 +72,9 @@ def main(argv: list[str]) -> int:
             match = _EXIT.search(line)
             if match and env is not None and env.split()[0] == match.group(1):
                 close_env(f'exit code {match.group(2)}')
+                continue
+            if env is not None and _FAILED.match(line):
+                failures.append(line)
                 continue
             match = _SUMMARY.search(line)
             if not match or env is None:
