@@ -431,8 +431,9 @@ def main() -> int:
     parser.add_argument(
         '--parallel-repeats',
         type=int,
-        default=9,
-        help='rounds of the optree.parallel tree_map timings (default: 9)',
+        default=25,
+        help='rounds of the optree.parallel tree_map timings (default: 25; the best one counts: '
+        'on 2 cores a round often shares one with something else)',
     )
     parser.add_argument(
         '--parallel-sends',

@@ -19,9 +19,10 @@ import os
 import pickle
 import sys
 import threading
+import time
 import traceback
 from collections.abc import Callable
-from concurrent.futures import Executor, Future, ThreadPoolExecutor
+from concurrent.futures import CancelledError, Executor, Future, ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import optree._C as _C
@@ -286,6 +287,50 @@ def _map_local(func: Callable[..., Any], columns: list[list[Any]], start: int, s
     return results
 
 
+# The default interpreter pool measures func on the first leaves, in the calling thread, for
+# about this long (seconds) ...
+_PROBE_SECONDS = 0.0005
+# ... and maps the rest there too when it would take less than this: handing a chunk to a worker
+# interpreter and back costs 0.1-0.4 ms (CPython 3.14, 2 cores), plus the leaves' transfer.
+_PARALLEL_MIN_SECONDS = 0.002
+# Chunks for that pool take at least this long at the measured pace (the handoffs stay a few
+# percent of the work), down to one chunk per worker.
+_MIN_CHUNK_SECONDS = 0.005
+
+
+def _map_prefix(func: Callable[..., Any], columns: list[list[Any]]) -> tuple[Any, bool, float]:
+    """Maps leaves from the first one in the calling thread, in doubling slices, until that took
+    `_PROBE_SECONDS`; then the rest too if, at the measured pace, it takes less than
+    `_PARALLEL_MIN_SECONDS`. Returns the outcome (results or (index, exception), as
+    _map_local), whether the map is complete (every leaf, a failure, or an early end), and the
+    measured seconds per leaf."""
+    n = len(columns[0])
+    results: list[Any] = []
+    size = 1
+    began = time.perf_counter()
+    elapsed = 0.0
+    while len(results) < n and elapsed < _PROBE_SECONDS:
+        start = len(results)
+        stop = min(n, start + size)
+        outcome = _map_local(func, columns, start, stop)
+        if type(outcome) is tuple:
+            return outcome, True, 0.0
+        results.extend(outcome)
+        if len(outcome) < stop - start:  # StopIteration ended the map: as the serial map
+            return results, True, 0.0
+        size *= 2
+        elapsed = time.perf_counter() - began
+    mapped = len(results)
+    pace = elapsed / mapped if mapped else 0.0
+    if mapped == n or pace * (n - mapped) >= _PARALLEL_MIN_SECONDS:
+        return results, mapped == n, pace
+    outcome = _map_local(func, columns, mapped, n)
+    if type(outcome) is tuple:
+        return outcome, True, pace
+    results.extend(outcome)
+    return results, True, pace
+
+
 def _export_exception(stage: str, index: int, ex: BaseException) -> tuple[Any, ...]:
     text = ''.join(traceback.format_exception(type(ex), ex, ex.__traceback__))
     try:
@@ -516,10 +561,15 @@ def tree_map(
     - otherwise (CPython 3.11-3.13 with a GIL, lambdas and closures on 3.14): threads. With a GIL,
       threads run ``func`` in parallel only where it releases the GIL (I/O, NumPy, ...).
 
-    With the default pools the calling thread is one of the ``max_workers``: it maps the first
-    chunk, then the chunks no pool worker has started yet, from the last one back. A tree that
-    makes a single chunk, a call with ``max_workers=1``, and a call made from inside a worker of
-    the default pools are mapped in the calling thread alone.
+    With the default thread pool the calling thread is one of the ``max_workers``: it maps the
+    first chunk, then the chunks no pool worker has started yet, from the last one back. With
+    the default interpreter pool and no ``chunksize``, the calling thread first maps leaves for
+    about half a millisecond to measure ``func``, and the rest too when it would take less than
+    about 2 ms (handing chunks to subinterpreters costs more); otherwise ``max_workers``
+    subinterpreters map the rest, in chunks of at least about 5 ms, while the calling thread
+    waits (the workers need this interpreter's GIL to take and return chunks). A
+    tree that makes a single chunk, a call with ``max_workers=1``, and a call made from inside a
+    worker of the default pools are mapped in the calling thread alone.
 
     Args:
         func: A function that takes ``1 + len(rests)`` arguments, the leaf of ``tree`` and the
@@ -531,7 +581,8 @@ def tree_map(
             (default: the number of CPUs this process may use); with an ``executor``, the number
             of workers to size chunks for (default: the executor's, where it says).
         chunksize: Leaves per chunk (default: the leaves split into 4 chunks per worker for
-            threads and 2 per worker for other executors).
+            threads and 2 per worker for other executors; for the default interpreter pool,
+            sized from the measured pace, as above).
         is_leaf: An optionally specified function called at each flattening step; a true result
             makes the node a leaf (see :func:`optree.tree_map`).
         none_is_leaf: Whether to treat None as a leaf rather than a node with no children.
@@ -557,14 +608,44 @@ def tree_map(
         workers = max_workers or _default_workers()
         nested = getattr(_worker_state, 'depth', 0) > 0
         backend = 'inline' if nested or workers == 1 else _default_backend(func)
+        done: list[Any] | None = None
         if chunksize is None:
-            chunksize = max(1, math.ceil(n / (workers * (4 if backend == 'threads' else 2))))
-        pool = None if backend == 'inline' or n <= chunksize else _pool(backend, workers - 1)
+            chunks = workers * (4 if backend == 'threads' else 2)
+            left = n
+            if backend == 'interpreters':
+                outcome, complete, pace = _map_prefix(func, columns)
+                if complete:
+                    return _finish(treespec, [outcome], [(0, n)])
+                done = outcome
+                left -= len(done)
+                chunks = max(workers, min(chunks, int(left * pace / _MIN_CHUNK_SECONDS)))
+            chunksize = max(1, math.ceil(left / chunks))
+        # With threads the calling thread is one of the workers (see _run). With interpreters it
+        # only waits: a pool worker needs this interpreter's GIL to take a chunk and to hand its
+        # results back, and a calling thread running Python holds that GIL for up to a switch
+        # interval (5 ms) per handoff, which serialized the map.
+        caller_maps = backend == 'threads'
+        pool = None
+        if backend != 'inline' and n > chunksize:
+            pool = _pool(backend, workers - 1 if caller_maps else workers)
         if pool is None:
+            if done is not None:
+                return _finish(
+                    treespec,
+                    [done, _map_local(func, columns, len(done), n)],
+                    [(0, len(done)), (len(done), n)],
+                )
             return _finish(treespec, [_map_local(func, columns, 0, n)], [(0, n)])
-        # The calling thread is one of the workers (see _run).
         return _run(
-            func, treespec, columns, chunksize, pool, local=backend == 'threads', fallback=True
+            func,
+            treespec,
+            columns,
+            chunksize,
+            pool,
+            local=backend == 'threads',
+            fallback=True,
+            caller_maps=caller_maps,
+            done=done,
         )
 
     if not callable(getattr(executor, 'submit', None)):
@@ -581,7 +662,9 @@ def tree_map(
         chunksize = max(1, math.ceil(n / (workers * (4 if local else 2))))
     if n == 0:
         return treespec.unflatten([])
-    return _run(func, treespec, columns, chunksize, executor, local=local, fallback=False)
+    return _run(
+        func, treespec, columns, chunksize, executor, local=local, fallback=False, caller_maps=False
+    )
 
 
 def _run(
@@ -593,13 +676,20 @@ def _run(
     *,
     local: bool,
     fallback: bool,
+    caller_maps: bool,
+    done: list[Any] | None = None,
 ) -> Any:
-    """Maps the chunks on `executor`. With `fallback` (the default pools), the calling thread
-    is a worker too: it maps the first chunk, then takes chunks that no worker has started
-    yet, from the last one back; what cannot travel to a worker is mapped here."""
+    """Maps the chunks on `executor`. With `fallback` (the default pools), what cannot travel
+    to a worker is mapped in the calling thread. With `caller_maps`, the calling thread is a
+    worker too: it maps the first chunk, then takes chunks that no worker has started yet,
+    from the last one back. `done` holds the results of leaves the calling thread has already
+    mapped, from the first one."""
     n = len(columns[0])
-    bounds = [(start, min(start + chunksize, n)) for start in range(0, n, chunksize)]
-    first = 1 if fallback else 0  # chunks before it are the calling thread's
+    mapped = 0 if done is None else len(done)
+    bounds = [(start, min(start + chunksize, n)) for start in range(mapped, n, chunksize)]
+    if done is not None:
+        bounds.insert(0, (0, mapped))
+    first = 1 if caller_maps or done is not None else 0  # chunks before it: the calling thread's
     if not local:
         try:
             chunks = [[_pack_list(column[a:b]) for column in columns] for a, b in bounds[first:]]
@@ -627,10 +717,13 @@ def _run(
                 # interpreter's exit): the chunks it did not take are mapped here, below.
                 break
             futures.append(future)
-        if first:
+        if done is not None:
+            outcomes[0] = done
+        elif first:
             outcomes[0] = _map_local(func, columns, *bounds[0])
             if type(outcomes[0]) is tuple:  # the very first chunk failed
                 return _finish(treespec, outcomes[:1], bounds)
+        if caller_maps:
             # Chunks no worker has started: here, from the last one back (workers start them
             # in order, so the first one that cannot be cancelled ends the search).
             for index in range(len(bounds) - 1, 0, -1):
@@ -639,9 +732,17 @@ def _run(
                 outcomes[index] = _map_local(func, columns, *bounds[index])
         for index in range(first, len(bounds)):
             outcome = outcomes[index]
-            if outcome is None:
+            if outcome is None and index - first >= len(futures):
+                # Not submitted: the default pool shut down meanwhile (see above).
+                outcome = _map_local(func, columns, *bounds[index])
+            elif outcome is None:
                 try:
                     outcome = futures[index - first].result()
+                except CancelledError:
+                    if not fallback:
+                        raise
+                    # shutdown() in another thread cancelled it: here.
+                    outcome = _map_local(func, columns, *bounds[index])
                 except Exception:
                     if not fallback or local:
                         raise
@@ -652,7 +753,7 @@ def _run(
                 else:
                     if not local:
                         outcome = _receive(outcome, func, columns, bounds[index], fallback)
-                outcomes[index] = outcome
+            outcomes[index] = outcome
             if type(outcome) is tuple:  # a failure: later chunks cannot matter
                 return _finish(treespec, outcomes[: index + 1], bounds)
     finally:

@@ -365,10 +365,13 @@ def test_default_pool_shut_down_by_another_thread_meanwhile(
 
     monkeypatch.setattr(optree.parallel, '_pool', pool_shut_down_just_after)
     tree = list(range(40))
+    backend = optree.parallel._default_backend(parallel_support.negate)
     for func in (parallel_support.negate, lambda x: -x):  # interpreters (3.14) or threads
         assert optree.parallel.tree_map(func, tree, max_workers=3, chunksize=2) == [
             -x for x in tree
         ]
+    # A shut-down pool is not a func the workers cannot run: the rule still holds for it.
+    assert optree.parallel._default_backend(parallel_support.negate) == backend
 
 
 def test_pack_unpack_and_default_pools_from_several_threads(
@@ -446,8 +449,8 @@ def test_default_pool_runs_where_the_rule_says() -> None:
     tree = list(range(40))
     main = optree._C.get_current_interpreter_id()
     caller = threading.get_ident()
-    # The calling thread maps chunks too, and all of them while the pool is starting up: map
-    # until a pool worker took part.
+    # With threads the calling thread maps chunks too, and all of them while the pool is
+    # starting up: map until a pool worker took part. With interpreters it only waits.
     for _ in range(100):
         results = optree.parallel.tree_map(
             parallel_support.where_slowly, tree, max_workers=2, chunksize=5
@@ -458,11 +461,12 @@ def test_default_pool_runs_where_the_rule_says() -> None:
             break
     else:
         raise AssertionError('no pool worker ever mapped a chunk')
-    assert (main, caller) in {(interpreter, thread) for _, interpreter, thread in results[:5]}
     others = runners - {(main, caller)}
     if not FREE_THREADED and HAS_INTERPRETER_POOL:
-        assert all(interpreter != main for interpreter, _ in others)
+        assert all(interpreter != main for interpreter, _ in runners)
+        assert len({interpreter for interpreter, _ in runners}) <= 2  # max_workers
     else:
+        assert (main, caller) in {(interpreter, thread) for _, interpreter, thread in results[:5]}
         assert all(interpreter == main for interpreter, _ in others)
     # A lambda runs on threads of this interpreter everywhere.
     results = optree.parallel.tree_map(
@@ -473,6 +477,40 @@ def test_default_pool_runs_where_the_rule_says() -> None:
     for kwargs in ({'max_workers': 1}, {'max_workers': 2, 'chunksize': 40}):
         results = optree.parallel.tree_map(parallel_support.where, tree, **kwargs)
         assert {(interpreter, thread) for _, interpreter, thread in results} == {(main, caller)}
+
+
+@pytest.mark.skipif(
+    FREE_THREADED or not HAS_INTERPRETER_POOL,
+    reason='the interpreter pool is the default on 3.14+ GIL builds only',
+)
+def test_default_interpreter_pool_measures_func_on_the_first_leaves() -> None:
+    main = optree._C.get_current_interpreter_id()
+    caller = threading.get_ident()
+    # Trivial work (well under the 2 ms a handoff to the workers could pay for): all here.
+    tree = list(range(3000))
+    results = optree.parallel.tree_map(parallel_support.where, tree, max_workers=2)
+    assert [leaf for leaf, _, _ in results] == tree
+    assert {(interpreter, thread) for _, interpreter, thread in results} == {(main, caller)}
+    # 1 ms per leaf: the first leaf here (it alone takes longer than the measurement), the
+    # rest on the worker interpreters, in order.
+    tree = list(range(40))
+    results = optree.parallel.tree_map(parallel_support.where_slowly, tree, max_workers=2)
+    assert [leaf for leaf, _, _ in results] == tree
+    here = [(interpreter, thread) == (main, caller) for _, interpreter, thread in results]
+    assert here[0]
+    assert not any(here[1:])
+    assert 1 <= len({interpreter for _, interpreter, _ in results[1:]}) <= 2
+    # A failure in the measured leaves, and one in the workers' part: the first failing leaf.
+    for tree, index in (([-1, *range(10)], 0), ([*range(1, 30), -5, -6], 29)):
+        ex = raised(optree.parallel.tree_map, parallel_support.fail_on_negative_late, tree)
+        assert isinstance(ex, parallel_support.LeafError), ex
+        assert ex.args[1] == tree[index]
+        assert f'at leaf {index} of the tree' in ex.__notes__[-1]
+    # StopIteration among the measured leaves ends the map early, as in optree.tree_map.
+    with pytest.raises(ValueError, match='leaves'):
+        optree.parallel.tree_map(parallel_support.stop_at_three, list(range(10)))
+    with pytest.raises(ValueError, match='leaves'):
+        optree.tree_map(parallel_support.stop_at_three, list(range(10)))
 
 
 @pytest.mark.skipif(
