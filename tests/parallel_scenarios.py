@@ -160,9 +160,10 @@ def scenario_pools_shut_down_at_exit() -> None:
 
     optree.parallel.shutdown = recording_shutdown  # the exit hook looks it up by name
     tree = list(range(64))
-    # Threads (a lambda), and on 3.14+ with a GIL an interpreter pool (a module function).
+    # Threads (a lambda), and on 3.14+ with a GIL an interpreter pool (a module function; with a
+    # chunksize, since without one a map this small stays in the calling thread).
     assert optree.parallel.tree_map(lambda x: x + 1, tree, max_workers=2) == [x + 1 for x in tree]
-    assert optree.parallel.tree_map(parallel_support.negate, tree, max_workers=2) == [
+    assert optree.parallel.tree_map(parallel_support.negate, tree, max_workers=2, chunksize=8) == [
         -x for x in tree
     ]
     report_figures(pools=sorted(f'{kind}/{n}' for kind, n in optree.parallel._pools))
@@ -183,8 +184,8 @@ def scenario_tree_map_in_an_exit_hook() -> None:
         print(f'mapped at exit ({when})', flush=True)
 
     atexit.register(late, 'after the pools shut down')  # atexit runs the last registered first
-    assert optree.parallel.tree_map(parallel_support.negate, tree, max_workers=2) == expected
-    assert optree.parallel.tree_map(lambda x: -x, tree, max_workers=2) == expected
+    for func in (parallel_support.negate, lambda x: -x):  # the pools start
+        assert optree.parallel.tree_map(func, tree, max_workers=2, chunksize=4) == expected
     atexit.register(late, 'before the pools shut down')
 
 
