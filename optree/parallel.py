@@ -289,7 +289,7 @@ def _map_local(func: Callable[..., Any], columns: list[list[Any]], start: int, s
 
 # The default interpreter pool measures func on the first leaves, in the calling thread, for
 # about this long (seconds) ...
-_PROBE_SECONDS = 0.0005
+_PROBE_SECONDS = 0.0002
 # ... and maps the rest there too when it would take less than this: handing a chunk to a worker
 # interpreter and back costs 0.1-0.4 ms (CPython 3.14, 2 cores), plus the leaves' transfer.
 _PARALLEL_MIN_SECONDS = 0.002
@@ -564,7 +564,7 @@ def tree_map(
     With the default thread pool the calling thread is one of the ``max_workers``: it maps the
     first chunk, then the chunks no pool worker has started yet, from the last one back. With
     the default interpreter pool and no ``chunksize``, the calling thread first maps leaves for
-    about half a millisecond to measure ``func``, and the rest too when it would take less than
+    about 0.2 ms to measure ``func``, and the rest too when it would take less than
     about 2 ms (handing chunks to subinterpreters costs more); otherwise ``max_workers``
     subinterpreters map the rest, in chunks of at least about 5 ms, while the calling thread
     waits (the workers need this interpreter's GIL to take and return chunks). A

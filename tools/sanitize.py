@@ -22,7 +22,10 @@ report from a child process the tests start counts even when the test swallows t
 output; UBSan halts the process that hit it. An env fails when pytest fails, any ASan report
 file was written, or pytest's output shows a sanitizer report; the reports are printed. The
 test files are every ``tests/test_interpreters*.py``, ``tests/test_free_threading*.py``,
-``tests/test_*thread*.py`` and ``tests/test_gc*.py``.
+``tests/test_*thread*.py`` and ``tests/test_gc*.py``, and the tests of the code that builds and
+reads memory from untrusted input or deep structures: ``tests/test_parallel*.py`` (pack /
+unpack, malformed packed data), ``tests/test_pickle*.py``, ``tests/test_hostile_inputs.py``,
+``tests/test_treespec_walks.py`` and ``tests/test_deep_treespecs.py``.
 
 A missing interpreter is skipped with a message (an error under ``CI=true`` except for 3.12,
 which has no source on the Debian mirror). Exit status 0 only when every env that ran passed.
@@ -43,7 +46,17 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import pythons
 
 REPO = Path(__file__).resolve().parent.parent
-TEST_GLOBS = ('test_interpreters*.py', 'test_free_threading*.py', 'test_*thread*.py', 'test_gc*.py')
+TEST_GLOBS = (
+    'test_interpreters*.py',
+    'test_free_threading*.py',
+    'test_*thread*.py',
+    'test_gc*.py',
+    'test_parallel*.py',
+    'test_pickle*.py',
+    'test_hostile_inputs.py',
+    'test_treespec_walks.py',
+    'test_deep_treespecs.py',
+)
 MESON_ARGS = ('-Db_sanitize=address,undefined', '-Db_lundef=false')
 NOT_REQUIRED_IN_CI = {'py312'}
 # Lines that only a sanitizer report prints.
