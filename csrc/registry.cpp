@@ -68,6 +68,8 @@ struct ReclaimInbox {
   std::mutex mutex;
   std::vector<Snapshot*> unpinned;
   bool owner_alive = true;
+  // Snapshots retired and not deleted yet: in a thread's retired list, or in `unpinned`.
+  std::atomic<size_t> pending{0};
 };
 
 namespace {
@@ -208,6 +210,15 @@ void Shard::drain_inbox() {
     to_free.swap(inbox_->unpinned);
   }
   for (Snapshot* snapshot : to_free) delete snapshot;
+  inbox_->pending.fetch_sub(to_free.size(), std::memory_order_relaxed);
+}
+
+void Shard::reclaim_retired() {
+  if (inbox_->pending.load(std::memory_order_relaxed) == 0) return;
+  ensure_thread_attached();
+  // Also takes over the retired lists of threads that have exited (libcds' help_scan).
+  cds::gc::DHP::scan();
+  drain_inbox();
 }
 
 template <typename Edit>
@@ -227,6 +238,7 @@ bool Shard::publish(Edit&& edit) {
   if (!edit(*next)) return false;
   next->rebuild_tables();
   current.store(next.release(), std::memory_order_release);
+  inbox_->pending.fetch_add(1, std::memory_order_relaxed);
   cds::gc::DHP::retire<SnapshotDisposer>(old_snapshot);
   lock.unlock();
   cds::gc::DHP::scan();

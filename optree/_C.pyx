@@ -858,10 +858,24 @@ cdef int install_gc() except -1:
     return 0
 
 
+def _reclaim_retired_snapshots(phase, info):
+    """A gc.callbacks entry: before each collection, free the registry snapshots that no thread
+    reads any more (Shard::reclaim_retired)."""
+    if phase != 'start':
+        return
+    try:
+        current_shard().reclaim_retired()
+    except RuntimeError:  # this interpreter's registry is gone: it is finalizing
+        pass
+
+
 # First: from here on a failing exec leaves a module that is cleared safely (see above).
 optree_take_module_lifetime(PyTreeSpec)
 create_current_shard()
 install_gc()
+import gc as _gc
+_gc.callbacks.append(_reclaim_retired_snapshots)
+del _gc
 if OPTREE_HAS_C_EXIT_HOOK:
     optree_register_exit_hook(PyTreeSpec)
 else:

@@ -23,6 +23,7 @@ cdef extern from "optree/registry.h" namespace "optree":
                            PyObject* path_entry_type, const string& ns) except +translate_exception
         void unregister_node(PyObject* type, const string& ns) except +translate_exception
         void set_dict_insertion_ordered(bool mode, const string& ns) except +translate_exception
+        void reclaim_retired() except +translate_exception
 
     void create_current_shard() except +translate_exception
     void destroy_current_shard() except +translate_exception

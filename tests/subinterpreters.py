@@ -164,12 +164,14 @@ def run_python(
     timeout: float,
     cwd: str | os.PathLike[str] | None = None,
     options: Sequence[str] = (),
+    env: dict[str, str] | None = None,
 ) -> ChildResult:
     """Run ``code`` in a fresh ``python -I`` (plus ``options``) with this process's ``sys.path``.
 
     The child is isolated (no user site, no PYTHON* variables, no cwd on the path) and starts
     away from the work tree, so it imports the installed optree; a crash, a hang past
-    ``timeout`` (``subprocess.TimeoutExpired``) or a failure stays in the child.
+    ``timeout`` (``subprocess.TimeoutExpired``) or a failure stays in the child. ``env``
+    replaces the environment (default: this process's).
     """
     prelude = f'import sys\nsys.path[:] = {sys.path!r}\n'
     command = [sys.executable, '-I', '-X', 'faulthandler', *options]
@@ -180,6 +182,7 @@ def run_python(
         timeout=timeout,
         check=False,
         cwd=cwd if cwd is not None else tempfile.gettempdir(),
+        env=env,
     )
     return ChildResult(completed)
 

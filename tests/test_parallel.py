@@ -483,12 +483,17 @@ def test_default_pool_runs_where_the_rule_says() -> None:
     FREE_THREADED or not HAS_INTERPRETER_POOL,
     reason='the interpreter pool is the default on 3.14+ GIL builds only',
 )
-def test_default_interpreter_pool_measures_func_on_the_first_leaves() -> None:
+def test_default_interpreter_pool_measures_func_on_the_first_leaves(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     main = optree._C.get_current_interpreter_id()
     caller = threading.get_ident()
-    # Trivial work (well under the 2 ms a handoff to the workers could pay for): all here.
-    tree = list(range(3000))
-    results = optree.parallel.tree_map(parallel_support.where, tree, max_workers=2)
+    # Work under the threshold (2 ms by default; raised here so that a slow build, under
+    # AddressSanitizer say, stays under it too): all here, past the measured leaves.
+    with monkeypatch.context() as patch:
+        patch.setattr(optree.parallel, '_PARALLEL_MIN_SECONDS', 60.0)
+        tree = list(range(3000))
+        results = optree.parallel.tree_map(parallel_support.where, tree, max_workers=2)
     assert [leaf for leaf, _, _ in results] == tree
     assert {(interpreter, thread) for _, interpreter, thread in results} == {(main, caller)}
     # 1 ms per leaf: the first leaf here (it alone takes longer than the measurement), the

@@ -174,6 +174,11 @@ class Shard {
                      PyObject* path_entry_type, const std::string& ns);
   void unregister_node(PyObject* type, const std::string& ns);
   void set_dict_insertion_ordered(bool mode, const std::string& ns);
+  // Frees the retired snapshots that no thread reads any more. Each collection starts with it
+  // (a gc callback): a registration that only retired snapshots still hold would otherwise
+  // count as held outside its treespecs (gc.cpp), and a cycle through its unregistered type
+  // would wait for the next registry change, which frees them too.
+  void reclaim_retired();
 
   std::atomic<Snapshot*> current;
 
