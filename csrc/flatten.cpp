@@ -270,8 +270,6 @@ NodeInfo classify_tuple_subclass(PyTypeObject* type, const BuiltinTypes& builtin
 
 }  // namespace
 
-namespace {}  // namespace
-
 Ref sorted_keys(PyObject* keys_in_order) {
   Ref keys = check_ref(PyList_GetSlice(keys_in_order, 0, PyList_GET_SIZE(keys_in_order)));
   if (PyList_Sort(keys.get()) == 0) return keys;
@@ -360,8 +358,36 @@ Ref dict_node_keys(PyObject* obj, NodeKind kind, const Ref& keys_in_order, Regis
   return keys;
 }
 
+namespace {
+
+// What the flatten_func of a field-layout registration returns (see FieldLayout), without
+// calling it: the same attribute reads in the same order, the same metadata tuple.
+void read_fields(PyObject* obj, const Registration& registration, Node& node,
+                 std::vector<Ref>& children) {
+  PyObject* child_names = FieldLayout::part(registration, FieldLayout::ChildNames);
+  Py_ssize_t num_children = PyTuple_GET_SIZE(child_names);
+  children.reserve(static_cast<size_t>(num_children));
+  for (Py_ssize_t i = 0; i < num_children; ++i) {
+    children.push_back(check_ref(PyObject_GetAttr(obj, PyTuple_GET_ITEM(child_names, i))));
+  }
+  PyObject* names = FieldLayout::part(registration, FieldLayout::MetadataNames);
+  PyObject* keywords = FieldLayout::part(registration, FieldLayout::MetadataKeywords);
+  Py_ssize_t num_metadata = PyTuple_GET_SIZE(names);
+  Ref metadata = check_ref(PyTuple_New(num_metadata));
+  for (Py_ssize_t i = 0; i < num_metadata; ++i) {
+    Ref value = check_ref(PyObject_GetAttr(obj, PyTuple_GET_ITEM(names, i)));
+    PyObject* pair = check(PyTuple_New(2));
+    PyTuple_SET_ITEM(pair, 0, Py_NewRef(PyTuple_GET_ITEM(keywords, i)));
+    PyTuple_SET_ITEM(pair, 1, value.release());
+    PyTuple_SET_ITEM(metadata.get(), i, pair);
+  }
+  node.node_data = std::move(metadata);
+  node.node_entries = Ref::borrow(child_names);
+}
+
+}  // namespace
+
 // Fills `node` (except counts) and the children of a non-leaf object, in flatten order.
-// `dict_order_from_namespace` is set when the namespace's dict_insertion_ordered applied.
 void expand_node(PyObject* obj, const NodeInfo& info, RegistryView& view,
                  const FlattenOptions& options, Node& node, std::vector<Ref>& children,
                  bool& uses_namespace) {
@@ -420,8 +446,11 @@ void expand_node(PyObject* obj, const NodeInfo& info, RegistryView& view,
       // Copied out first: the flatten function may change the registry and unpin the snapshot.
       node.custom = *info.custom;
       const Registration* registration = node.custom.get();
-      if (registration->flatten_func == nullptr) {
-        raise(PyExc_RuntimeError, "the interpreter owning this registration has finalized");
+      if (registration->field_layout != nullptr) {
+        read_fields(obj, *registration, node, children);
+        view.refresh();  // attribute lookups may run Python code
+        uses_namespace = true;
+        break;
       }
       Ref result = check_ref(PyObject_CallOneArg(registration->flatten_func, obj));
       view.refresh();

@@ -27,6 +27,7 @@ int visit_registration(const Registration& registration, visitproc visit, void* 
   Py_VISIT(registration.flatten_func);
   Py_VISIT(registration.unflatten_func);
   Py_VISIT(registration.path_entry_type);
+  Py_VISIT(registration.field_layout);
   return 0;
 }
 

@@ -91,11 +91,13 @@ struct SnapshotDisposer {
 // ---------------------------------------------------------------------------------------------
 
 Registration::Registration(PyObject* type_, PyObject* flatten, PyObject* unflatten,
-                           PyObject* path_entry_type_, std::string ns_, int64_t interpreter_id_)
+                           PyObject* path_entry_type_, std::string ns_, int64_t interpreter_id_,
+                           PyObject* field_layout_)
     : type(Py_NewRef(type_)),
       flatten_func(Py_NewRef(flatten)),
       unflatten_func(Py_NewRef(unflatten)),
       path_entry_type(Py_NewRef(path_entry_type_)),
+      field_layout(Py_XNewRef(field_layout_)),
       ns(std::move(ns_)),
       interpreter_id(interpreter_id_) {}
 
@@ -121,6 +123,7 @@ Registration::~Registration() {
     Py_DECREF(flatten_func);
     Py_DECREF(unflatten_func);
     Py_DECREF(path_entry_type);
+    Py_XDECREF(field_layout);
   }
 }
 
@@ -248,6 +251,45 @@ bool Shard::publish(Edit&& edit) {
 
 namespace {
 
+// The layout to store: the given parts, checked, and the keyword names of the rebuild call.
+Ref complete_field_layout(PyObject* layout) {
+  auto is_str_tuple = [](PyObject* part) {
+    if (!PyTuple_CheckExact(part)) return false;
+    for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(part); ++i) {
+      if (!PyUnicode_CheckExact(PyTuple_GET_ITEM(part, i))) return false;
+    }
+    return true;
+  };
+  auto size_of = [layout](FieldLayout::Part part) {
+    return PyTuple_GET_SIZE(PyTuple_GET_ITEM(layout, part));
+  };
+  bool valid = PyTuple_CheckExact(layout) && PyTuple_GET_SIZE(layout) == FieldLayout::NumGivenParts;
+  for (Py_ssize_t i = 0; valid && i < FieldLayout::NumGivenParts; ++i) {
+    valid = is_str_tuple(PyTuple_GET_ITEM(layout, i));
+  }
+  valid = valid && size_of(FieldLayout::ChildNames) == size_of(FieldLayout::ChildKeywords) &&
+          size_of(FieldLayout::MetadataNames) == size_of(FieldLayout::MetadataKeywords);
+  if (!valid) {
+    raise(PyExc_TypeError,
+          "A field layout is a tuple of four tuples of str: child names, child keywords, "
+          "metadata names and metadata keywords, names and keywords of equal lengths; got " +
+              repr_of(layout) + ".");
+  }
+  Ref keywords = check_ref(PySequence_Concat(PyTuple_GET_ITEM(layout, FieldLayout::ChildKeywords),
+                                             PyTuple_GET_ITEM(layout, FieldLayout::MetadataKeywords)));
+  Ref distinct = check_ref(PySet_New(keywords.get()));
+  if (PySet_GET_SIZE(distinct.get()) != PyTuple_GET_SIZE(keywords.get())) {
+    raise(PyExc_TypeError, "The keywords of a field layout must be distinct; got " +
+                               repr_of(keywords.get()) + ".");
+  }
+  Ref completed = check_ref(PyTuple_New(FieldLayout::NumParts));
+  for (Py_ssize_t i = 0; i < FieldLayout::NumGivenParts; ++i) {
+    PyTuple_SET_ITEM(completed.get(), i, Py_NewRef(PyTuple_GET_ITEM(layout, i)));
+  }
+  PyTuple_SET_ITEM(completed.get(), FieldLayout::Keywords, keywords.release());
+  return completed;
+}
+
 [[noreturn]] void raise_registration_error(PyObject* type, const std::string& ns,
                                            const char* state) {
   std::string where = "the global namespace";
@@ -260,9 +302,11 @@ namespace {
 }  // namespace
 
 void Shard::register_node(PyObject* type, PyObject* flatten, PyObject* unflatten,
-                          PyObject* path_entry_type, const std::string& ns) {
-  auto registration = std::make_shared<const Registration>(type, flatten, unflatten,
-                                                           path_entry_type, ns, interpreter_id_);
+                          PyObject* path_entry_type, const std::string& ns,
+                          PyObject* field_layout) {
+  Ref layout = field_layout != nullptr ? complete_field_layout(field_layout) : Ref();
+  auto registration = std::make_shared<const Registration>(
+      type, flatten, unflatten, path_entry_type, ns, interpreter_id_, layout.get());
   bool added = publish([&](Snapshot& snapshot) {
     return snapshot.by_namespace[ns]
         .emplace(reinterpret_cast<PyTypeObject*>(type), registration)

@@ -80,6 +80,48 @@ void fill_mapping(PyObject* target, PyObject* keys, PyObject* original_keys,
   for (Py_ssize_t i = 0; i < n; ++i) set(PyList_GET_ITEM(keys, i), children[i]);
 }
 
+// What the unflatten_func of a field-layout registration returns (see FieldLayout), without
+// calling it: the class called with the same keywords. Null (no exception set) when the node
+// is not one the layout's flatten made (a node built from other metadata), which the
+// registered unflatten_func then rebuilds.
+Ref build_from_fields(const Registration& registration, PyObject* metadata,
+                      PyObject* const* children, Py_ssize_t n) {
+  PyObject* keywords = FieldLayout::part(registration, FieldLayout::Keywords);
+  PyObject* metadata_keywords = FieldLayout::part(registration, FieldLayout::MetadataKeywords);
+  Py_ssize_t num_metadata = PyTuple_GET_SIZE(metadata_keywords);
+  if (n + num_metadata != PyTuple_GET_SIZE(keywords) || !PyTuple_CheckExact(metadata) ||
+      PyTuple_GET_SIZE(metadata) != num_metadata) {
+    return {};
+  }
+  // One slot before the arguments for PY_VECTORCALL_ARGUMENTS_OFFSET.
+  constexpr Py_ssize_t kOnStack = 16;
+  PyObject* on_stack[kOnStack + 1];
+  std::unique_ptr<PyObject*[]> on_heap;
+  PyObject** slots = on_stack;
+  if (n + num_metadata > kOnStack) {
+    on_heap.reset(new PyObject*[static_cast<size_t>(n + num_metadata + 1)]);
+    slots = on_heap.get();
+  }
+  PyObject** args = slots + 1;
+  for (Py_ssize_t i = 0; i < n; ++i) args[i] = children[i];
+  for (Py_ssize_t i = 0; i < num_metadata; ++i) {
+    PyObject* pair = PyTuple_GET_ITEM(metadata, i);
+    if (!PyTuple_CheckExact(pair) || PyTuple_GET_SIZE(pair) != 2) return {};
+    PyObject* keyword = PyTuple_GET_ITEM(pair, 0);
+    PyObject* expected = PyTuple_GET_ITEM(metadata_keywords, i);
+    if (keyword != expected &&
+        !(PyUnicode_CheckExact(keyword) && PyUnicode_Compare(keyword, expected) == 0)) {
+      return {};
+    }
+    args[n + i] = PyTuple_GET_ITEM(pair, 1);
+  }
+  // The metadata tuple holds the values it lends to the call.
+  Ref hold = Ref::borrow(metadata);
+  return check_ref(PyObject_Vectorcall(registration.type, args,
+                                       static_cast<size_t>(0) | PY_VECTORCALL_ARGUMENTS_OFFSET,
+                                       PyTuple_GET_SIZE(keywords) > 0 ? keywords : nullptr));
+}
+
 }  // namespace
 
 Ref make_node(const Node& node, PyObject* const* children, LazyBuiltins& builtins) {
@@ -137,6 +179,11 @@ Ref make_node(const Node& node, PyObject* const* children, LazyBuiltins& builtin
       return check_ref(PyObject_CallOneArg(node.node_data.get(), args.get()));
     }
     case NodeKind::Custom: {
+      if (node.custom->field_layout != nullptr) {
+        if (Ref built = build_from_fields(*node.custom, node.node_data.get(), children, n)) {
+          return built;
+        }
+      }
       Ref args = tuple_of(children, n);
       PyObject* call_args[] = {node.node_data.get(), args.get()};
       return check_ref(PyObject_Vectorcall(node.custom->unflatten_func, call_args, 2, nullptr));

@@ -207,6 +207,7 @@ def register_node(
     unflatten_func: UnflattenFunc[T],
     path_entry_type: type[PyTreeEntry],
     namespace: str = '',
+    field_layout: tuple[tuple[str, ...], ...] | None = None,
 ) -> None: ...
 def unregister_node(cls: type, /, namespace: str = '') -> None: ...
 def is_dict_insertion_ordered(

@@ -719,8 +719,14 @@ def _builtin_node_types():
     return _BUILTIN_NODE_TYPES
 
 
-def register_node(cls, /, flatten_func, unflatten_func, path_entry_type, namespace=''):
-    """Registers `cls` as a pytree node type in `namespace` ('' = global)."""
+def register_node(cls, /, flatten_func, unflatten_func, path_entry_type, namespace='',
+                  field_layout=None):
+    """Registers `cls` as a pytree node type in `namespace` ('' = global).
+
+    `field_layout`, when given, tells the core what the two functions do, so that it reads and
+    rebuilds instances itself: (child names, child keywords, metadata names, metadata
+    keywords), four tuples of str (see FieldLayout in csrc/include/optree/registry.h).
+    """
     cdef string ns = namespace_of(namespace)
     if not isinstance(cls, type):
         raise TypeError(f'Expected a class, got {cls!r}.')
@@ -732,7 +738,9 @@ def register_node(cls, /, flatten_func, unflatten_func, path_entry_type, namespa
         raise TypeError(f'Expected a callable unflatten function, got {unflatten_func!r}.')
     family = _builtin_family(cls)
     current_shard().register_node(<PyObject*>cls, <PyObject*>flatten_func,
-                                  <PyObject*>unflatten_func, <PyObject*>path_entry_type, ns)
+                                  <PyObject*>unflatten_func, <PyObject*>path_entry_type, ns,
+                                  <PyObject*>NULL if field_layout is None
+                                  else <PyObject*>field_layout)
     if family is None:
         return
     # Warned only once the registration stands (a rejected one overrides nothing); a warning

@@ -20,7 +20,8 @@ cdef extern from "optree/common.h" namespace "optree" nogil:
 cdef extern from "optree/registry.h" namespace "optree":
     cdef cppclass Shard:
         void register_node(PyObject* type, PyObject* flatten, PyObject* unflatten,
-                           PyObject* path_entry_type, const string& ns) except +translate_exception
+                           PyObject* path_entry_type, const string& ns,
+                           PyObject* field_layout) except +translate_exception
         void unregister_node(PyObject* type, const string& ns) except +translate_exception
         void set_dict_insertion_ordered(bool mode, const string& ns) except +translate_exception
         void reclaim_retired() except +translate_exception

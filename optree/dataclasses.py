@@ -478,14 +478,23 @@ def _register_field_node(
         kwargs.update(meta)
         return node_cls(**kwargs)
 
-    from optree.registry import register_pytree_node, unregister_pytree_node
+    # Named as optree names them (its register_node defines them): their reprs show in
+    # tree_flatten_one_level's result.
+    flatten_func.__qualname__ = 'register_node.<locals>.flatten_func'
+    unflatten_func.__qualname__ = 'register_node.<locals>.unflatten_func'
 
-    register_pytree_node(
+    from optree.registry import _register_node, unregister_pytree_node
+
+    metadata_names = tuple(name for name, _ in metadata_pairs)
+    metadata_keywords = tuple(keyword for _, keyword in metadata_pairs)
+    _register_node(
         node_cls,
         flatten_func,
         unflatten_func,  # type: ignore[arg-type]
-        path_entry_type=path_entry_type,
-        namespace=namespace,
+        path_entry_type,
+        namespace,
+        # What the two functions above do, for the core to do it without calling them.
+        (child_names, child_keywords, metadata_names, metadata_keywords),
     )
     try:
         setattr(node_cls, *marker)

@@ -193,6 +193,23 @@ def register_pytree_node(
     ``register_pytree_node.get(cls=None, /, *, namespace='')`` returns the registration record
     of a type (or a dict of all of them).
     """
+    return _register_node(cls, flatten_func, unflatten_func, path_entry_type, namespace, None)
+
+
+def _register_node(
+    cls: type[Collection[T]],
+    flatten_func: FlattenFunc[T],
+    unflatten_func: UnflattenFunc[T],
+    path_entry_type: type[PyTreeEntry],
+    namespace: str,
+    field_layout: tuple[tuple[str, ...], ...] | None,
+    /,
+) -> type[Collection[T]]:
+    """:func:`register_pytree_node`, optionally with the field layout the two functions follow.
+
+    ``optree.dataclasses`` and the attrs integration pass ``field_layout`` (see
+    ``_C.register_node``), so that the core reads and rebuilds instances without calling them.
+    """
     if not inspect.isclass(cls):
         raise TypeError(f'Expected a class, got {cls!r}.')
     if not (inspect.isclass(path_entry_type) and issubclass(path_entry_type, PyTreeEntry)):
@@ -207,7 +224,14 @@ def register_pytree_node(
         namespace=namespace,
     )
     with __REGISTRY_LOCK:
-        _C.register_node(cls, flatten_func, unflatten_func, path_entry_type, namespace)
+        _C.register_node(
+            cls,
+            flatten_func,
+            unflatten_func,
+            path_entry_type,
+            namespace,
+            field_layout,
+        )
         _NODETYPE_REGISTRY[_registry_key(cls, namespace)] = entry
     return cls
 

@@ -158,6 +158,33 @@ odc.register_node(Plain, namespace=NS)
 
 TREE = [Point3(1.0, (2.0, None)), Tagged(value={'k': 3}, tag='x'), Made(4, 5), Plain(6, 7)]
 leaves, spec = optree.tree_flatten(TREE, namespace=NS)
+
+READS = []
+
+
+# Records its attribute reads: flatten and unflatten read and pass fields in the same order
+# as optree's generated functions (children in field order, then metadata).
+@odc.dataclass(namespace=NS)
+class Spy:
+    a: object
+    meta: object = odc.field(default='m', pytree_node=False)
+    c: object = 1
+
+    def __getattribute__(self, name):
+        if not name.startswith('_'):
+            READS.append(name)
+        return object.__getattribute__(self, name)
+
+    def __init__(self, **kwargs):
+        READS.append(('init', tuple(kwargs)))
+        for name, value in kwargs.items():
+            object.__setattr__(self, name, value)
+
+
+def spy_reads(thunk):
+    READS.clear()
+    value = thunk()
+    return value, list(READS)
 """
 
 DATACLASS_EXPRS = [
@@ -206,11 +233,82 @@ DATACLASS_EXPRS = [
     "optree.unregister_pytree_node(G, namespace=getattr(optree.registry, '__GLOBAL_NAMESPACE'))\n",
     'pickle.loads(pickle.dumps(spec)) == spec',
     'sorted(set(odc.__all__) - set(dataclasses.__all__))',
+    "spy_reads(lambda: optree.tree_flatten(Spy(a=[1], meta='x', c=(2,)), namespace=NS))",
+    "spy_reads(lambda: optree.tree_flatten_with_path(Spy(a=1, c=2), namespace=NS))",
+    "spy_reads(lambda: optree.tree_map(str, Spy(a=1, c=2), namespace=NS))",
+    # A missing field fails the flatten with the attribute lookup's own error.
+    'p = Point3(1.0, 2.0)\ndel p.y\nresult = optree.tree_flatten([p], namespace=NS)',
+    "t = Tagged(value=1)\nobject.__delattr__(t, 'tag')\nresult = optree.tree_leaves(t, namespace=NS)",
+    # The class's own __init__ errors reach the caller of unflatten.
+    'optree.tree_unflatten(optree.tree_structure(Point3(1, 2), namespace=NS), ["x", "y", "z"])',
 ]
 
 
 def test_dataclasses(differential):
     differential.check(DATACLASS_SETUP, DATACLASS_EXPRS, check_message=True)
+
+
+# Treespecs whose dataclass nodes carry metadata other than what flatten makes (from a crafted
+# pickle state) rebuild as the registered unflatten function does: dict(metadata) semantics.
+RESTATED_SETUP = DATACLASS_SETUP + """
+def restated(spec, metadata):
+    nodes, none_is_leaf, namespace = spec.__reduce__()[2]
+    root = list(nodes[-1])
+    root[2] = metadata
+    copy = optree.PyTreeSpec.__new__(optree.PyTreeSpec)
+    copy.__setstate__((nodes[:-1] + (tuple(root),), none_is_leaf, namespace))
+    return copy
+
+
+TAGGED = optree.tree_structure(Tagged(value=1, tag='t'), namespace=NS)
+"""
+
+RESTATED_EXPRS = [
+    "optree.tree_unflatten(restated(TAGGED, [('tag', 'list')]), [1])",
+    "optree.tree_unflatten(restated(TAGGED, (['tag', 'pair-list'],)), [1])",
+    "optree.tree_unflatten(restated(TAGGED, (('tag', 'a'), ('tag', 'b'))), [1])",
+    "optree.tree_unflatten(restated(TAGGED, (('value', 'overrides the child'),)), [1])",
+    "optree.tree_unflatten(restated(TAGGED, (('other', 1),)), [1])",
+    'optree.tree_unflatten(restated(TAGGED, ()), [1])',
+    'optree.tree_unflatten(restated(TAGGED, None), [1])',
+    "optree.tree_unflatten(restated(TAGGED, (('tag', 'x'), 1)), [1])",
+    "optree.tree_map(str, optree.tree_unflatten(restated(TAGGED, [('tag', 'm')]), [1]),"
+    ' namespace=NS)',
+]
+
+
+def test_dataclass_nodes_with_other_metadata(differential):
+    differential.check(RESTATED_SETUP, RESTATED_EXPRS, check_message=True)
+
+
+# An attribute lookup of flatten that unregisters the class: the node flattens with the
+# registration it started with, and the next one sees the change.
+UNREGISTERING_SETUP = """
+from optree import dataclasses as odc
+
+
+@odc.dataclass(namespace='unreg')
+class Fickle:
+    x: object
+    y: object = odc.field(default=0, pytree_node=False)
+
+    def __getattr__(self, name):
+        optree.unregister_pytree_node(Fickle, namespace='unreg')
+        return name
+
+
+first = Fickle(1)
+del first.x
+second = Fickle(2)
+"""
+
+
+def test_dataclass_unregistered_by_its_own_attribute_lookup(differential):
+    differential.check(
+        UNREGISTERING_SETUP,
+        "optree.tree_flatten([first, second], namespace='unreg')",
+        isolated=True,
+    )
 
 
 FUNCTOOLS_EXPRS = [

@@ -127,6 +127,23 @@ optree.register_pytree_node_class(
 )
 """
 
+# optree.dataclasses: children and metadata fields, frozen + keyword-only, an init=False field.
+DATACLASSES = f"""
+@optree.dataclasses.dataclass(namespace={ZOO_NAMESPACE!r})
+class Dense:
+    weight: object
+    bias: object = None
+    activation: str = optree.dataclasses.field(default='relu', pytree_node=False)
+
+
+@optree.dataclasses.dataclass(namespace={ZOO_NAMESPACE!r}, frozen=True, kw_only=True)
+class Block:
+    name: str = optree.dataclasses.field(pytree_node=False)
+    layers: list
+    scale: object = 1.0
+    cache: object = optree.dataclasses.field(default=None, init=False, pytree_node=False)
+"""
+
 SUBCLASSES = """
 class SubPoint(Point):
     pass
@@ -233,6 +250,12 @@ ZOO: list[ZooEntry] = [
         'custom-mixed',
         MYNODE_WITH_ENTRIES + MYBAG_NO_ENTRIES,
         "MyBag(MyNode(Point(1, 2), deque([3])), OrderedDict(z=MyBag()), tag=('t', 1))",
+    ),
+    ZooEntry('dataclass', DATACLASSES, "Dense(1.0, (2, None), activation='gelu')"),
+    ZooEntry(
+        'dataclass-nested',
+        DATACLASSES,
+        "Block(name='b0', layers=[Dense(1), Dense({'w': 2}, [3])], scale=Dense(None))",
     ),
     # Wide trees.
     ZooEntry('wide-list', '', 'list(range(300))'),

@@ -39,7 +39,7 @@ enum class NodeKind : uint8_t {
 // A user-registered node type. Immutable once built; shared by snapshots and treespecs.
 struct Registration {
   Registration(PyObject* type, PyObject* flatten, PyObject* unflatten, PyObject* path_entry_type,
-               std::string ns, int64_t interpreter_id);
+               std::string ns, int64_t interpreter_id, PyObject* field_layout = nullptr);
   ~Registration();
   Registration(const Registration&) = delete;
   Registration& operator=(const Registration&) = delete;
@@ -48,6 +48,10 @@ struct Registration {
   PyObject* flatten_func;
   PyObject* unflatten_func;
   PyObject* path_entry_type;
+  // For a class whose instances flatten_func reads and unflatten_func rebuilds by field name
+  // (optree.dataclasses, the attrs integration), what those functions do, so that the core
+  // does it without calling them; null for any other registration. See FieldLayout.
+  PyObject* field_layout;
   std::string ns;
   // The interpreter whose objects these are. The last holder may be a treespec freed late in
   // that interpreter's finalization (release there), or a retired snapshot freed by a thread of
@@ -55,6 +59,28 @@ struct Registration {
   int64_t interpreter_id;
 };
 using RegistrationPtr = std::shared_ptr<const Registration>;
+
+// A registration's field layout: a tuple of str tuples. flatten_func(obj) returns
+//   (tuple(getattr(obj, n) for n in child_names),
+//    tuple((k, getattr(obj, n)) for n, k in zip(metadata_names, metadata_keywords)),
+//    child_names)
+// and unflatten_func(metadata, children) returns
+//   type(**dict(zip(child_keywords, children)), **dict(metadata)).
+// The caller gives the first four parts; register_node() appends the call's keyword names.
+struct FieldLayout {
+  enum Part : Py_ssize_t {
+    ChildNames = 0,
+    ChildKeywords,
+    MetadataNames,
+    MetadataKeywords,
+    NumGivenParts,
+    Keywords = NumGivenParts,  // child keywords, then metadata keywords
+    NumParts,
+  };
+  static PyObject* part(const Registration& registration, Part which) noexcept {
+    return PyTuple_GET_ITEM(registration.field_layout, which);
+  }
+};
 
 // Open-addressing table from a type pointer to its registration; built once, read-only.
 class TypeTable {
@@ -170,8 +196,10 @@ class Shard {
   int64_t interpreter_id() const noexcept { return interpreter_id_; }
   const BuiltinTypes& builtins() const noexcept { return builtins_; }
 
+  // `field_layout`: null, or a FieldLayout tuple that flatten and unflatten agree with.
   void register_node(PyObject* type, PyObject* flatten, PyObject* unflatten,
-                     PyObject* path_entry_type, const std::string& ns);
+                     PyObject* path_entry_type, const std::string& ns,
+                     PyObject* field_layout = nullptr);
   void unregister_node(PyObject* type, const std::string& ns);
   void set_dict_insertion_ordered(bool mode, const std::string& ns);
   // Frees the retired snapshots that no thread reads any more. Each collection starts with it
