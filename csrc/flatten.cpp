@@ -560,14 +560,16 @@ class OwnedObjects {
 // (nodes only): what is not asked for is not built.
 template <bool kBuildNodes, bool kCollectLeaves>
 struct Flattener {
-  Flattener(const FlattenOptions& options_, std::vector<Node>& nodes_)
-      : options(options_), nodes(nodes_) {}
+  Flattener(const FlattenOptions& options_, std::vector<Node>& nodes_,
+            std::vector<uint64_t>& shape_)
+      : options(options_), nodes(nodes_), shape(shape_) {}
   Flattener(const Flattener&) = delete;
   Flattener& operator=(const Flattener&) = delete;
 
   RegistryView view;
   const FlattenOptions& options;
   std::vector<Node>& nodes;
+  std::vector<uint64_t>& shape;  // TreeSpec::packed_shape, filled along with `nodes`
   OwnedObjects leaves;
   OwnedObjects paths;                  // only with_path
   std::vector<PyObject*> path_prefix;  // borrowed entries of the current path
@@ -592,6 +594,7 @@ struct Flattener {
       if (pending_leaf_nodes == 0) return;
       size_t first = nodes.size();
       nodes.resize(first + pending_leaf_nodes);
+      shape.resize(first + pending_leaf_nodes, TreeSpec::packed_word(NodeKind::Leaf, 0));
       pending_leaf_nodes = 0;
       for (size_t i = first; i < nodes.size(); ++i) {
         nodes[i].num_leaves = 1;
@@ -639,14 +642,20 @@ struct Flattener {
     constexpr size_t kMostReserved = size_t{1} << 20;
     thread_local size_t previous_nodes = 0;
     thread_local size_t previous_leaves = 0;
-    if constexpr (kBuildNodes) nodes.reserve(std::min(previous_nodes, kMostReserved));
+    if constexpr (kBuildNodes) {
+      nodes.reserve(std::min(previous_nodes, kMostReserved));
+      shape.reserve(std::min(previous_nodes, kMostReserved));
+    }
     if constexpr (kCollectLeaves) leaves.reserve(std::min(previous_leaves, kMostReserved));
     visit(Ref::borrow(tree), 0);
     flush_leaf_nodes();
     if constexpr (kBuildNodes) {
       previous_nodes = nodes.size();
       // A small tree after a big one: give the room back rather than keep it with the spec.
-      if (nodes.capacity() > 2 * nodes.size() + 64) nodes.shrink_to_fit();
+      if (nodes.capacity() > 2 * nodes.size() + 64) {
+        nodes.shrink_to_fit();
+        shape.shrink_to_fit();
+      }
     }
     if constexpr (kCollectLeaves) previous_leaves = leaves.size();
   }
@@ -772,6 +781,7 @@ struct Flattener {
       flush_leaf_nodes();
       node.num_leaves = num_leaves - leaves_before;
       node.num_nodes = static_cast<Py_ssize_t>(nodes.size()) - nodes_before + 1;
+      shape.push_back(TreeSpec::packed_word(node.kind, node.arity));
       nodes.push_back(std::move(node));
     }
   }
@@ -781,7 +791,10 @@ struct Flattener {
   void reserve_for(Py_ssize_t children) {
     if constexpr (kBuildNodes) {
       size_t wanted = nodes.size() + static_cast<size_t>(children) + 1;
-      if (wanted > nodes.capacity()) nodes.reserve(std::max(wanted, 2 * nodes.capacity()));
+      if (wanted > nodes.capacity()) {
+        nodes.reserve(std::max(wanted, 2 * nodes.capacity()));
+        shape.reserve(nodes.capacity());
+      }
     }
     if constexpr (kCollectLeaves) leaves.reserve(leaves.size() + static_cast<size_t>(children));
   }
@@ -807,11 +820,11 @@ TreeSpec TreeSpec::flatten(PyObject* tree, const FlattenOptions& options, Ref* l
     }
   };
   if (leaves_out == nullptr && paths_out == nullptr) {
-    Flattener<true, false> flattener(options, spec.nodes);
+    Flattener<true, false> flattener(options, spec.nodes, spec.packed_shape);
     finish(flattener);
     return spec;
   }
-  Flattener<true, true> flattener(options, spec.nodes);
+  Flattener<true, true> flattener(options, spec.nodes, spec.packed_shape);
   flattener.with_path = paths_out != nullptr;
   finish(flattener);
   if (leaves_out != nullptr) *leaves_out = flattener.leaves.to_list();
@@ -821,7 +834,8 @@ TreeSpec TreeSpec::flatten(PyObject* tree, const FlattenOptions& options, Ref* l
 
 Ref flatten_leaves(PyObject* tree, const FlattenOptions& options) {
   std::vector<Node> unused;
-  Flattener<false, true> flattener(options, unused);
+  std::vector<uint64_t> unused_shape;
+  Flattener<false, true> flattener(options, unused, unused_shape);
   flattener.run(tree);
   return flattener.leaves.to_list();
 }

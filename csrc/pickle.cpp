@@ -434,6 +434,7 @@ TreeSpec TreeSpec::from_pickle_state(PyObject* state) {
     stack.push_back(i);
   }
   if (stack.size() != 1) malformed("the traversal does not yield a single tree");
+  spec.pack_shape();
   return spec;
 }
 

@@ -275,12 +275,13 @@ Ref complete_field_layout(PyObject* layout) {
           "metadata names and metadata keywords, names and keywords of equal lengths; got " +
               repr_of(layout) + ".");
   }
-  Ref keywords = check_ref(PySequence_Concat(PyTuple_GET_ITEM(layout, FieldLayout::ChildKeywords),
-                                             PyTuple_GET_ITEM(layout, FieldLayout::MetadataKeywords)));
+  Ref keywords =
+      check_ref(PySequence_Concat(PyTuple_GET_ITEM(layout, FieldLayout::ChildKeywords),
+                                  PyTuple_GET_ITEM(layout, FieldLayout::MetadataKeywords)));
   Ref distinct = check_ref(PySet_New(keywords.get()));
   if (PySet_GET_SIZE(distinct.get()) != PyTuple_GET_SIZE(keywords.get())) {
-    raise(PyExc_TypeError, "The keywords of a field layout must be distinct; got " +
-                               repr_of(keywords.get()) + ".");
+    raise(PyExc_TypeError,
+          "The keywords of a field layout must be distinct; got " + repr_of(keywords.get()) + ".");
   }
   Ref completed = check_ref(PyTuple_New(FieldLayout::NumParts));
   for (Py_ssize_t i = 0; i < FieldLayout::NumGivenParts; ++i) {

@@ -27,6 +27,15 @@ bool objects_equal(PyObject* a, PyObject* b) {
   return check_int(PyObject_RichCompareBool(a, b, Py_EQ)) != 0;
 }
 
+// x == y for two exact str.
+bool str_equal(PyObject* x, PyObject* y) noexcept {
+  Py_ssize_t length = PyUnicode_GET_LENGTH(x);
+  if (length != PyUnicode_GET_LENGTH(y)) return false;
+  int kind = PyUnicode_KIND(x);
+  if (kind != PyUnicode_KIND(y)) return false;  // canonical: equal text, equal kind
+  return std::memcmp(PyUnicode_DATA(x), PyUnicode_DATA(y), static_cast<size_t>(length) * kind) == 0;
+}
+
 // list == list for two key lists, without the generic comparison's dispatch: an identical key
 // needs no call.
 bool key_lists_equal(PyObject* a, PyObject* b) {
@@ -40,6 +49,11 @@ bool key_lists_equal(PyObject* a, PyObject* b) {
     PyObject* x = PyList_GET_ITEM(a, i);
     PyObject* y = PyList_GET_ITEM(b, i);
     if (x == y) continue;
+    if (PyUnicode_CheckExact(x) && PyUnicode_CheckExact(y)) {
+      // What str.__eq__ does, without the comparison protocol's dispatch.
+      if (!str_equal(x, y)) return false;
+      continue;
+    }
     Ref hold_x = Ref::borrow(x);
     Ref hold_y = Ref::borrow(y);
     if (!check_int(PyObject_RichCompareBool(x, y, Py_EQ))) return false;
@@ -655,21 +669,54 @@ Ref TreeSpec::flatten_up_to(PyObject* tree) const {
 
 // ------------------------------------------------------------------------ equality and hash
 
+void TreeSpec::pack_shape() {
+  packed_shape.resize(nodes.size());
+  uint64_t* word = packed_shape.data();
+  for (const Node& node : nodes) {
+    *word++ = packed_word(node.kind, node.arity);
+  }
+}
+
+namespace {
+
+// Whether the node kind carries data that equality compares.
+inline bool kind_has_data(NodeKind kind) {
+  return kind == NodeKind::Custom || kind > NodeKind::List;
+}
+
+}  // namespace
+
 bool TreeSpec::equals(const TreeSpec& other) const {
   if (this == &other) return true;
   root();
   other.root();
   // The namespace is not compared: custom nodes carry their registration's namespace already.
   if (none_is_leaf != other.none_is_leaf || nodes.size() != other.nodes.size()) return false;
+  size_t num_nodes = nodes.size();
+  if (packed_shape.size() == num_nodes && other.packed_shape.size() == num_nodes) {
+    const uint64_t* shape = packed_shape.data();
+    if (std::memcmp(shape, other.packed_shape.data(), num_nodes * sizeof(uint64_t)) != 0) {
+      return false;
+    }
+    for (size_t i = 0; i < num_nodes; ++i) {
+      if (!kind_has_data(static_cast<NodeKind>(shape[i] & 0xff))) [[likely]]
+        continue;
+      const Node& a = nodes[i];
+      const Node& b = other.nodes[i];
+      if (!(a.node_data.get() == b.node_data.get() && a.custom == b.custom) && !nodes_equal(a, b))
+          [[unlikely]]
+        return false;
+    }
+    return true;
+  }
   const Node* a = nodes.data();
   const Node* b = other.nodes.data();
   for (const Node* end = a + nodes.size(); a != end; ++a, ++b) {
     // The counts follow from the kinds and arities of a valid post-order sequence.
     if (a->kind != b->kind || a->arity != b->arity) return false;
-    // Only these kinds carry data to compare; the rest are equal by now.
-    bool has_data = a->kind == NodeKind::Custom || a->kind > NodeKind::List;
     // Identical data (and registration) needs no call: the common case for types.
-    if (has_data && !(a->node_data.get() == b->node_data.get() && a->custom == b->custom) &&
+    if (kind_has_data(a->kind) &&
+        !(a->node_data.get() == b->node_data.get() && a->custom == b->custom) &&
         !nodes_equal(*a, *b)) [[unlikely]]
       return false;
   }

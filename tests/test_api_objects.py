@@ -234,8 +234,8 @@ DATACLASS_EXPRS = [
     'pickle.loads(pickle.dumps(spec)) == spec',
     'sorted(set(odc.__all__) - set(dataclasses.__all__))',
     "spy_reads(lambda: optree.tree_flatten(Spy(a=[1], meta='x', c=(2,)), namespace=NS))",
-    "spy_reads(lambda: optree.tree_flatten_with_path(Spy(a=1, c=2), namespace=NS))",
-    "spy_reads(lambda: optree.tree_map(str, Spy(a=1, c=2), namespace=NS))",
+    'spy_reads(lambda: optree.tree_flatten_with_path(Spy(a=1, c=2), namespace=NS))',
+    'spy_reads(lambda: optree.tree_map(str, Spy(a=1, c=2), namespace=NS))',
     # A missing field fails the flatten with the attribute lookup's own error.
     'p = Point3(1.0, 2.0)\ndel p.y\nresult = optree.tree_flatten([p], namespace=NS)',
     "t = Tagged(value=1)\nobject.__delattr__(t, 'tag')\nresult = optree.tree_leaves(t, namespace=NS)",
@@ -250,7 +250,9 @@ def test_dataclasses(differential):
 
 # Treespecs whose dataclass nodes carry metadata other than what flatten makes (from a crafted
 # pickle state) rebuild as the registered unflatten function does: dict(metadata) semantics.
-RESTATED_SETUP = DATACLASS_SETUP + """
+RESTATED_SETUP = (
+    DATACLASS_SETUP
+    + """
 def restated(spec, metadata):
     nodes, none_is_leaf, namespace = spec.__reduce__()[2]
     root = list(nodes[-1])
@@ -262,6 +264,7 @@ def restated(spec, metadata):
 
 TAGGED = optree.tree_structure(Tagged(value=1, tag='t'), namespace=NS)
 """
+)
 
 RESTATED_EXPRS = [
     "optree.tree_unflatten(restated(TAGGED, [('tag', 'list')]), [1])",

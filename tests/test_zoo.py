@@ -49,8 +49,8 @@ def test_custom_nodes_are_leaves_outside_their_namespace(differential):
 _PLAIN = [entry for entry in ZOO if not entry.setup and not entry.id.startswith('wide')]
 
 
-def _matrix_setup(kwargs: str) -> str:
-    items = ',\n    '.join(f'({e.id!r}, {e.expr})' for e in _PLAIN)
+def _matrix_setup(kwargs: str, entries: list[ZooEntry] = _PLAIN) -> str:
+    items = ',\n    '.join(f'({e.id!r}, {e.expr})' for e in entries)
     return (
         f'TREES = [\n    {items},\n]\n'
         f'SPECS = [optree.tree_structure(t, {kwargs}) for _, t in TREES]\n'
@@ -83,6 +83,32 @@ def test_treespec_relations_matrix(differential, kwargs, relation):
     ours, _ = differential.outcomes(setup, f'all(all({relation} for b in SPECS) for a in SPECS)')
     if relation.startswith('(a == b) <='):
         assert ours['ok'] and ours['repr'] == 'True', f'equal specs must hash equal: {ours}'
+
+
+# Treespecs of the same trees made four ways: flattened and unpickled ones carry a packed
+# shape that equality compares first, the others do not; all must compare alike.
+_ROUTES = {
+    'flatten': 'SPECS',
+    'pickle': '[pickle.loads(pickle.dumps(s)) for s in SPECS]',
+    'transform': '[s.transform() for s in SPECS]',
+    'child': '[optree.treespec_tuple([s]).children()[0] for s in SPECS]',
+}
+
+
+@pytest.mark.parametrize('left', list(_ROUTES))
+def test_treespec_equality_across_constructions(differential, left):
+    picklable = [entry for entry in _PLAIN if entry.id != 'float-info']  # sys.float_info's type
+    setup = _matrix_setup('', picklable) + ''.join(
+        f'{name.upper()} = {expr}\n' for name, expr in _ROUTES.items()
+    )
+    exprs = [
+        f'[[int(a == b) for b in {right.upper()}] for a in {left.upper()}]' for right in _ROUTES
+    ]
+    differential.check(setup, exprs)
+    first, _ = differential.outcomes(setup, exprs[0])
+    for expr in exprs[1:]:
+        ours, _ = differential.outcomes(setup, expr)
+        assert ours['repr'] == first['repr'], f'{expr} differs from flattened treespecs'
 
 
 def test_treespec_compare_with_other_types(differential):
