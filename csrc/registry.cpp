@@ -174,6 +174,8 @@ Shard::Shard(int64_t interpreter_id) : interpreter_id_(interpreter_id) {
   builtins_.name_make = check(PyUnicode_InternFromString("_make"));
   builtins_.name_asdict = check(PyUnicode_InternFromString("_asdict"));
   builtins_.name_new = check(PyUnicode_InternFromString("__new__"));
+  builtins_.name_init = check(PyUnicode_InternFromString("__init__"));
+  builtins_.empty_tuple = check(PyTuple_New(0));
   builtins_.tuple_new =
       check(PyObject_GetAttr(reinterpret_cast<PyObject*>(&PyTuple_Type), builtins_.name_new));
   inbox_ = std::make_shared<ReclaimInbox>();
@@ -203,6 +205,8 @@ Shard::~Shard() {
   Py_DECREF(builtins_.name_make);
   Py_DECREF(builtins_.name_asdict);
   Py_DECREF(builtins_.name_new);
+  Py_DECREF(builtins_.name_init);
+  Py_DECREF(builtins_.empty_tuple);
   Py_DECREF(builtins_.tuple_new);
 }
 

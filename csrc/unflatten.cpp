@@ -80,12 +80,44 @@ void fill_mapping(PyObject* target, PyObject* keys, PyObject* original_keys,
   for (Py_ssize_t i = 0; i < n; ++i) set(PyList_GET_ITEM(keys, i), children[i]);
 }
 
+// The __init__ function that calling `type` runs after object.__new__, when that is all
+// calling it does: a plain metaclass call, object's __new__, and a Python function as
+// __init__ (what a dataclass has). Null otherwise.
+Ref python_init_of(PyTypeObject* type, const BuiltinTypes& types) {
+  if (Py_TYPE(type)->tp_call != PyType_Type.tp_call || type->tp_new != PyBaseObject_Type.tp_new) {
+    return {};
+  }
+#if PY_VERSION_HEX >= 0x030D0000
+  Ref init = Ref::steal(_PyType_LookupRef(type, types.name_init));
+#else
+  Ref init = Ref::borrow(_PyType_Lookup(type, types.name_init));
+#endif
+  if (!init || !PyFunction_Check(init.get())) return {};
+  return init;
+}
+
+// type(*args[0:0], **dict(zip(kwnames, args))) as the type call does it (object.__new__, then
+// __init__, which must return None), with __init__ called through vectorcall: the type call
+// turns the keywords into a dict and __init__ turns the dict back. args[-1] is free to use.
+Ref construct(PyTypeObject* type, PyObject* init, PyObject** args, PyObject* kwnames,
+              const BuiltinTypes& types) {
+  Ref self = check_ref(type->tp_new(type, types.empty_tuple, nullptr));
+  args[-1] = self.get();
+  Ref result = check_ref(PyObject_Vectorcall(init, args - 1, 1, kwnames));
+  if (result.get() != Py_None) {
+    PyErr_Format(PyExc_TypeError, "__init__() should return None, not '%.200s'",
+                 Py_TYPE(result.get())->tp_name);
+    throw_python_error();
+  }
+  return self;
+}
+
 // What the unflatten_func of a field-layout registration returns (see FieldLayout), without
 // calling it: the class called with the same keywords. Null (no exception set) when the node
 // is not one the layout's flatten made (a node built from other metadata), which the
 // registered unflatten_func then rebuilds.
 Ref build_from_fields(const Registration& registration, PyObject* metadata,
-                      PyObject* const* children, Py_ssize_t n) {
+                      PyObject* const* children, Py_ssize_t n, LazyBuiltins& builtins) {
   PyObject* keywords = FieldLayout::part(registration, FieldLayout::Keywords);
   PyObject* metadata_keywords = FieldLayout::part(registration, FieldLayout::MetadataKeywords);
   Py_ssize_t num_metadata = PyTuple_GET_SIZE(metadata_keywords);
@@ -117,9 +149,13 @@ Ref build_from_fields(const Registration& registration, PyObject* metadata,
   }
   // The metadata tuple holds the values it lends to the call.
   Ref hold = Ref::borrow(metadata);
-  return check_ref(PyObject_Vectorcall(registration.type, args,
-                                       static_cast<size_t>(0) | PY_VECTORCALL_ARGUMENTS_OFFSET,
-                                       PyTuple_GET_SIZE(keywords) > 0 ? keywords : nullptr));
+  PyObject* kwnames = PyTuple_GET_SIZE(keywords) > 0 ? keywords : nullptr;
+  auto* type = reinterpret_cast<PyTypeObject*>(registration.type);
+  if (Ref init = python_init_of(type, builtins.get())) {
+    return construct(type, init.get(), args, kwnames, builtins.get());
+  }
+  return check_ref(PyObject_Vectorcall(
+      registration.type, args, static_cast<size_t>(0) | PY_VECTORCALL_ARGUMENTS_OFFSET, kwnames));
 }
 
 }  // namespace
@@ -180,7 +216,8 @@ Ref make_node(const Node& node, PyObject* const* children, LazyBuiltins& builtin
     }
     case NodeKind::Custom: {
       if (node.custom->field_layout != nullptr) {
-        if (Ref built = build_from_fields(*node.custom, node.node_data.get(), children, n)) {
+        if (Ref built =
+                build_from_fields(*node.custom, node.node_data.get(), children, n, builtins)) {
           return built;
         }
       }

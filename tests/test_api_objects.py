@@ -284,6 +284,91 @@ def test_dataclass_nodes_with_other_metadata(differential):
     differential.check(RESTATED_SETUP, RESTATED_EXPRS, check_message=True)
 
 
+# How a dataclass node is rebuilt depends on how its class is called: all these must behave
+# as the class call `cls(**fields)` of optree's unflatten function.
+CONSTRUCTION_SETUP = """
+import abc
+from optree import dataclasses as odc
+CALLS = []
+
+
+class CountingMeta(type):
+    def __call__(cls, *args, **kwargs):
+        CALLS.append(('meta', cls.__name__, args, tuple(kwargs)))
+        return super().__call__(*args, **kwargs)
+
+
+@odc.dataclass(namespace='ctor')
+class Metaclassed(metaclass=CountingMeta):
+    x: object
+
+
+@odc.dataclass(namespace='ctor')
+class WithNew:
+    x: object
+
+    def __new__(cls, *args, **kwargs):
+        CALLS.append(('new', args, tuple(kwargs)))
+        return super().__new__(cls)
+
+
+@odc.dataclass(namespace='ctor')
+class BadInit:
+    x: object
+
+    def __init__(self, x):
+        self.x = x
+        return 1
+
+
+@odc.dataclass(namespace='ctor')
+class PostInit:
+    x: object
+    doubled: object = odc.field(default=None, init=False, pytree_node=False)
+
+    def __post_init__(self):
+        CALLS.append(('post', self.x))
+        self.doubled = self.x * 2
+
+
+@odc.dataclass(namespace='ctor')
+class Abstract(abc.ABC):
+    x: object
+
+    @abc.abstractmethod
+    def method(self): ...
+
+
+@odc.dataclass(namespace='ctor', frozen=True)
+class FrozenSlots:
+    __slots__ = ('x', 'y')
+    x: object
+    y: object
+
+
+def rebuilt(tree, leaves):
+    CALLS.clear()
+    spec = optree.tree_structure(tree, namespace='ctor')
+    return optree.tree_unflatten(spec, leaves), list(CALLS)
+"""
+
+CONSTRUCTION_EXPRS = [
+    'rebuilt(Metaclassed(1), [2])',
+    'rebuilt(WithNew(1), [2])',
+    'b = BadInit.__new__(BadInit)\nb.x = 1\nresult = rebuilt(b, [2])',
+    'rebuilt(PostInit(1), [21])',
+    'rebuilt(FrozenSlots(1, (2,)), [3, 4])',
+    'Abstract.__abstractmethods__ = frozenset()\na = Abstract(1)\n'
+    "Abstract.__abstractmethods__ = frozenset({'method'})\n"
+    'result = rebuilt(a, [2])',
+    "optree.tree_map(lambda x: x + 1, [PostInit(1), FrozenSlots(2, 3)], namespace='ctor')",
+]
+
+
+def test_dataclass_nodes_rebuilt_as_their_class_call(differential):
+    differential.check(CONSTRUCTION_SETUP, CONSTRUCTION_EXPRS, check_message=True)
+
+
 # An attribute lookup of flatten that unregisters the class: the node flattens with the
 # registration it started with, and the next one sees the change.
 UNREGISTERING_SETUP = """

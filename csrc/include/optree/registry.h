@@ -184,6 +184,8 @@ struct BuiltinTypes {
   PyObject* name_make = nullptr;    // '_make'
   PyObject* name_asdict = nullptr;  // '_asdict'
   PyObject* name_new = nullptr;     // '__new__'
+  PyObject* name_init = nullptr;    // '__init__'
+  PyObject* empty_tuple = nullptr;  // ()
   PyObject* tuple_new = nullptr;    // tuple.__new__ (a per-interpreter object from 3.12 on)
   TupleClassCache tuple_classes;
 };
