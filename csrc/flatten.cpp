@@ -741,7 +741,6 @@ struct Flattener {
   [[gnu::noinline]] void expand(PyObject* obj, const NodeInfo& info, Py_ssize_t depth) {
     Py_ssize_t leaves_before = num_leaves;
     Py_ssize_t nodes_before = static_cast<Py_ssize_t>(nodes.size());
-    Node node;
     if (info.kind == NodeKind::Tuple || info.kind == NodeKind::NamedTuple) {
       // The most common containers: no intermediate child list. A tuple holds its items.
       Py_ssize_t n = PyTuple_GET_SIZE(obj);
@@ -749,12 +748,15 @@ struct Flattener {
       for (Py_ssize_t i = 0; i < n; ++i) {
         visit_child(Ref::borrow(PyTuple_GET_ITEM(obj, i)), i, depth + 1);
       }
-      node.kind = info.kind;
-      node.arity = n;
-      if (info.kind == NodeKind::NamedTuple) {
-        node.node_data = Ref::borrow(reinterpret_cast<PyObject*>(Py_TYPE(obj)));
+      if constexpr (kBuildNodes) {
+        Node& node = append_node(info.kind, n, leaves_before, nodes_before);
+        if (info.kind == NodeKind::NamedTuple) {
+          node.node_data = Ref::borrow(reinterpret_cast<PyObject*>(Py_TYPE(obj)));
+        }
       }
-    } else if (info.kind == NodeKind::List) {
+      return;
+    }
+    if (info.kind == NodeKind::List) {
       // As optree: the length is read once and each item when it is reached, so the Python
       // code run meanwhile (a leaf predicate, a flatten function, or another thread) may
       // change the list. A shrunk list raises IndexError; items appended are not visited.
@@ -769,34 +771,54 @@ struct Flattener {
         visit_child(Ref::borrow(PyList_GET_ITEM(obj, i)), i, depth + 1);
 #endif
       }
-      node.kind = NodeKind::List;
-      node.arity = n;
-    } else if (info.kind == NodeKind::Dict || info.kind == NodeKind::OrderedDict ||
-               info.kind == NodeKind::DefaultDict) {
+      if constexpr (kBuildNodes) append_node(NodeKind::List, n, leaves_before, nodes_before);
+      return;
+    }
+    Node node;
+    if (info.kind == NodeKind::Dict || info.kind == NodeKind::OrderedDict ||
+        info.kind == NodeKind::DefaultDict) {
       expand_dict(obj, info, depth, node);
     } else {
       expand_other(obj, info, depth, node);
     }
     if constexpr (kBuildNodes) {
-      flush_leaf_nodes();
-      node.num_leaves = num_leaves - leaves_before;
-      node.num_nodes = static_cast<Py_ssize_t>(nodes.size()) - nodes_before + 1;
-      shape.push_back(TreeSpec::packed_word(node.kind, node.arity));
-      nodes.push_back(std::move(node));
+      Node& slot = append_node(node.kind, node.arity, leaves_before, nodes_before);
+      slot.node_data = std::move(node.node_data);
+      slot.node_entries = std::move(node.node_entries);
+      slot.custom = std::move(node.custom);
+      slot.original_keys = std::move(node.original_keys);
     }
+  }
+
+  // Appends the node of the container whose subtree was built from `nodes_before` on, in place
+  // (a tuple's or list's node is never built elsewhere and moved). The caller fills its data.
+  [[gnu::always_inline]] Node& append_node(NodeKind kind, Py_ssize_t arity,
+                                           Py_ssize_t leaves_before, Py_ssize_t nodes_before) {
+    flush_leaf_nodes();
+    Py_ssize_t num_nodes = static_cast<Py_ssize_t>(nodes.size()) - nodes_before + 1;
+    shape.push_back(TreeSpec::packed_word(kind, arity));
+    Node& node = nodes.emplace_back();
+    node.kind = kind;
+    node.arity = arity;
+    node.num_leaves = num_leaves - leaves_before;
+    node.num_nodes = num_nodes;
+    return node;
   }
 
   // Room for at least `children` more leaves and nodes, so wide containers do not reallocate
   // (and move every node built so far) again and again.
-  void reserve_for(Py_ssize_t children) {
+  [[gnu::always_inline]] void reserve_for(Py_ssize_t children) {
     if constexpr (kBuildNodes) {
       size_t wanted = nodes.size() + static_cast<size_t>(children) + 1;
-      if (wanted > nodes.capacity()) {
-        nodes.reserve(std::max(wanted, 2 * nodes.capacity()));
-        shape.reserve(nodes.capacity());
-      }
+      if (wanted > nodes.capacity()) [[unlikely]]
+        grow_nodes(wanted);
     }
     if constexpr (kCollectLeaves) leaves.reserve(leaves.size() + static_cast<size_t>(children));
+  }
+
+  [[gnu::noinline]] void grow_nodes(size_t wanted) {
+    nodes.reserve(std::max(wanted, 2 * nodes.capacity()));
+    shape.reserve(nodes.capacity());
   }
 };
 
