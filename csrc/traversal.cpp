@@ -62,8 +62,21 @@ std::string kind_name(const TreeSpec& spec, Py_ssize_t index) {
   return type_name(type.get());
 }
 
+// How optree names a node's type in the errors of broadcasting: the repr of a namedtuple,
+// PyStructSequence or custom class, the name of a builtin one.
+std::string broadcast_type_name(const TreeSpec& spec, Py_ssize_t index) {
+  NodeKind kind = spec.nodes[static_cast<size_t>(index)].kind;
+  if (kind != NodeKind::Custom && kind != NodeKind::NamedTuple &&
+      kind != NodeKind::StructSequence) {
+    return kind_name(spec, index);
+  }
+  LazyBuiltins builtins;
+  return repr_of(node_type(spec, index, builtins).get());
+}
+
 // Raises unless nodes `mine` of `spec` and `theirs` of `other` (both non-leaves) can be
-// merged. Kept out of the recursion so its frame (error messages) is not on the stack per level.
+// merged, with optree's messages, checked in its order. Kept out of the recursion so its frame
+// (error messages) is not on the stack per level.
 [[gnu::noinline]] void check_broadcastable(const TreeSpec& spec, Py_ssize_t mine,
                                            const TreeSpec& other, Py_ssize_t theirs) {
   const Node& a = spec.nodes[static_cast<size_t>(mine)];
@@ -71,31 +84,52 @@ std::string kind_name(const TreeSpec& spec, Py_ssize_t index) {
   bool a_dict = is_dict_kind(a.kind);
   if (a.kind != b.kind && !(a_dict && is_dict_kind(b.kind))) {
     raise(PyExc_ValueError, "PyTreeSpecs have incompatible node types; expected type: " +
-                                kind_name(spec, mine) + ", got: " + kind_name(other, theirs) + ".");
+                                broadcast_type_name(spec, mine) +
+                                ", got: " + broadcast_type_name(other, theirs) + ".");
   }
   if (a_dict) {
     if (auto mismatch = dict_key_mismatch(dict_keys_of(a), dict_keys_of(b))) {
       raise(PyExc_ValueError, *mismatch + ".");
     }
-  } else if (a.arity != b.arity) {
-    raise(PyExc_ValueError, kind_name(spec, mine) +
-                                " arity mismatch; expected: " + std::to_string(a.arity) +
-                                ", got: " + std::to_string(b.arity) + ".");
-  } else if (a.kind == NodeKind::Custom || a.kind == NodeKind::NamedTuple ||
-             a.kind == NodeKind::StructSequence || a.kind == NodeKind::Deque) {
+    return;
+  }
+  auto check_arity = [&](const std::string& what) {
+    if (a.arity != b.arity) {
+      raise(PyExc_ValueError, what + " arity mismatch; expected: " + std::to_string(a.arity) +
+                                  ", got: " + std::to_string(b.arity) + ".");
+    }
+  };
+  auto check_type = [&](const char* what) {
     LazyBuiltins builtins;
     Ref a_type = node_type(spec, mine, builtins);
     Ref b_type = node_type(other, theirs, builtins);
     if (a_type.get() != b_type.get()) {
-      raise(PyExc_ValueError,
-            "PyTreeSpecs have incompatible node types; expected type: " + kind_name(spec, mine) +
-                ", got: " + kind_name(other, theirs) + ".");
+      raise(PyExc_ValueError, std::string(what) +
+                                  " type mismatch; expected type: " + repr_of(a_type.get()) +
+                                  ", got type: " + repr_of(b_type.get()) + ".");
     }
-    if (a.kind == NodeKind::Custom &&
-        !check_int(PyObject_RichCompareBool(a.node_data.get(), b.node_data.get(), Py_EQ))) {
-      raise(PyExc_ValueError, "Mismatch custom node data; expected: " + repr_of(a.node_data.get()) +
-                                  ", got: " + repr_of(b.node_data.get()) + ".");
-    }
+  };
+  switch (a.kind) {
+    case NodeKind::Custom:
+      check_type("Custom node");
+      check_arity("Custom type");
+      if (!check_int(PyObject_RichCompareBool(a.node_data.get(), b.node_data.get(), Py_EQ))) {
+        raise(PyExc_ValueError,
+              "Mismatch custom node data; expected: " + repr_of(a.node_data.get()) +
+                  ", got: " + repr_of(b.node_data.get()) + ".");
+      }
+      break;
+    case NodeKind::NamedTuple:
+      check_arity("namedtuple");
+      check_type("namedtuple");
+      break;
+    case NodeKind::StructSequence:
+      check_arity("PyStructSequence");
+      check_type("PyStructSequence");
+      break;
+    default:  // tuple, list, deque (whatever its maxlen), None
+      check_arity(kind_name(spec, mine));
+      break;
   }
 }
 

@@ -353,3 +353,85 @@ def test_dict_key_mismatch_names_the_treespec_node(differential, lhs, rhs):
 def test_recursion_limit_is_restored():
     # A guard against the tests above leaking a low limit into the session.
     assert sys.getrecursionlimit() >= 1000
+
+
+BROADCAST_MISMATCHES = """
+import os
+import sys
+import time
+
+NS = 'walks-broadcast'
+
+
+class Node:
+    def __init__(self, *children):
+        self.children = children
+
+    def __repr__(self):
+        return f'Node{self.children!r}'
+
+
+class Other(Node):
+    pass
+
+
+class Meta:
+    def __init__(self, meta, *children):
+        self.meta = meta
+        self.children = children
+
+    def __repr__(self):
+        return f'Meta{(self.meta, *self.children)!r}'
+
+
+optree.register_pytree_node(Node, lambda n: (n.children, None), lambda m, c: Node(*c), namespace=NS)
+optree.register_pytree_node(
+    Other, lambda n: (n.children, None), lambda m, c: Other(*c), namespace=NS)
+optree.register_pytree_node(
+    Meta, lambda n: (n.children, n.meta), lambda m, c: Meta(m, *c), namespace=NS)
+P = collections.namedtuple('P', 'a b')
+Q = collections.namedtuple('Q', 'a b c')
+R = collections.namedtuple('R', 'a b')
+
+
+def common(a, b):
+    return optree.tree_broadcast_common([a], [b], namespace=NS)
+"""
+
+# Each check of broadcasting, in optree's order, with its message.
+BROADCAST_MISMATCH_EXPRS = [
+    'common(Node(1, 2), Node(1))',
+    'common(Node(1), Other(1))',
+    'common(Node(1, 2), Other(1))',
+    "common(Meta('a', 1), Meta('b', 1))",
+    "common(Meta('a', 1), Meta('a', 1, 2))",
+    "common(Meta('a', 1), Meta('b', 1, 2))",
+    'common(Node(1), P(1, 2))',
+    'common(P(1, 2), Node(1))',
+    'common(P(1, 2), Q(1, 2, 3))',
+    'common(P(1, 2), R(1, 2))',
+    'common(P(1, 2), (1, 2))',
+    'common((1, 2), P(1, 2))',
+    'common(time.gmtime(0), os.stat_result(range(10)))',
+    'common(os.times(), sys.version_info)',
+    'common(time.gmtime(0), (1,))',
+    'common(os.times(), Meta(0, 1))',
+    'common(Node(1), None)',
+    'common(None, Node(1))',
+    'common((1, 2), (1,))',
+    'common([1, 2], [1])',
+    'common((1, 2), [1, 2])',
+    'common(collections.deque([1, 2]), collections.deque([1]))',
+    'common(collections.deque([1], maxlen=3), collections.deque([1]))',
+    'common(collections.deque([1]), [1])',
+    'common(collections.OrderedDict(a=1), [1])',
+    'common([1], collections.defaultdict(int, a=1))',
+    "common({'a': 1}, {'b': 1})",
+    "common(collections.OrderedDict(a=1, b=2), {'b': 1})",
+    "common({'a': 1}, (1,))",
+    'optree.tree_broadcast_map(lambda x, y: (x, y), [Node(1, 2)], [Node(1)], namespace=NS)',
+]
+
+
+def test_broadcast_mismatch_messages(differential):
+    differential.check(BROADCAST_MISMATCHES, BROADCAST_MISMATCH_EXPRS, check_message=True)
