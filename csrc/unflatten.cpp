@@ -232,17 +232,41 @@ Ref make_node(const Node& node, PyObject* const* children, LazyBuiltins& builtin
   raise(PyExc_SystemError, "unsupported node kind");
 }
 
+namespace {
+
+enum class Source { Tuple, SharedList, Iterator };
+
+PyObject* next_of_iterator(void* iterator) {
+  // PyIter_Next(), minus its call overhead on every leaf.
+  auto* object = static_cast<PyObject*>(iterator);
+  return Py_TYPE(object)->tp_iternext(object);
+}
+
+// The rebuild of unflatten(): from the items of a tuple or a list (`leaves_object`), or from
+// the leaves `next` produces (Source::Iterator).
+Ref rebuild_from(const TreeSpec& spec, Source source, PyObject* leaves_object,
+                 TreeSpec::LeafProducer next, void* context);
+
+}  // namespace
+
+Ref TreeSpec::unflatten(LeafProducer next, void* context) const {
+  root();  // raises if uninitialized
+  return rebuild_from(*this, Source::Iterator, nullptr, next, context);
+}
+
 Ref TreeSpec::unflatten(PyObject* leaves) const {
   root();  // raises if uninitialized
 
   // A list of leaves may change under us while Python code runs (constructors, key hashing,
   // finalizers): it is read item by item with its current size. Any other iterable is read
-  // lazily and one item ahead, as optree's iteration does: the first item when the rebuild
-  // starts, the next one as soon as a leaf takes the current one. An endless iterator is not
-  // drained (num_leaves + 1 items are read), and the constructors run interleaved with the
+  // lazily and one item ahead, as optree's iteration (a pybind11 iterator) does: the first item
+  // when the first leaf is reached, the next one as soon as a leaf takes the current one, and
+  // once more before a leaf or the end when the last read found no item (an iterator may go
+  // on after a StopIteration: map() does when its function raises one). An endless iterator is
+  // not drained (num_leaves + 1 items are read), and the constructors run interleaved with the
   // iteration, in the same order as optree's.
   Ref sequence;
-  enum class Source { Tuple, SharedList, Iterator } source;
+  Source source;
   if (PyTuple_CheckExact(leaves)) {
     sequence = Ref::borrow(leaves);
     source = Source::Tuple;
@@ -265,10 +289,24 @@ Ref TreeSpec::unflatten(PyObject* leaves) const {
       raise(PyExc_ValueError,
             "Too many leaves for PyTreeSpec; expected: " + std::to_string(expected) + ".");
     }
+    return rebuild_from(*this, source, sequence.get(), nullptr, nullptr);
   }
+  return rebuild_from(*this, source, nullptr, next_of_iterator, sequence.get());
+}
+
+namespace {
+
+Ref rebuild_from(const TreeSpec& spec, Source source, PyObject* leaves_object,
+                 TreeSpec::LeafProducer next, void* context) {
+  const std::vector<Node>& nodes = spec.nodes;
+  Py_ssize_t expected = spec.num_leaves();
   // Owned references of the subtrees built so far; the top `arity` are a node's children.
-  std::unique_ptr<PyObject*[]> storage(new PyObject*[nodes.size()]);
-  PyObject** const bottom = storage.get();
+  // Small trees (the common case of per-call overhead) keep them on the stack.
+  constexpr size_t kOnStack = 32;
+  PyObject* on_stack[kOnStack];
+  std::unique_ptr<PyObject*[]> on_heap;
+  if (nodes.size() > kOnStack) on_heap.reset(new PyObject*[nodes.size()]);
+  PyObject** const bottom = on_heap ? on_heap.get() : on_stack;
   PyObject** top = bottom;
   struct Cleanup {
     PyObject** const& bottom;
@@ -278,18 +316,19 @@ Ref TreeSpec::unflatten(PyObject* leaves) const {
     }
   } cleanup{bottom, top};
   LazyBuiltins builtins;
-  PyObject* leaves_object = sequence.get();
-  Ref ahead;  // Iterator: the item read ahead, null once the iterator is exhausted
-  iternextfunc next_item = Py_TYPE(leaves_object)->tp_iternext;
+  Ref ahead;  // Iterator: the item read ahead, null when the last read found none
   auto read_ahead = [&] {
-    // PyIter_Next(), minus its call overhead on every leaf.
-    ahead = Ref::steal(next_item(leaves_object));
+    ahead = Ref::steal(next(context));
     if (!ahead && PyErr_Occurred()) [[unlikely]] {
       if (!PyErr_ExceptionMatches(PyExc_StopIteration)) throw_python_error();
       PyErr_Clear();
     }
   };
-  if (source == Source::Iterator) read_ahead();
+  // How a pybind11 iterator compares with its end: with no item at hand, it reads one first.
+  auto at_end = [&] {
+    if (!ahead) read_ahead();
+    return !ahead;
+  };
   // One loop per source, so that reading a leaf is a load (and an increment).
   auto rebuild = [&]<Source kSource>() {
     Py_ssize_t leaf_index = 0;
@@ -301,7 +340,7 @@ Ref TreeSpec::unflatten(PyObject* leaves) const {
         if constexpr (kSource == Source::Tuple) {
           leaf = Py_NewRef(items[leaf_index]);
         } else if constexpr (kSource == Source::Iterator) {
-          if (!ahead) [[unlikely]] {
+          if (at_end()) [[unlikely]] {
             raise(PyExc_ValueError,
                   "Too few leaves for PyTreeSpec; expected: " + std::to_string(expected) +
                       ", got: " + std::to_string(leaf_index) + ".");
@@ -363,9 +402,9 @@ Ref TreeSpec::unflatten(PyObject* leaves) const {
   }
   bool too_many = false;
   if (source == Source::SharedList) {
-    too_many = PyList_GET_SIZE(sequence.get()) > expected;
+    too_many = PyList_GET_SIZE(leaves_object) > expected;
   } else if (source == Source::Iterator) {
-    too_many = static_cast<bool>(ahead);
+    too_many = !at_end();
   }
   if (too_many) [[unlikely]] {
     raise(PyExc_ValueError,
@@ -373,5 +412,7 @@ Ref TreeSpec::unflatten(PyObject* leaves) const {
   }
   return Ref::steal(*--top);
 }
+
+}  // namespace
 
 }  // namespace optree

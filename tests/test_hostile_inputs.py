@@ -265,6 +265,83 @@ def test_unflatten_reads_one_item_past_the_leaves(differential):
     differential.check(COUNTING_SETUP, exprs, isolated=True)
 
 
+RESUMING_ITERATOR_SETUP = textwrap.dedent(
+    """
+    events = []
+
+
+    class Resuming:
+        # Raises StopIteration at each 'STOP' item and then goes on, as map() does when its
+        # function raises StopIteration.
+        def __init__(self, items):
+            self.items = list(items)
+            self.index = 0
+
+        def __iter__(self):
+            return self
+
+        def __next__(self):
+            events.append(('next', self.index))
+            index = self.index
+            self.index += 1
+            if index >= len(self.items) or self.items[index] == 'STOP':
+                raise StopIteration
+            return self.items[index]
+
+
+    class Node:
+        def __init__(self, *children):
+            self.children = children
+
+        def __repr__(self):
+            return f'Node{self.children!r}'
+
+
+    def unflatten_node(meta, children):
+        events.append(('unflatten', tuple(children)))
+        return Node(*children)
+
+
+    optree.register_pytree_node(
+        Node, lambda n: (n.children, None), unflatten_node, namespace='hostile-resuming'
+    )
+
+
+    def run(tree, items):
+        events.clear()
+        spec = optree.tree_structure(tree, namespace='hostile-resuming')
+        try:
+            result = spec.unflatten(Resuming(items))
+        except ValueError as ex:
+            result = str(ex)
+        return result, list(events)
+    """,
+)
+
+
+def test_unflatten_iterator_resuming_after_stop_iteration(differential):
+    # optree reads through a pybind11 iterator: the first item when the first leaf is reached
+    # (after the containers before it are built), and once more before a leaf or the end when
+    # the last read found no item.
+    differential.check(
+        RESUMING_ITERATOR_SETUP,
+        [
+            'run([Node(), 1], [1])',
+            'run([Node(), 1], [])',
+            'run([Node(), Node()], [])',
+            'run([Node(), Node()], [5])',
+            "run([1, 2, 3], [1, 'STOP', 2, 3])",
+            "run([1, 2, 3], [1, 2, 3, 'STOP', 4])",
+            "run([1, 2, 3], [1, 2, 3, 'STOP', 'STOP'])",
+            "run([1, 2, 3], [1, 2, 'STOP', 'STOP', 3])",
+            "run([1, 2, 3], ['STOP', 1, 2, 3])",
+            "run([Node(1, 2), 3], [1, 'STOP', 2, 3])",
+            "run([Node(1, 2), (3, Node(4)), 5], [1, 'STOP', 2, 'STOP', 3, 4, 5, 'STOP', 6])",
+        ],
+        check_message=True,
+    )
+
+
 def test_unflatten_iterates_sequences_of_other_types(differential):
     setup = textwrap.dedent(
         """

@@ -89,6 +89,14 @@ class TreeSpec {
 
   // Rebuilding and matching.
   Ref unflatten(PyObject* leaves) const;
+  // Makes the leaves of a rebuild one at a time: a new reference, or null with no exception set
+  // once there are no more, or null with an exception set (StopIteration, too, means no more).
+  using LeafProducer = PyObject* (*)(void* context);
+  // Rebuilds from the leaves `next` makes, read as unflatten() reads an iterator (as optree's
+  // pybind11 iterator does): the first when the first leaf is reached, the next as soon as a
+  // leaf takes the current one (so the containers are built interleaved with the calls), and
+  // once more before a leaf or the end when the last read made none.
+  Ref unflatten(LeafProducer next, void* context) const;
   Ref flatten_up_to(PyObject* tree) const;
   TreeSpec compose(const TreeSpec& inner) const;
 
