@@ -427,6 +427,21 @@ std::string container_word(const std::string& what) {
 
 namespace {
 
+// The error of a dict-kind node whose object (one of the three builtin dict types) does not have
+// its keys.
+[[noreturn, gnu::noinline]] void dict_keys_differ(const Node& node, PyObject* obj) {
+  Ref got_keys = sorted_dict_keys(obj);
+  if (auto mismatch = dict_key_mismatch(dict_keys_of(node), got_keys.get())) {
+    // Named after the treespec's node, as optree does, whatever the object's dict type.
+    const char* word = node.kind == NodeKind::OrderedDict   ? "OrderedDict"
+                       : node.kind == NodeKind::DefaultDict ? "defaultdict"
+                                                            : "dict";
+    raise(PyExc_ValueError, *mismatch + "; " + word + ": " + repr_of(obj) + ".");
+  }
+  // Equal key sets after all (a key's __eq__ or __hash__ changed the dict meanwhile).
+  raise(PyExc_RuntimeError, "dictionary changed during flatten_up_to");
+}
+
 // Checks that `obj` matches the non-leaf node `node` as flatten_up_to requires and returns its
 // children in treespec order. Kept out of the recursion so its large frame (error messages)
 // is not on the stack once per level.
@@ -538,18 +553,7 @@ namespace {
         same_keys = value != nullptr;
         if (same_keys) children.push_back(Ref::borrow(value));
       }
-      if (!same_keys) {
-        Ref got_keys = sorted_dict_keys(obj);
-        if (auto mismatch = dict_key_mismatch(expected_keys, got_keys.get())) {
-          // Named after the treespec's node, as optree does, whatever the object's dict type.
-          const char* word = node.kind == NodeKind::OrderedDict   ? "OrderedDict"
-                             : node.kind == NodeKind::DefaultDict ? "defaultdict"
-                                                                  : "dict";
-          raise(PyExc_ValueError, *mismatch + "; " + word + ": " + repr_of(obj) + ".");
-        }
-        // Equal key sets after all (a key's __eq__ or __hash__ changed the dict meanwhile).
-        raise(PyExc_RuntimeError, "dictionary changed during flatten_up_to");
-      }
+      if (!same_keys) dict_keys_differ(node, obj);
       break;
     }
     case NodeKind::Custom: {
@@ -587,40 +591,66 @@ namespace {
 
 Ref TreeSpec::flatten_up_to(PyObject* tree) const {
   root();  // raises if uninitialized
-  Py_ssize_t unfilled = num_leaves();
   // The subtrees are gathered here and put in a list only at the end: a list made up front
   // would be visible (through gc.get_objects()) with empty slots to the Python code that runs
   // meanwhile (custom flatten functions, key hashing, reprs of error messages).
-  // Owned references in [unfilled, size); moved into the list at the end.
+  Py_ssize_t n = num_leaves();
+  std::unique_ptr<PyObject*[]> items(new PyObject*[static_cast<size_t>(n)]);
+  flatten_up_to(tree, items.get(), 1);
+  Ref result = Ref::steal(PyList_New(n));
+  if (!result) {
+    for (Py_ssize_t i = 0; i < n; ++i) Py_DECREF(items[i]);
+    throw_python_error();
+  }
+  if (n > 0) {
+    std::memcpy(reinterpret_cast<PyListObject*>(result.get())->ob_item, items.get(),
+                static_cast<size_t>(n) * sizeof(PyObject*));
+  }
+  return result;
+}
+
+void TreeSpec::flatten_up_to(PyObject* tree, PyObject** out, Py_ssize_t stride) const {
+  root();  // raises if uninitialized
+  Py_ssize_t unfilled = num_leaves();
+  // Owned references at out[i * stride] for i in [filled_from, size); released (and the slots
+  // set to null) on error.
   struct Subtrees {
-    explicit Subtrees(Py_ssize_t n) : items(new PyObject*[static_cast<size_t>(n)]), size(n) {}
     ~Subtrees() {
-      for (Py_ssize_t i = filled_from; i < size; ++i) Py_DECREF(items[i]);
+      if (!done) {
+        for (Py_ssize_t i = filled_from; i < size; ++i) Py_CLEAR(items[i * stride]);
+      }
     }
-    std::unique_ptr<PyObject*[]> items;
+    PyObject** items;
+    Py_ssize_t stride;
     Py_ssize_t size;
     Py_ssize_t filled_from = size;
-  } subtrees(unfilled);
+    bool done = false;
+  } subtrees{out, stride, unfilled};
   LazyBuiltins builtins;
   std::optional<RegistryView> view;
   // Depth first and last child first, as optree does: with several mismatches, the one it
   // reports is the first met in this order (and custom flatten functions run in this order
   // too). The leaves are therefore placed back to front.
   struct Pending {
-    Py_ssize_t index;
+    Py_ssize_t index = 0;
     Ref subtree;
   };
-  std::vector<Pending> agenda;
-  agenda.reserve(nodes.size());  // each node is pushed at most once
-  agenda.push_back({num_nodes() - 1, Ref::borrow(tree)});
+  // Each node is pushed at most once. Small treespecs (the common case of per-call overhead)
+  // keep the agenda on the stack.
+  constexpr size_t kOnStack = 16;
+  Pending on_stack[kOnStack];
+  std::unique_ptr<Pending[]> on_heap;
+  if (nodes.size() > kOnStack) on_heap.reset(new Pending[nodes.size()]);
+  Pending* const agenda = on_heap ? on_heap.get() : on_stack;
+  size_t pending = 0;
+  agenda[pending++] = {num_nodes() - 1, Ref::borrow(tree)};
   std::vector<Ref> children;
-  while (!agenda.empty()) {
-    Pending item = std::move(agenda.back());
-    agenda.pop_back();
+  while (pending > 0) {
+    Pending item = std::move(agenda[--pending]);
     const Node& node = nodes[static_cast<size_t>(item.index)];
     if (node.kind == NodeKind::Leaf) {
       if (unfilled == 0) raise(PyExc_SystemError, "inconsistent PyTreeSpec leaf count");
-      subtrees.items[--unfilled] = item.subtree.release();
+      subtrees.items[--unfilled * stride] = item.subtree.release();
       subtrees.filled_from = unfilled;
       continue;
     }
@@ -643,28 +673,39 @@ Ref TreeSpec::flatten_up_to(PyObject* tree) const {
       items = reinterpret_cast<PyListObject*>(obj)->ob_item;
     }
 #endif
-    if (items == nullptr) {
+    // Child i goes to slot base + i, so the last child is popped first.
+    Pending* base = agenda + pending;
+    pending += static_cast<size_t>(node.arity);
+    if (items != nullptr) {
+      for (Py_ssize_t i = 0; i < node.arity; ++i) base[i].subtree = Ref::borrow(items[i]);
+    } else if (is_dict_kind(node.kind) &&
+               (Py_TYPE(obj) == &PyDict_Type || Py_TYPE(obj) == builtins.get().ordered_dict ||
+                Py_TYPE(obj) == builtins.get().default_dict) &&
+               PyDict_GET_SIZE(obj) == node.arity) {
+      // As match_node() looks the keys up, straight into the agenda.
+      PyObject* expected_keys = dict_keys_of(node);
+      for (Py_ssize_t i = 0; i < node.arity; ++i) {
+        PyObject* value = PyDict_GetItemWithError(obj, PyList_GET_ITEM(expected_keys, i));
+        if (value == nullptr) {
+          if (PyErr_Occurred()) throw_python_error();
+          dict_keys_differ(node, obj);
+        }
+        base[i].subtree = Ref::borrow(value);
+      }
+    } else {
       children.clear();
       match_node(node, obj, builtins, view, children);
+      for (Py_ssize_t i = 0; i < node.arity; ++i) {
+        base[i].subtree = std::move(children[static_cast<size_t>(i)]);
+      }
     }
-    // Child i goes to slot base + i, so the last child is popped first.
-    size_t base = agenda.size();
-    agenda.resize(base + static_cast<size_t>(node.arity));
     for (Py_ssize_t i = node.arity - 1; i >= 0; --i) {
-      Ref child =
-          items != nullptr ? Ref::borrow(items[i]) : std::move(children[static_cast<size_t>(i)]);
-      agenda[base + static_cast<size_t>(i)] = {position, std::move(child)};
+      base[i].index = position;
       position -= nodes[static_cast<size_t>(position)].num_nodes;
     }
   }
   if (unfilled != 0) raise(PyExc_SystemError, "inconsistent PyTreeSpec leaf count");
-  Ref result = check_ref(PyList_New(subtrees.size));
-  if (subtrees.size > 0) {
-    std::memcpy(reinterpret_cast<PyListObject*>(result.get())->ob_item, subtrees.items.get(),
-                static_cast<size_t>(subtrees.size) * sizeof(PyObject*));
-  }
-  subtrees.filled_from = subtrees.size;  // the list owns them now
-  return result;
+  subtrees.done = true;  // the caller owns them now
 }
 
 // ------------------------------------------------------------------------ equality and hash

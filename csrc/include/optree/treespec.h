@@ -98,6 +98,9 @@ class TreeSpec {
   // once more before a leaf or the end when the last read made none.
   Ref unflatten(LeafProducer next, void* context) const;
   Ref flatten_up_to(PyObject* tree) const;
+  // The same subtrees, subtree i as a new reference at out[i * stride] (num_leaves() of them);
+  // on error, the slots it filled are released and set to null again.
+  void flatten_up_to(PyObject* tree, PyObject** out, Py_ssize_t stride) const;
   TreeSpec compose(const TreeSpec& inner) const;
 
   // Structure queries.
