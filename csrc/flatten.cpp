@@ -333,6 +333,32 @@ void collect_iterable(PyObject* raw_children, std::vector<Ref>& children) {
   if (PyErr_Occurred()) throw_python_error();
 }
 
+// Whether sorting `keys` would leave them as they are, found without running Python code: the
+// keys are all exact str (or all exact int) and increasing. False when that is not known.
+bool known_sorted(PyObject* keys) {
+  Py_ssize_t n = PyList_GET_SIZE(keys);
+  if (n < 2) return true;  // sorting compares nothing
+  PyObject** items = reinterpret_cast<PyListObject*>(keys)->ob_item;
+  if (PyUnicode_CheckExact(items[0])) {
+    for (Py_ssize_t i = 1; i < n; ++i) {
+      if (!PyUnicode_CheckExact(items[i]) || PyUnicode_Compare(items[i - 1], items[i]) >= 0) {
+        return false;
+      }
+    }
+    return true;
+  }
+  if (PyLong_CheckExact(items[0])) {
+    for (Py_ssize_t i = 1; i < n; ++i) {
+      if (!PyLong_CheckExact(items[i])) return false;
+      int less = PyObject_RichCompareBool(items[i - 1], items[i], Py_LT);
+      if (less < 0) PyErr_Clear();  // cannot happen for ints; the sort decides then
+      if (less != 1) return false;
+    }
+    return true;
+  }
+  return false;
+}
+
 }  // namespace
 
 // The keys of a dict-kind node in flatten order (`keys_in_order` sorted, unless insertion
@@ -346,7 +372,10 @@ Ref dict_node_keys(PyObject* obj, NodeKind kind, const Ref& keys_in_order, Regis
     bool insertion_ordered = options.dict_insertion_ordered.has_value()
                                  ? *options.dict_insertion_ordered
                                  : view.snapshot().dicts_insertion_ordered(options.ns);
-    keys = insertion_ordered ? keys_in_order : sorted_keys(keys_in_order.get());
+    // Keys already in order (the common case of str keys) keep their list.
+    keys = insertion_ordered || known_sorted(keys_in_order.get())
+               ? keys_in_order
+               : sorted_keys(keys_in_order.get());
     if (!same_order(keys.get(), keys_in_order.get())) node.original_keys = keys_in_order;
   }
   if (kind == NodeKind::DefaultDict) {

@@ -2,7 +2,8 @@
 
 Namedtuples are rebuilt without calling their generated ``__new__``, and tuple subclasses are
 classified once per type version; dicts are rebuilt in insertion order from a permutation found
-by key identity. Each case below is one way those shortcuts could go wrong.
+by key identity; dicts whose keys are exact str or int already in order are not sorted. Each case
+below is one way those shortcuts could go wrong.
 """
 
 from __future__ import annotations
@@ -222,3 +223,31 @@ def test_leaves_list_changed_while_rebuilding(differential):
         ["run('clear')", "run('extend')", "run('pop')", "run('none')"],
         isolated=True,
     )
+
+
+# Dicts whose keys are already in sorted order keep their key list as it is (no sort, no copy);
+# the treespecs and rebuilt dicts must not show it.
+SORTED_KEYS_EXPRS = [
+    "optree.tree_flatten({'a': 1, 'b': 2, 'c': 3})",
+    "optree.tree_flatten({'c': 1, 'b': 2, 'a': 3})",
+    "optree.tree_flatten({'a': 1, 'c': 2, 'b': 3})",
+    'optree.tree_flatten({1: 1, 2: 2, 10: 3})',
+    'optree.tree_flatten({10: 1, 2: 2, 1: 3})',
+    'optree.tree_flatten({-1: 1, 2**70: 2, 0: 3})',
+    "optree.tree_flatten({'a': 1, 2: 2})",
+    "optree.tree_flatten({2: 1, 'a': 2})",
+    'optree.tree_flatten({True: 1, 2: 2})',
+    'optree.tree_flatten({1.5: 1, 2: 2})',
+    "optree.tree_flatten({'a': 1, 'é': 2, 'z': 3, '\U0001f600': 4, 'Z': 5})",
+    "optree.tree_unflatten(optree.tree_structure({'b': 1, 'a': 2}), [10, 20])",
+    "optree.tree_unflatten(optree.tree_structure({'a': 1, 'b': 2}), [10, 20])",
+    "optree.tree_map(lambda x: x, {'b': {'y': 1, 'x': 2}, 'a': {'x': 3, 'y': 4}})",
+    "optree.tree_flatten(collections.defaultdict(int, {'b': 1, 'a': 2}))",
+    "optree.tree_flatten(collections.defaultdict(int, {'a': 1, 'b': 2}))",
+    "optree.tree_structure({'a': 1, 'b': 2}) == optree.tree_structure({'b': 1, 'a': 2})",
+    "optree.tree_structure({'a': 1, 'b': 2}).unflatten([3, 4])",
+]
+
+
+def test_dict_keys_already_sorted(differential):
+    differential.check('', SORTED_KEYS_EXPRS, check_message=True)
