@@ -169,6 +169,30 @@ def flatten_with_path(
     namespace: str = '',
 ) -> tuple[list[tuple[Any, ...]], list[T], PyTreeSpec]: ...
 
+_MAP_PLAIN: Final[int]
+_MAP_WITH_PATH: Final[int]
+_MAP_WITH_ACCESSOR: Final[int]
+
+def _map_leaves(
+    func: Callable[..., Any],
+    tree: PyTree[T],
+    rests: tuple[Any, ...],
+    leaf_predicate: Callable[[T], bool] | None,
+    none_is_leaf: bool,
+    namespace: str,
+    prefix: int,
+    rebuild: bool,
+    /,
+) -> Any: ...
+def _map_matched(
+    func: Callable[..., Any],
+    treespec: PyTreeSpec,
+    trees: tuple[Any, ...],
+    prefix: int,
+    rebuild: bool,
+    /,
+) -> Any: ...
+
 # --- treespec constructors ---------------------------------------------------------------------
 
 def make_leaf(none_is_leaf: bool = False, namespace: str = '') -> PyTreeSpec: ...

@@ -10,7 +10,9 @@ from libcpp.utility cimport move
 from libcpp.vector cimport vector
 
 from optree.core cimport (
+    AccessorTypes,
     FlattenOptions,
+    MapRequest,
     SpecCallback,
     LeafIterator,
     Ref,
@@ -29,6 +31,7 @@ from optree.core cimport (
     is_structseq_class as core_is_structseq_class,
     kMaxRecursionDepth,
     main_interpreter_id,
+    map_leaves as core_map_leaves,
     namedtuple_fields as core_namedtuple_fields,
     num_interpreters_alive,
     num_interpreters_seen,
@@ -170,6 +173,9 @@ cdef extern from *:
       }
       return result != 0;
     }
+    static inline PyObject* const* optree_tuple_items(PyObject* tuple) {
+      return reinterpret_cast<PyTupleObject*>(tuple)->ob_item;
+    }
     #ifdef Py_GIL_DISABLED
     #define OPTREE_GIL_DISABLED 1
     #else
@@ -188,6 +194,7 @@ cdef extern from *:
     const int OPTREE_GIL_DISABLED
     const int OPTREE_PY_DEBUG
     int optree_bool_slot(object value)
+    PyObject* const* tuple_items "optree_tuple_items"(tuple value)
 
 
 cdef inline object steal(Ref ref):
@@ -338,6 +345,18 @@ cdef inline PyObject* optional_callable(object func):
     return <PyObject*>func
 
 
+cdef tuple accessor_classes():
+    # (the entry class of each builtin kind by kind index, PyTreeAccessor); optree.accessors
+    # puts them in this module's globals.
+    module_globals = globals()
+    sequence_entry = module_globals['SequenceEntry']
+    mapping_entry = module_globals['MappingEntry']
+    entry_types = (None, None, None, sequence_entry, sequence_entry, mapping_entry,
+                   module_globals['NamedTupleEntry'], mapping_entry, mapping_entry,
+                   sequence_entry, module_globals['StructSequenceEntry'], mapping_entry)
+    return entry_types, module_globals['PyTreeAccessor']
+
+
 cdef int call_spec_function(void* context, const TreeSpec& input, TreeSpec* output) except -1:
     cdef TreeSpec copy = input
     argument = wrap(copy)
@@ -456,14 +475,8 @@ cdef class PyTreeSpec:
 
     def accessors(self, /):
         """The accessor of each leaf."""
-        module_globals = globals()
-        sequence_entry = module_globals['SequenceEntry']
-        mapping_entry = module_globals['MappingEntry']
-        entry_types = (None, None, None, sequence_entry, sequence_entry, mapping_entry,
-                       module_globals['NamedTupleEntry'], mapping_entry, mapping_entry,
-                       sequence_entry, module_globals['StructSequenceEntry'], mapping_entry)
-        return steal(self.spec.accessors(<PyObject*>entry_types,
-                                         <PyObject*>module_globals['PyTreeAccessor'],
+        entry_types, accessor_type = accessor_classes()
+        return steal(self.spec.accessors(<PyObject*>entry_types, <PyObject*>accessor_type,
                                          <PyObject*>_KINDS))
 
     @property
@@ -608,6 +621,60 @@ def flatten_with_path(tree, /, leaf_predicate=None, none_is_leaf=False, namespac
     cdef Ref paths
     cdef TreeSpec spec = TreeSpec.flatten(<PyObject*>tree, options, &leaves, &paths)
     return steal(paths), steal(leaves), wrap(spec)
+
+
+# What tree_map and its variants pass to func before each leaf (_map_leaves, _map_matched).
+cdef enum:
+    PREFIX_NONE = 0
+    PREFIX_PATH = 1
+    PREFIX_ACCESSOR = 2
+
+_MAP_PLAIN = PREFIX_NONE
+_MAP_WITH_PATH = PREFIX_PATH
+_MAP_WITH_ACCESSOR = PREFIX_ACCESSOR
+
+
+cdef object run_map(TreeSpec& spec, func, PyObject* leaves, tuple trees, int prefix,
+                    PyObject* paths, cbool rebuild):
+    cdef MapRequest request
+    cdef AccessorTypes classes
+    request.func = <PyObject*>func
+    request.leaves = leaves
+    request.trees = tuple_items(trees)
+    request.num_trees = len(trees)
+    request.rebuild = rebuild
+    if prefix == PREFIX_PATH:
+        request.with_paths = True
+        request.paths = paths
+    elif prefix == PREFIX_ACCESSOR:
+        entry_types, accessor_type = accessor_classes()
+        classes.entry_types = <PyObject*>entry_types
+        classes.accessor_type = <PyObject*>accessor_type
+        classes.kinds = <PyObject*>_KINDS
+        request.accessors = &classes
+    elif prefix != PREFIX_NONE:
+        raise ValueError(f'unknown map prefix {prefix}')
+    return steal(core_map_leaves(spec, request))
+
+
+def _map_leaves(func, tree, tuple rests not None, leaf_predicate, none_is_leaf, namespace,
+                int prefix, cbool rebuild, /):
+    """tree_map and its variants in one pass: flattens `tree`, matches each of `rests` against
+    its treespec as flatten_up_to(), calls func(<path or accessor>, leaf, *subtrees) per leaf and
+    rebuilds from the results (or, without `rebuild`, discards them and returns `tree`)."""
+    cdef FlattenOptions options = make_options(leaf_predicate, none_is_leaf, namespace)
+    cdef Ref leaves
+    cdef Ref paths
+    cdef TreeSpec spec = TreeSpec.flatten(<PyObject*>tree, options, &leaves,
+                                          &paths if prefix == PREFIX_PATH else NULL)
+    result = run_map(spec, func, leaves.get(), rests, prefix, paths.get(), rebuild)
+    return result if rebuild else tree
+
+
+def _map_matched(func, PyTreeSpec treespec not None, tuple trees not None, int prefix,
+                 cbool rebuild, /):
+    """Like _map_leaves(), with every tree matched against `treespec` (tree_broadcast_map)."""
+    return run_map(treespec.spec, func, NULL, trees, prefix, NULL, rebuild)
 
 
 def make_leaf(none_is_leaf=False, namespace=''):

@@ -115,6 +115,25 @@ cdef extern from "optree/treespec.h" namespace "optree":
         Ref next() except +translate_exception
 
 
+cdef extern from "optree/map.h" namespace "optree":
+    cdef cppclass AccessorTypes:
+        PyObject* entry_types
+        PyObject* accessor_type
+        PyObject* kinds
+
+    cdef cppclass MapRequest:
+        PyObject* func
+        PyObject* leaves
+        PyObject* const* trees
+        Py_ssize_t num_trees
+        PyObject* paths
+        bool with_paths
+        const AccessorTypes* accessors
+        bool rebuild
+
+    Ref map_leaves(const TreeSpec& spec, const MapRequest& request) except +translate_exception
+
+
 cdef extern from "optree/transfer.h" namespace "optree::transfer":
     Ref transfer_encode_structure "optree::transfer::encode_structure"(
         const TreeSpec& spec, PyObject* locate, PyObject* dumps) except +translate_exception

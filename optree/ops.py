@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Generic, SupportsIndex, Support
 
 import optree._C as _C
 from optree._C import PyTreeIter as _PyTreeIter
+from optree._C import _map_leaves, _map_matched
 from optree._C import flatten as _flatten
 from optree._C import flatten_with_path as _flatten_with_path
 from optree._C import is_leaf as _is_leaf
@@ -116,6 +117,11 @@ NONE_IS_LEAF: bool = True
 """Value of ``none_is_leaf`` that makes :data:`None` a leaf."""
 
 _HAS_FROZENDICT: bool = sys.version_info >= (3, 15) and bool(_C.OPTREE_HAS_FROZENDICT)
+
+# What the map functions pass to func before each leaf (optree._C._map_leaves).
+_PLAIN: int = _C._MAP_PLAIN
+_WITH_PATH: int = _C._MAP_WITH_PATH
+_WITH_ACCESSOR: int = _C._MAP_WITH_ACCESSOR
 
 
 # --- flatten / unflatten ---------------------------------------------------------------------
@@ -277,11 +283,7 @@ def tree_map(
     Every tree of ``rests`` must have ``tree``'s structure as a prefix of its own; the
     corresponding subtrees are passed as extra arguments. Returns a tree of ``tree``'s structure.
     """
-    leaves, treespec = _flatten(tree, is_leaf, none_is_leaf, namespace)
-    if not rests:
-        return treespec.unflatten(map(func, leaves))
-    flatten_up_to = treespec.flatten_up_to
-    return treespec.unflatten(map(func, leaves, *[flatten_up_to(r) for r in rests]))
+    return _map_leaves(func, tree, rests, is_leaf, none_is_leaf, namespace, _PLAIN, True)
 
 
 def tree_map_(
@@ -294,10 +296,7 @@ def tree_map_(
     namespace: str = '',
 ) -> PyTree[T]:
     """Like :func:`tree_map`, for side effects only: return ``tree`` itself."""
-    leaves, treespec = _flatten(tree, is_leaf, none_is_leaf, namespace)
-    flatten_up_to = treespec.flatten_up_to
-    deque(map(func, leaves, *[flatten_up_to(r) for r in rests]), maxlen=0)
-    return tree
+    return _map_leaves(func, tree, rests, is_leaf, none_is_leaf, namespace, _PLAIN, False)
 
 
 def tree_map_with_path(
@@ -310,9 +309,7 @@ def tree_map_with_path(
     namespace: str = '',
 ) -> PyTree[U]:
     """Like :func:`tree_map`, passing each leaf's path as the first argument of ``func``."""
-    paths, leaves, treespec = _flatten_with_path(tree, is_leaf, none_is_leaf, namespace)
-    flatten_up_to = treespec.flatten_up_to
-    return treespec.unflatten(map(func, paths, leaves, *[flatten_up_to(r) for r in rests]))
+    return _map_leaves(func, tree, rests, is_leaf, none_is_leaf, namespace, _WITH_PATH, True)
 
 
 def tree_map_with_path_(
@@ -325,10 +322,7 @@ def tree_map_with_path_(
     namespace: str = '',
 ) -> PyTree[T]:
     """Like :func:`tree_map_with_path`, for side effects only: return ``tree`` itself."""
-    paths, leaves, treespec = _flatten_with_path(tree, is_leaf, none_is_leaf, namespace)
-    flatten_up_to = treespec.flatten_up_to
-    deque(map(func, paths, leaves, *[flatten_up_to(r) for r in rests]), maxlen=0)
-    return tree
+    return _map_leaves(func, tree, rests, is_leaf, none_is_leaf, namespace, _WITH_PATH, False)
 
 
 def tree_map_with_accessor(
@@ -341,9 +335,7 @@ def tree_map_with_accessor(
     namespace: str = '',
 ) -> PyTree[U]:
     """Like :func:`tree_map`, passing each leaf's accessor as the first argument of ``func``."""
-    leaves, treespec = _flatten(tree, is_leaf, none_is_leaf, namespace)
-    flat_rests = [treespec.flatten_up_to(r) for r in rests]
-    return treespec.unflatten(map(func, treespec.accessors(), leaves, *flat_rests))
+    return _map_leaves(func, tree, rests, is_leaf, none_is_leaf, namespace, _WITH_ACCESSOR, True)
 
 
 def tree_map_with_accessor_(
@@ -356,10 +348,7 @@ def tree_map_with_accessor_(
     namespace: str = '',
 ) -> PyTree[T]:
     """Like :func:`tree_map_with_accessor`, for side effects only: return ``tree`` itself."""
-    leaves, treespec = _flatten(tree, is_leaf, none_is_leaf, namespace)
-    flat_rests = [treespec.flatten_up_to(r) for r in rests]
-    deque(map(func, treespec.accessors(), leaves, *flat_rests), maxlen=0)
-    return tree
+    return _map_leaves(func, tree, rests, is_leaf, none_is_leaf, namespace, _WITH_ACCESSOR, False)
 
 
 def tree_replace_nones(
@@ -696,7 +685,7 @@ def tree_broadcast_map(
     if not rests:
         return tree_map(func, tree, is_leaf=is_leaf, none_is_leaf=none_is_leaf, namespace=namespace)
     trees, common = _broadcast_common((tree, *rests), is_leaf, none_is_leaf, namespace)
-    return common.unflatten(map(func, *[common.flatten_up_to(t) for t in trees]))
+    return _map_matched(func, common, tuple(trees), _PLAIN, True)
 
 
 def tree_broadcast_map_with_path(
@@ -718,8 +707,7 @@ def tree_broadcast_map_with_path(
             namespace=namespace,
         )
     trees, common = _broadcast_common((tree, *rests), is_leaf, none_is_leaf, namespace)
-    flat = [common.flatten_up_to(t) for t in trees]
-    return common.unflatten(map(func, common.paths(), *flat))
+    return _map_matched(func, common, tuple(trees), _WITH_PATH, True)
 
 
 def tree_broadcast_map_with_accessor(
@@ -741,8 +729,7 @@ def tree_broadcast_map_with_accessor(
             namespace=namespace,
         )
     trees, common = _broadcast_common((tree, *rests), is_leaf, none_is_leaf, namespace)
-    flat = [common.flatten_up_to(t) for t in trees]
-    return common.unflatten(map(func, common.accessors(), *flat))
+    return _map_matched(func, common, tuple(trees), _WITH_ACCESSOR, True)
 
 
 # --- reductions --------------------------------------------------------------------------------

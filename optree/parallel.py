@@ -247,7 +247,7 @@ def _pack_list(items: list[Any]) -> tuple[Any, ...]:
     n = len(items)
     entry = _leaf_lists.get(n)
     if entry is None:
-        entry = _encode(_C._structure([None] * n, None, True), '')  # type: ignore[arg-type]
+        entry = _encode(_C._structure([None] * n, None, True, ''), '')  # type: ignore[arg-type]
         _remember(_leaf_lists, n, entry)
     data, objects = _C._transfer_encode_leaves(items, _DUMPS)
     return (PACK_FORMAT, entry[0], entry[1], data, objects)
@@ -270,21 +270,57 @@ class _RemoteTraceback(Exception):
 _worker_state = threading.local()
 
 
+class _Stopped:
+    """Stands for the result of a leaf where func raised StopIteration. optree.tree_map's
+    unflatten reads its map object on past such a leaf (see _Replay); pickled by reference, so
+    that it comes back from a worker as this interpreter's own."""
+
+    __slots__ = ()
+
+    def __reduce__(self) -> str:
+        return '_STOPPED'
+
+    def __repr__(self) -> str:
+        return '<StopIteration from func>'
+
+
+_STOPPED = _Stopped()
+
+
+class _WithStops(list):  # type: ignore[type-arg]
+    """The results of a chunk in which func raised StopIteration at some leaves (_STOPPED)."""
+
+    __slots__ = ()
+
+
+def _map_into(results: list[Any], func: Callable[..., Any], columns: list[Any]) -> bool:
+    """Appends func's result for each leaf of `columns` to `results`, _STOPPED for a leaf where
+    func raised StopIteration; returns whether it did so. Raises what func raises, the results
+    before the failing leaf appended (list.extend keeps what it appended before an exception)."""
+    mapped = map(func, *columns)
+    expected = len(results) + len(columns[0])
+    stopped = False
+    while True:
+        results.extend(mapped)  # up to the end of the columns, or a StopIteration from func
+        if len(results) >= expected:
+            return stopped
+        results.append(_STOPPED)
+        stopped = True
+
+
 def _map_local(func: Callable[..., Any], columns: list[list[Any]], start: int, stop: int) -> Any:
-    """Map a chunk in this interpreter: the results (a list), or (index, exception)."""
+    """Map a chunk in this interpreter: the results (a list, a _WithStops if func raised
+    StopIteration somewhere), or (index, exception)."""
     results: list[Any] = []
     _worker_state.depth = getattr(_worker_state, 'depth', 0) + 1
     try:
-        if len(columns) == 1:
-            results.extend(map(func, columns[0][start:stop]))
-        else:
-            results.extend(map(func, *[column[start:stop] for column in columns]))
+        stopped = _map_into(results, func, [column[start:stop] for column in columns])
     except Exception as ex:
-        # list.extend keeps what it appended before the exception: the failing leaf is next.
+        # The failing leaf is the one after the results.
         return (start + len(results), ex)
     finally:
         _worker_state.depth -= 1
-    return results
+    return _WithStops(results) if stopped else results
 
 
 # The default interpreter pool measures func on the first leaves, in the calling thread, for
@@ -315,9 +351,9 @@ def _map_prefix(func: Callable[..., Any], columns: list[list[Any]]) -> tuple[Any
         outcome = _map_local(func, columns, start, stop)
         if type(outcome) is tuple:
             return outcome, True, 0.0
+        if type(outcome) is _WithStops and type(results) is not _WithStops:
+            results = _WithStops(results)
         results.extend(outcome)
-        if len(outcome) < stop - start:  # StopIteration ended the map: as the serial map
-            return results, True, 0.0
         size *= 2
         elapsed = time.perf_counter() - began
     mapped = len(results)
@@ -327,6 +363,8 @@ def _map_prefix(func: Callable[..., Any], columns: list[list[Any]]) -> tuple[Any
     outcome = _map_local(func, columns, mapped, n)
     if type(outcome) is tuple:
         return outcome, True, pace
+    if type(outcome) is _WithStops and type(results) is not _WithStops:
+        results = _WithStops(results)
     results.extend(outcome)
     return results, True, pace
 
@@ -359,9 +397,10 @@ def _import_exception(record: tuple[Any, ...]) -> BaseException:
 def _map_packed(func: Callable[..., Any], *packed_columns: tuple[Any, ...]) -> tuple[Any, ...]:
     """Map a chunk sent as :func:`pack` output (in a worker interpreter or process).
 
-    Returns ``('ok', packed results)`` or ``('error', stage, index, ...)``, where stage is
-    'unpack' (the leaves could not be rebuilt here), 'func' (func raised at leaf `index` of the
-    chunk) or 'results' (the results could not be packed).
+    Returns ``('ok', packed results)`` (``('stopped', packed results)`` if func raised
+    StopIteration at some leaves) or ``('error', stage, index, ...)``, where stage is 'unpack'
+    (the leaves could not be rebuilt here), 'func' (func raised at leaf `index` of the chunk) or
+    'results' (the results could not be packed).
     """
     try:
         columns = [unpack(packed) for packed in packed_columns]
@@ -370,13 +409,13 @@ def _map_packed(func: Callable[..., Any], *packed_columns: tuple[Any, ...]) -> t
     results: list[Any] = []
     _worker_state.depth = getattr(_worker_state, 'depth', 0) + 1
     try:
-        results.extend(map(func, *columns))
+        stopped = _map_into(results, func, columns)
     except Exception as ex:
         return _export_exception('func', len(results), ex)
     finally:
         _worker_state.depth -= 1
     try:
-        return ('ok', _pack_list(results))
+        return ('stopped' if stopped else 'ok', _pack_list(results))
     except Exception as ex:
         return _export_exception('results', 0, ex)
 
@@ -615,7 +654,7 @@ def tree_map(
             if backend == 'interpreters':
                 outcome, complete, pace = _map_prefix(func, columns)
                 if complete:
-                    return _finish(treespec, [outcome], [(0, n)])
+                    return _finish(treespec, [outcome])
                 done = outcome
                 left -= len(done)
                 chunks = max(workers, min(chunks, int(left * pace / _MIN_CHUNK_SECONDS)))
@@ -630,12 +669,8 @@ def tree_map(
             pool = _pool(backend, workers - 1 if caller_maps else workers)
         if pool is None:
             if done is not None:
-                return _finish(
-                    treespec,
-                    [done, _map_local(func, columns, len(done), n)],
-                    [(0, len(done)), (len(done), n)],
-                )
-            return _finish(treespec, [_map_local(func, columns, 0, n)], [(0, n)])
+                return _finish(treespec, [done, _map_local(func, columns, len(done), n)])
+            return _finish(treespec, [_map_local(func, columns, 0, n)])
         return _run(
             func,
             treespec,
@@ -699,7 +734,7 @@ def _run(
             # Leaves that do not pickle stay in this interpreter: threads.
             executor = _pool('threads', getattr(executor, '_max_workers', 1))
             if executor is None:  # shut down at exit
-                return _finish(treespec, [_map_local(func, columns, 0, n)], [(0, n)])
+                return _finish(treespec, [_map_local(func, columns, 0, n)])
             local = True
     futures: list[Future[Any]] = []
     outcomes: list[Any] = [None] * len(bounds)
@@ -722,7 +757,7 @@ def _run(
         elif first:
             outcomes[0] = _map_local(func, columns, *bounds[0])
             if type(outcomes[0]) is tuple:  # the very first chunk failed
-                return _finish(treespec, outcomes[:1], bounds)
+                return _finish(treespec, outcomes[:1])
         if caller_maps:
             # Chunks no worker has started: here, from the last one back (workers start them
             # in order, so the first one that cannot be cancelled ends the search).
@@ -755,11 +790,11 @@ def _run(
                         outcome = _receive(outcome, func, columns, bounds[index], fallback)
             outcomes[index] = outcome
             if type(outcome) is tuple:  # a failure: later chunks cannot matter
-                return _finish(treespec, outcomes[: index + 1], bounds)
+                return _finish(treespec, outcomes[: index + 1])
     finally:
         for future in futures:
             future.cancel()
-    return _finish(treespec, outcomes, bounds)
+    return _finish(treespec, outcomes)
 
 
 def _receive(
@@ -775,6 +810,8 @@ def _receive(
         raise TypeError(f'optree.parallel.tree_map: unexpected worker result {outcome!r}')
     if outcome[0] == 'ok':
         return unpack(outcome[1])
+    if outcome[0] == 'stopped':
+        return _WithStops(unpack(outcome[1]))
     _, stage, index, *_ = outcome
     if stage != 'func' and fallback:
         return _map_local(func, columns, start, stop)
@@ -794,15 +831,53 @@ def _receive(
     return (start + index, ex)
 
 
-def _finish(treespec: PyTreeSpec, outcomes: list[Any], bounds: list[tuple[int, int]]) -> Any:
+class _Replay:
+    """What optree.tree_map's unflatten reads from its map object, replayed from the results of
+    the chunks in order: StopIteration at each leaf where func raised it (unflatten reads on past
+    it, and raises for too few leaves when the next read gives none either), then the exception
+    of the failed chunk, if any, where func raised it."""
+
+    def __init__(
+        self,
+        results: list[Any],
+        failure: tuple[int, BaseException] | None,
+        treespec: PyTreeSpec,
+    ) -> None:
+        self._results = results
+        self._index = 0
+        self._failure = failure
+        self._treespec = treespec
+
+    def __iter__(self) -> _Replay:
+        return self
+
+    def __next__(self) -> Any:
+        index = self._index
+        if index < len(self._results):
+            self._index = index + 1
+            item = self._results[index]
+            if item is _STOPPED:
+                raise StopIteration
+            return item
+        if self._failure is not None:
+            (leaf, ex), self._failure = self._failure, None
+            _raise_at(ex, self._treespec, leaf)
+        raise StopIteration
+
+
+def _finish(treespec: PyTreeSpec, outcomes: list[Any]) -> Any:
     results: list[Any] = []
-    for outcome, (start, stop) in zip(outcomes, bounds, strict=False):
+    failure = None
+    stopped = False
+    for outcome in outcomes:
         if type(outcome) is tuple:
-            index, ex = outcome
-            _raise_at(ex, treespec, index)
-        results.extend(outcome)
-        if len(outcome) < stop - start:
-            # func raised StopIteration, which ends map() early: as in optree.tree_map, the
-            # results end there (and unflatten raises for too few leaves).
+            failure = outcome
             break
+        stopped = stopped or type(outcome) is _WithStops
+        results.extend(outcome)
+    if stopped:
+        return treespec.unflatten(_Replay(results, failure, treespec))
+    if failure is not None:
+        index, ex = failure
+        _raise_at(ex, treespec, index)
     return treespec.unflatten(results)

@@ -76,7 +76,7 @@ def fail_unpicklably(x: Any) -> Any:
 
 
 def stop_at_three(x: Any) -> Any:
-    """Raises StopIteration at the leaf 3: it ends the serial map's iterator early."""
+    """Raises StopIteration at the leaf 3: the serial map's unflatten skips its result."""
     if x == 3:
         raise StopIteration
     return x

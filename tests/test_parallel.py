@@ -213,9 +213,19 @@ def test_tree_map_raises_the_first_failing_leafs_exception(backend: dict[str, An
 
 
 def test_tree_map_func_raising_stop_iteration_as_optree_tree_map(backend: dict[str, Any]) -> None:
-    # In optree.tree_map, StopIteration out of func ends the map early: unflatten then raises
-    # its ValueError for too few leaves, counting those mapped before.
-    for tree in (list(range(10)), [3], {'a': [1, 2], 'b': (3, 4)}, list(range(3, 50))):
+    # In optree.tree_map, unflatten reads the map on past a StopIteration out of func (the
+    # leaf's result is skipped), and raises its ValueError for too few leaves when the leaves
+    # run out, or when the next read gives none either.
+    trees = (
+        list(range(10)),
+        [3],
+        {'a': [1, 2], 'b': (3, 4)},
+        list(range(3, 50)),
+        [0, 3, 3, 1],
+        [3, 1, 2],
+        list(range(40)) + [3] * 30,
+    )
+    for tree in trees:
         expected = raised(optree.tree_map, parallel_support.stop_at_three, tree)
         actual = raised(optree.parallel.tree_map, parallel_support.stop_at_three, tree, **backend)
         assert (type(actual), str(actual)) == (type(expected), str(expected))
@@ -511,7 +521,7 @@ def test_default_interpreter_pool_measures_func_on_the_first_leaves(
         assert isinstance(ex, parallel_support.LeafError), ex
         assert ex.args[1] == tree[index]
         assert f'at leaf {index} of the tree' in ex.__notes__[-1]
-    # StopIteration among the measured leaves ends the map early, as in optree.tree_map.
+    # StopIteration among the measured leaves: unflatten reads on, as in optree.tree_map.
     with pytest.raises(ValueError, match='leaves'):
         optree.parallel.tree_map(parallel_support.stop_at_three, list(range(10)))
     with pytest.raises(ValueError, match='leaves'):
