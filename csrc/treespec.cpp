@@ -631,9 +631,11 @@ void TreeSpec::flatten_up_to(PyObject* tree, PyObject** out, Py_ssize_t stride) 
   // Depth first and last child first, as optree does: with several mismatches, the one it
   // reports is the first met in this order (and custom flatten functions run in this order
   // too). The leaves are therefore placed back to front.
+  // A subtree (an owned reference) and the index of its node. Trivial, so that the agenda is
+  // not initialized: the entries in [0, pending) are the live ones.
   struct Pending {
-    Py_ssize_t index = 0;
-    Ref subtree;
+    Py_ssize_t index;
+    PyObject* subtree;
   };
   // Each node is pushed at most once. Small treespecs (the common case of per-call overhead)
   // keep the agenda on the stack.
@@ -643,19 +645,28 @@ void TreeSpec::flatten_up_to(PyObject* tree, PyObject** out, Py_ssize_t stride) 
   if (nodes.size() > kOnStack) on_heap.reset(new Pending[nodes.size()]);
   Pending* const agenda = on_heap ? on_heap.get() : on_stack;
   size_t pending = 0;
-  agenda[pending++] = {num_nodes() - 1, Ref::borrow(tree)};
+  struct Release {
+    Pending* agenda;
+    size_t& pending;
+    ~Release() {
+      while (pending > 0) Py_DECREF(agenda[--pending].subtree);
+    }
+  } release{agenda, pending};
+  agenda[pending++] = {num_nodes() - 1, Py_NewRef(tree)};
   std::vector<Ref> children;
   while (pending > 0) {
-    Pending item = std::move(agenda[--pending]);
-    const Node& node = nodes[static_cast<size_t>(item.index)];
+    --pending;
+    Py_ssize_t index = agenda[pending].index;
+    Ref subtree = Ref::steal(agenda[pending].subtree);  // held while Python code runs
+    const Node& node = nodes[static_cast<size_t>(index)];
     if (node.kind == NodeKind::Leaf) {
       if (unfilled == 0) raise(PyExc_SystemError, "inconsistent PyTreeSpec leaf count");
-      subtrees.items[--unfilled * stride] = item.subtree.release();
+      subtrees.items[--unfilled * stride] = subtree.release();
       subtrees.filled_from = unfilled;
       continue;
     }
-    PyObject* obj = item.subtree.get();
-    Py_ssize_t position = item.index - 1;
+    PyObject* obj = subtree.get();
+    Py_ssize_t position = index - 1;
     // Tuples and lists that match go straight onto the agenda; everything else (and every
     // mismatch, with its message) goes through match_node().
     PyObject** items = nullptr;
@@ -673,30 +684,32 @@ void TreeSpec::flatten_up_to(PyObject* tree, PyObject** out, Py_ssize_t stride) 
       items = reinterpret_cast<PyListObject*>(obj)->ob_item;
     }
 #endif
-    // Child i goes to slot base + i, so the last child is popped first.
+    // Child i goes to slot base + i, so the last child is popped first. Each slot joins the
+    // live ones as it is filled.
     Pending* base = agenda + pending;
-    pending += static_cast<size_t>(node.arity);
     if (items != nullptr) {
-      for (Py_ssize_t i = 0; i < node.arity; ++i) base[i].subtree = Ref::borrow(items[i]);
+      for (Py_ssize_t i = 0; i < node.arity; ++i, ++pending) {
+        base[i].subtree = Py_NewRef(items[i]);
+      }
     } else if (is_dict_kind(node.kind) &&
                (Py_TYPE(obj) == &PyDict_Type || Py_TYPE(obj) == builtins.get().ordered_dict ||
                 Py_TYPE(obj) == builtins.get().default_dict) &&
                PyDict_GET_SIZE(obj) == node.arity) {
       // As match_node() looks the keys up, straight into the agenda.
       PyObject* expected_keys = dict_keys_of(node);
-      for (Py_ssize_t i = 0; i < node.arity; ++i) {
+      for (Py_ssize_t i = 0; i < node.arity; ++i, ++pending) {
         PyObject* value = PyDict_GetItemWithError(obj, PyList_GET_ITEM(expected_keys, i));
         if (value == nullptr) {
           if (PyErr_Occurred()) throw_python_error();
           dict_keys_differ(node, obj);
         }
-        base[i].subtree = Ref::borrow(value);
+        base[i].subtree = Py_NewRef(value);
       }
     } else {
       children.clear();
       match_node(node, obj, builtins, view, children);
-      for (Py_ssize_t i = 0; i < node.arity; ++i) {
-        base[i].subtree = std::move(children[static_cast<size_t>(i)]);
+      for (Py_ssize_t i = 0; i < node.arity; ++i, ++pending) {
+        base[i].subtree = children[static_cast<size_t>(i)].release();
       }
     }
     for (Py_ssize_t i = node.arity - 1; i >= 0; --i) {
