@@ -149,17 +149,17 @@ def flatten(
 ) -> tuple[list[T], PyTreeSpec]: ...
 def _leaves(
     tree: PyTree[T],
+    leaf_predicate: Callable[[T], bool] | None,
+    none_is_leaf: bool,
+    namespace: str,
     /,
-    leaf_predicate: Callable[[T], bool] | None = None,
-    none_is_leaf: bool = False,
-    namespace: str = '',
 ) -> list[T]: ...
 def _structure(
     tree: PyTree[T],
+    leaf_predicate: Callable[[T], bool] | None,
+    none_is_leaf: bool,
+    namespace: str,
     /,
-    leaf_predicate: Callable[[T], bool] | None = None,
-    none_is_leaf: bool = False,
-    namespace: str = '',
 ) -> PyTreeSpec: ...
 def flatten_with_path(
     tree: PyTree[T],

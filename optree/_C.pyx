@@ -173,6 +173,14 @@ cdef extern from *:
       }
       return result != 0;
     }
+    // type.__new__(type) for a type whose tp_new takes no arguments.
+    static PyObject* optree_new_instance(PyTypeObject* type) {
+      PyObject* empty = PyTuple_New(0);
+      if (empty == NULL) return NULL;
+      PyObject* result = type->tp_new(type, empty, NULL);
+      Py_DECREF(empty);
+      return result;
+    }
     static inline PyObject* const* optree_tuple_items(PyObject* tuple) {
       return reinterpret_cast<PyTupleObject*>(tuple)->ob_item;
     }
@@ -195,6 +203,7 @@ cdef extern from *:
     const int OPTREE_PY_DEBUG
     int optree_bool_slot(object value)
     PyObject* const* tuple_items "optree_tuple_items"(tuple value)
+    object new_instance "optree_new_instance"(PyTypeObject* type)
 
 
 cdef inline object steal(Ref ref):
@@ -231,15 +240,16 @@ cdef inline string namespace_of(object namespace) except *:
     return namespace_of_other(namespace)
 
 
-cdef cbool bool_of_other(object value, str name) except *:
+cdef cbool bool_of_other(object value, const char* name) except *:
     # See optree_bool_slot(): anything else is a TypeError, as in optree.
     cdef int result = optree_bool_slot(value)
     if result < 0:
-        raise TypeError(f'The `{name}` argument must be a bool, got {value!r}.')
+        raise TypeError(f'The `{name.decode()}` argument must be a bool, got {value!r}.')
     return result != 0
 
 
-cdef inline cbool bool_of(object value, str name) except *:
+# `name` is a C string: a str constant would cost a module state lookup on every call.
+cdef inline cbool bool_of(object value, const char* name) except *:
     if value is True:
         return True
     if value is False or value is None:
@@ -254,7 +264,7 @@ cdef inline FlattenOptions make_options(object leaf_predicate, object none_is_le
         options.leaf_predicate = NULL
     else:
         options.leaf_predicate = <PyObject*>leaf_predicate
-    options.none_is_leaf = bool_of(none_is_leaf, 'none_is_leaf')
+    options.none_is_leaf = bool_of(none_is_leaf, b'none_is_leaf')
     options.ns = namespace_of(namespace)
     return options
 
@@ -312,7 +322,8 @@ _KINDS = tuple(PyTreeKind)
 # ------------------------------------------------------------------------------- treespec
 
 cdef PyTreeSpec wrap(TreeSpec& spec):
-    cdef PyTreeSpec result = PyTreeSpec.__new__(PyTreeSpec)
+    # PyTreeSpec.__new__(PyTreeSpec), minus a module state lookup (of the empty tuple).
+    cdef PyTreeSpec result = <PyTreeSpec>new_instance(<PyTypeObject*>PyTreeSpec)
     result.spec = move(spec)
     return result
 
@@ -425,15 +436,15 @@ cdef class PyTreeSpec:
 
     def is_leaf(self, /, *, strict=True):
         """Whether this structure is a single leaf (or, non-strict, a single node)."""
-        return self.spec.is_leaf(bool_of(strict, 'strict'))
+        return self.spec.is_leaf(bool_of(strict, b'strict'))
 
     def is_prefix(self, PyTreeSpec other not None, /, *, strict=False):
         """Whether this structure is a prefix of `other`."""
-        return self.spec.is_prefix(other.spec, bool_of(strict, 'strict'))
+        return self.spec.is_prefix(other.spec, bool_of(strict, b'strict'))
 
     def is_suffix(self, PyTreeSpec other not None, /, *, strict=False):
         """Whether `other` is a prefix of this structure."""
-        return other.spec.is_prefix(self.spec, bool_of(strict, 'strict'))
+        return other.spec.is_prefix(self.spec, bool_of(strict, b'strict'))
 
     def traverse(self, leaves, /, f_node=None, f_leaf=None):
         """Rebuilds from leaves, mapping leaves through f_leaf and nodes through f_node."""
@@ -601,13 +612,13 @@ def flatten(tree, /, leaf_predicate=None, none_is_leaf=False, namespace=''):
     return steal(leaves), wrap(spec)
 
 
-def _leaves(tree, /, leaf_predicate=None, none_is_leaf=False, namespace=''):
+def _leaves(tree, leaf_predicate, none_is_leaf, namespace, /):
     """The leaves of a pytree, as flatten() returns them, without building the treespec."""
     return steal(flatten_leaves(<PyObject*>tree,
                                 make_options(leaf_predicate, none_is_leaf, namespace)))
 
 
-def _structure(tree, /, leaf_predicate=None, none_is_leaf=False, namespace=''):
+def _structure(tree, leaf_predicate, none_is_leaf, namespace, /):
     """The treespec of a pytree, as flatten() returns it, without collecting the leaves."""
     cdef FlattenOptions options = make_options(leaf_predicate, none_is_leaf, namespace)
     cdef TreeSpec spec = TreeSpec.flatten(<PyObject*>tree, options, NULL, NULL)
@@ -680,14 +691,14 @@ def _map_matched(func, PyTreeSpec treespec not None, tuple trees not None, int p
 def make_leaf(none_is_leaf=False, namespace=''):
     """A treespec of a single leaf."""
     namespace_of(namespace)  # validated as optree does; a leaf records no namespace
-    cdef TreeSpec spec = TreeSpec.make_leaf(bool_of(none_is_leaf, 'none_is_leaf'))
+    cdef TreeSpec spec = TreeSpec.make_leaf(bool_of(none_is_leaf, b'none_is_leaf'))
     return wrap(spec)
 
 
 def make_none(none_is_leaf=False, namespace=''):
     """A treespec of None (a leaf when none_is_leaf is set)."""
     namespace_of(namespace)  # validated as optree does; None records no namespace
-    cdef TreeSpec spec = TreeSpec.make_none(bool_of(none_is_leaf, 'none_is_leaf'))
+    cdef TreeSpec spec = TreeSpec.make_none(bool_of(none_is_leaf, b'none_is_leaf'))
     return wrap(spec)
 
 
@@ -857,12 +868,12 @@ def unregister_node(cls, /, namespace=''):
 def is_dict_insertion_ordered(namespace='', inherit_global_namespace=True):
     """Whether dicts flatten in insertion order in `namespace`."""
     return core_is_dict_insertion_ordered(
-        namespace_of(namespace), bool_of(inherit_global_namespace, 'inherit_global_namespace'))
+        namespace_of(namespace), bool_of(inherit_global_namespace, b'inherit_global_namespace'))
 
 
 def set_dict_insertion_ordered(mode, /, namespace=''):
     """Makes dicts flatten in insertion order (or sorted order) in `namespace`."""
-    current_shard().set_dict_insertion_ordered(bool_of(mode, 'mode'), namespace_of(namespace))
+    current_shard().set_dict_insertion_ordered(bool_of(mode, b'mode'), namespace_of(namespace))
 
 
 def get_registry_size(namespace=None):
