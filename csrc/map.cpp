@@ -13,8 +13,8 @@ namespace {
 class ArgumentTable {
  public:
   ArgumentTable(Py_ssize_t rows, Py_ssize_t columns) : rows_(rows), columns_(columns) {
-    if (columns > 0 && rows > (PY_SSIZE_T_MAX / static_cast<Py_ssize_t>(sizeof(PyObject*)) - 1) /
-                                  columns) {
+    if (columns > 0 &&
+        rows > (PY_SSIZE_T_MAX / static_cast<Py_ssize_t>(sizeof(PyObject*)) - 1) / columns) {
       throw std::bad_alloc();
     }
     size_t size = static_cast<size_t>(rows * columns) + 1;
@@ -69,9 +69,8 @@ struct Calls {
   PyObject* call_next() {
     if (next >= table.rows()) return nullptr;  // what map's next gives once the lists end
     PyObject** args = table.row(next++);
-    return PyObject_Vectorcall(func, args,
-                               static_cast<size_t>(table.columns()) | PY_VECTORCALL_ARGUMENTS_OFFSET,
-                               nullptr);
+    return PyObject_Vectorcall(
+        func, args, static_cast<size_t>(table.columns()) | PY_VECTORCALL_ARGUMENTS_OFFSET, nullptr);
   }
   static PyObject* produce(void* self) { return static_cast<Calls*>(self)->call_next(); }
 };

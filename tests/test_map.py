@@ -96,22 +96,22 @@ EVENTS_SETUP = textwrap.dedent(
 TREES = [
     # (tree, rests)
     ('[Node(1, 2), (3, Node(4)), 5]', '()'),
-    ('[Node(1, 2), (3, Node(4)), 5]', "([Node(10, 20), (30, Node(40)), 50],)"),
+    ('[Node(1, 2), (3, Node(4)), 5]', '([Node(10, 20), (30, Node(40)), 50],)'),
     (
         '[Node(1, 2), (3, Node(4)), 5]',
         "([Node(10, 20), (30, Node(40)), 50], [Node([6], {'a': 7}), (8, Node(9)), None])",
     ),
     ("{'b': 1, 'a': (2, None), 'c': [3]}", "({'a': (20, 21), 'c': [30], 'b': 10},)"),
-    ('(1, [2, 3])', "((10, [20, 30]), (100, [200, 300]), (1, [2, 3]), (0, [0, 0]))"),
+    ('(1, [2, 3])', '((10, [20, 30]), (100, [200, 300]), (1, [2, 3]), (0, [0, 0]))'),
     ('[]', '([],)'),
     ('7', '(8, [9], None)'),
     ('None', '(None,)'),
     # Mismatches: the first tree's error wins, and none comes after a call of func.
-    ('[Node(1, 2), (3, Node(4)), 5]', "([Node(10, 20), (30, Node(40)), 50], [Node(1), 2, 3])"),
-    ('[Node(1, 2), (3, Node(4)), 5]', "([Node(1), 2, 3], [Node(1, 2, 3), 4, 5])"),
+    ('[Node(1, 2), (3, Node(4)), 5]', '([Node(10, 20), (30, Node(40)), 50], [Node(1), 2, 3])'),
+    ('[Node(1, 2), (3, Node(4)), 5]', '([Node(1), 2, 3], [Node(1, 2, 3), 4, 5])'),
     ("{'a': 1, 'b': 2}", "({'a': 1, 'b': 2}, {'a': 1, 'c': 2})"),
     ("{'a': 1, 'b': 2}", "({'a': 1},)"),
-    ("{'a': 1, 'b': 2}", "(collections.OrderedDict(b=1, a=2), collections.defaultdict(int, a=3))"),
+    ("{'a': 1, 'b': 2}", '(collections.OrderedDict(b=1, a=2), collections.defaultdict(int, a=3))'),
     ('(1, 2)', '([1, 2],)'),
     ('[1, 2]', '([1, 2, 3],)'),
 ]
@@ -219,6 +219,10 @@ OPTIONS_SETUP = textwrap.dedent(
     """
     tree = [None, (1, None), {'a': None}]
     other = [0, (2, 3), {'a': [4]}]
+
+
+    def is_four(node):
+        return node == [4]
     """,
 )
 
@@ -231,8 +235,8 @@ def test_options(differential):
             'optree.tree_map(lambda x, y: (x, y), tree, other)',
             'optree.tree_map(lambda x, y: (x, y), other, tree)',
             'optree.tree_map(lambda x, y: (x, y), other, tree, none_is_leaf=True)',
-            'optree.tree_map(lambda x, y: (x, y), other, other, is_leaf=lambda n: type(n) is tuple)',
-            'optree.tree_map_with_path(lambda p, x, y: p, other, other, is_leaf=lambda n: n == [4])',
+            'optree.tree_map(lambda x, y: (x, y), other, other, is_leaf=lambda n: n == (2, 3))',
+            'optree.tree_map_with_path(lambda p, x, *y: p, other, other, is_leaf=is_four)',
             'optree.tree_map(lambda x: x, tree, none_is_leaf=1)',
             'optree.tree_map(lambda x: x, tree, is_leaf=lambda n: 1 / 0)',
             'optree.tree_broadcast_map(lambda x, y: (x, y), 1, other)',
