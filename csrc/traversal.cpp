@@ -93,9 +93,12 @@ std::string broadcast_type_name(const TreeSpec& spec, Py_ssize_t index) {
     }
     return;
   }
-  auto check_arity = [&](const std::string& what) {
-    if (a.arity != b.arity) {
-      raise(PyExc_ValueError, what + " arity mismatch; expected: " + std::to_string(a.arity) +
+  // `what` names the node kind; null: the node's class (tuple, list, deque), named only when
+  // needed.
+  auto check_arity = [&](const char* what) {
+    if (a.arity != b.arity) [[unlikely]] {
+      raise(PyExc_ValueError, (what != nullptr ? std::string(what) : kind_name(spec, mine)) +
+                                  " arity mismatch; expected: " + std::to_string(a.arity) +
                                   ", got: " + std::to_string(b.arity) + ".");
     }
   };
@@ -128,7 +131,7 @@ std::string broadcast_type_name(const TreeSpec& spec, Py_ssize_t index) {
       check_type("PyStructSequence");
       break;
     default:  // tuple, list, deque (whatever its maxlen), None
-      check_arity(kind_name(spec, mine));
+      check_arity(nullptr);
       break;
   }
 }
