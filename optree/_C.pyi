@@ -147,6 +147,27 @@ def flatten(
     none_is_leaf: bool = False,
     namespace: str = '',
 ) -> tuple[list[T], PyTreeSpec]: ...
+def _flatten(
+    tree: PyTree[T],
+    leaf_predicate: Callable[[T], bool] | None,
+    none_is_leaf: bool,
+    namespace: str,
+    /,
+) -> tuple[list[T], PyTreeSpec]: ...
+def _flatten_with_path(
+    tree: PyTree[T],
+    leaf_predicate: Callable[[T], bool] | None,
+    none_is_leaf: bool,
+    namespace: str,
+    /,
+) -> tuple[list[tuple[Any, ...]], list[T], PyTreeSpec]: ...
+def _is_leaf(
+    obj: T,
+    leaf_predicate: Callable[[T], bool] | None,
+    none_is_leaf: bool,
+    namespace: str,
+    /,
+) -> bool: ...
 def _leaves(
     tree: PyTree[T],
     leaf_predicate: Callable[[T], bool] | None,

@@ -604,12 +604,24 @@ cdef class PyTreeIter:
 
 # ---------------------------------------------------------------------------- operations
 
-def flatten(tree, /, leaf_predicate=None, none_is_leaf=False, namespace=''):
-    """Flattens a pytree into (leaves, treespec)."""
+cdef inline tuple flatten_impl(tree, leaf_predicate, none_is_leaf, namespace):
     cdef FlattenOptions options = make_options(leaf_predicate, none_is_leaf, namespace)
     cdef Ref leaves
     cdef TreeSpec spec = TreeSpec.flatten(<PyObject*>tree, options, &leaves, NULL)
     return steal(leaves), wrap(spec)
+
+
+def flatten(tree, /, leaf_predicate=None, none_is_leaf=False, namespace=''):
+    """Flattens a pytree into (leaves, treespec)."""
+    return flatten_impl(tree, leaf_predicate, none_is_leaf, namespace)
+
+
+# The entry points of optree.ops take their arguments positionally only: a function that
+# accepts keywords looks its argument names up (module state) on every call.
+
+def _flatten(tree, leaf_predicate, none_is_leaf, namespace, /):
+    """flatten() with every argument given positionally."""
+    return flatten_impl(tree, leaf_predicate, none_is_leaf, namespace)
 
 
 def _leaves(tree, leaf_predicate, none_is_leaf, namespace, /):
@@ -625,13 +637,22 @@ def _structure(tree, leaf_predicate, none_is_leaf, namespace, /):
     return wrap(spec)
 
 
-def flatten_with_path(tree, /, leaf_predicate=None, none_is_leaf=False, namespace=''):
-    """Flattens a pytree into (paths, leaves, treespec)."""
+cdef inline tuple flatten_with_path_impl(tree, leaf_predicate, none_is_leaf, namespace):
     cdef FlattenOptions options = make_options(leaf_predicate, none_is_leaf, namespace)
     cdef Ref leaves
     cdef Ref paths
     cdef TreeSpec spec = TreeSpec.flatten(<PyObject*>tree, options, &leaves, &paths)
     return steal(paths), steal(leaves), wrap(spec)
+
+
+def flatten_with_path(tree, /, leaf_predicate=None, none_is_leaf=False, namespace=''):
+    """Flattens a pytree into (paths, leaves, treespec)."""
+    return flatten_with_path_impl(tree, leaf_predicate, none_is_leaf, namespace)
+
+
+def _flatten_with_path(tree, leaf_predicate, none_is_leaf, namespace, /):
+    """flatten_with_path() with every argument given positionally."""
+    return flatten_with_path_impl(tree, leaf_predicate, none_is_leaf, namespace)
 
 
 # What tree_map and its variants pass to func before each leaf (_map_leaves, _map_matched).
@@ -734,6 +755,11 @@ def make_from_collection(collection, /, none_is_leaf=False, namespace=''):
 
 def is_leaf(obj, /, leaf_predicate=None, none_is_leaf=False, namespace=''):
     """Whether `obj` is a leaf (has no children) under these options."""
+    return is_leaf_object(<PyObject*>obj, make_options(leaf_predicate, none_is_leaf, namespace))
+
+
+def _is_leaf(obj, leaf_predicate, none_is_leaf, namespace, /):
+    """is_leaf() with every argument given positionally."""
     return is_leaf_object(<PyObject*>obj, make_options(leaf_predicate, none_is_leaf, namespace))
 
 

@@ -17,10 +17,15 @@ from typing import TYPE_CHECKING, Any, ClassVar, Generic, SupportsIndex, Support
 
 import optree._C as _C
 from optree._C import PyTreeIter as _PyTreeIter
-from optree._C import _map_leaves, _map_matched
-from optree._C import flatten as _flatten
-from optree._C import flatten_with_path as _flatten_with_path
-from optree._C import is_leaf as _is_leaf
+from optree._C import (
+    _flatten,
+    _flatten_with_path,
+    _is_leaf,
+    _leaves,
+    _map_leaves,
+    _map_matched,
+    _structure,
+)
 from optree._C import make_from_collection as _make_from_collection
 from optree.accessors import PyTreeAccessor
 from optree.registry import register_pytree_node
@@ -200,7 +205,7 @@ def tree_leaves(
     namespace: str = '',
 ) -> list[T]:
     """Return the leaves of a pytree, left to right."""
-    return _C._leaves(tree, is_leaf, none_is_leaf, namespace)
+    return _leaves(tree, is_leaf, none_is_leaf, namespace)
 
 
 def tree_structure(
@@ -212,7 +217,7 @@ def tree_structure(
     namespace: str = '',
 ) -> PyTreeSpec:
     """Return the structure (:class:`PyTreeSpec`) of a pytree."""
-    return _C._structure(tree, is_leaf, none_is_leaf, namespace)
+    return _structure(tree, is_leaf, none_is_leaf, namespace)
 
 
 def tree_paths(
@@ -782,7 +787,7 @@ def tree_reduce(
     namespace: str = '',
 ) -> T:
     """Fold the leaves of ``tree`` with ``func`` (like :func:`functools.reduce`)."""
-    leaves = _flatten(tree, is_leaf, none_is_leaf, namespace)[0]
+    leaves = _leaves(tree, is_leaf, none_is_leaf, namespace)
     if initial is __MISSING:
         return functools.reduce(func, leaves)  # type: ignore[arg-type,return-value]
     return functools.reduce(func, leaves, initial)
@@ -798,7 +803,7 @@ def tree_sum(
     namespace: str = '',
 ) -> T:
     """Sum the leaves of ``tree`` starting from ``start`` (strings and bytes are joined)."""
-    leaves: list[Any] = _flatten(tree, is_leaf, none_is_leaf, namespace)[0]
+    leaves: list[Any] = _leaves(tree, is_leaf, none_is_leaf, namespace)
     if isinstance(start, str):
         return ''.join([start, *leaves])  # type: ignore[return-value]
     if isinstance(start, bytes):
@@ -844,7 +849,7 @@ def tree_max(
     namespace: str = '',
 ) -> T:
     """Return the largest leaf of ``tree`` (``default`` if there are none)."""
-    leaves: list[Any] = _flatten(tree, is_leaf, none_is_leaf, namespace)[0]
+    leaves: list[Any] = _leaves(tree, is_leaf, none_is_leaf, namespace)
     if default is __MISSING:
         return max(leaves, key=key)  # type: ignore[no-any-return]
     return max(leaves, default=default, key=key)  # type: ignore[no-any-return]
@@ -886,7 +891,7 @@ def tree_min(
     namespace: str = '',
 ) -> T:
     """Return the smallest leaf of ``tree`` (``default`` if there are none)."""
-    leaves: list[Any] = _flatten(tree, is_leaf, none_is_leaf, namespace)[0]
+    leaves: list[Any] = _leaves(tree, is_leaf, none_is_leaf, namespace)
     if default is __MISSING:
         return min(leaves, key=key)  # type: ignore[no-any-return]
     return min(leaves, default=default, key=key)  # type: ignore[no-any-return]

@@ -26,7 +26,7 @@ from concurrent.futures import CancelledError, Executor, Future, ThreadPoolExecu
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import optree._C as _C
-from optree._C import flatten as _flatten
+from optree._C import _flatten
 
 if TYPE_CHECKING:
     from optree.typing import PyTree, PyTreeSpec
