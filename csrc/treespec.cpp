@@ -698,12 +698,20 @@ void TreeSpec::flatten_up_to(PyObject* tree, PyObject** out, Py_ssize_t stride) 
       // As match_node() looks the keys up, straight into the agenda.
       PyObject* expected_keys = dict_keys_of(node);
       for (Py_ssize_t i = 0; i < node.arity; ++i, ++pending) {
-        PyObject* value = PyDict_GetItemWithError(obj, PyList_GET_ITEM(expected_keys, i));
+        PyObject* key = PyList_GET_ITEM(expected_keys, i);
+#if PY_VERSION_HEX >= 0x030D0000
+        // A strong reference: without a GIL, another thread may remove the item meanwhile.
+        PyObject* value = nullptr;
+        if (check_int(PyDict_GetItemRef(obj, key, &value)) == 0) dict_keys_differ(node, obj);
+        base[i].subtree = value;
+#else
+        PyObject* value = PyDict_GetItemWithError(obj, key);
         if (value == nullptr) {
           if (PyErr_Occurred()) throw_python_error();
           dict_keys_differ(node, obj);
         }
         base[i].subtree = Py_NewRef(value);
+#endif
       }
     } else {
       children.clear();
