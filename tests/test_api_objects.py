@@ -238,7 +238,8 @@ DATACLASS_EXPRS = [
     'spy_reads(lambda: optree.tree_map(str, Spy(a=1, c=2), namespace=NS))',
     # A missing field fails the flatten with the attribute lookup's own error.
     'p = Point3(1.0, 2.0)\ndel p.y\nresult = optree.tree_flatten([p], namespace=NS)',
-    "t = Tagged(value=1)\nobject.__delattr__(t, 'tag')\nresult = optree.tree_leaves(t, namespace=NS)",
+    "t = Tagged(value=1)\nobject.__delattr__(t, 'tag')\n"
+    'result = optree.tree_leaves(t, namespace=NS)',
     # The class's own __init__ errors reach the caller of unflatten.
     'optree.tree_unflatten(optree.tree_structure(Point3(1, 2), namespace=NS), ["x", "y", "z"])',
 ]

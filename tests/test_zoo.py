@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 from properties import MESSAGE_GROUPS, PROPERTY_GROUPS, tree_setup
-from zoo import VARIANTS, ZOO, ZOO_BY_ID, ZOO_NAMESPACE
+from zoo import VARIANTS, ZOO, ZOO_BY_ID, ZOO_NAMESPACE, ZooEntry
 
 ZOO_IDS = [entry.id for entry in ZOO]
 
