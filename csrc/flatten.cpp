@@ -598,7 +598,8 @@ struct Flattener {
   RegistryView view;
   const FlattenOptions& options;
   std::vector<Node>& nodes;
-  std::vector<uint64_t>& shape;  // TreeSpec::packed_shape, filled along with `nodes`
+  std::vector<uint64_t>& shape;  // TreeSpec::packed_shape, filled along with `nodes` if `pack`
+  bool pack = false;
   OwnedObjects leaves;
   OwnedObjects paths;                  // only with_path
   std::vector<PyObject*> path_prefix;  // borrowed entries of the current path
@@ -623,7 +624,7 @@ struct Flattener {
       if (pending_leaf_nodes == 0) return;
       size_t first = nodes.size();
       nodes.resize(first + pending_leaf_nodes);
-      shape.resize(first + pending_leaf_nodes, TreeSpec::packed_word(NodeKind::Leaf, 0));
+      if (pack) shape.resize(first + pending_leaf_nodes, TreeSpec::packed_word(NodeKind::Leaf, 0));
       pending_leaf_nodes = 0;
       for (size_t i = first; i < nodes.size(); ++i) {
         nodes[i].num_leaves = 1;
@@ -663,6 +664,8 @@ struct Flattener {
     expand(obj.get(), info, depth);
   }
 
+  static constexpr size_t kPackedShapeMinNodes = 16;
+
   void run(PyObject* tree) {
     // Programs flatten trees of one shape again and again: start with room for as many nodes
     // and leaves as this thread's previous flatten had, instead of growing (and moving every
@@ -673,13 +676,24 @@ struct Flattener {
     thread_local size_t previous_leaves = 0;
     if constexpr (kBuildNodes) {
       nodes.reserve(std::min(previous_nodes, kMostReserved));
-      shape.reserve(std::min(previous_nodes, kMostReserved));
+      // Trees of fewer nodes get no packed shape: a tiny treespec compares about as fast node
+      // by node, and the vector would cost an allocation per flatten (a tenth of a 3-leaf
+      // flatten). Filled along with the nodes when the previous tree of the thread was not
+      // tiny, else afterwards if this one is not.
+      pack = previous_nodes >= kPackedShapeMinNodes;
+      if (pack) shape.reserve(std::min(previous_nodes, kMostReserved));
     }
     if constexpr (kCollectLeaves) leaves.reserve(std::min(previous_leaves, kMostReserved));
     visit(Ref::borrow(tree), 0);
     flush_leaf_nodes();
     if constexpr (kBuildNodes) {
       previous_nodes = nodes.size();
+      if (!pack && nodes.size() >= kPackedShapeMinNodes) {
+        shape.resize(nodes.size());
+        for (size_t i = 0; i < nodes.size(); ++i) {
+          shape[i] = TreeSpec::packed_word(nodes[i].kind, nodes[i].arity);
+        }
+      }
       // A small tree after a big one: give the room back rather than keep it with the spec.
       if (nodes.capacity() > 2 * nodes.size() + 64) {
         nodes.shrink_to_fit();
@@ -825,7 +839,7 @@ struct Flattener {
                                            Py_ssize_t leaves_before, Py_ssize_t nodes_before) {
     flush_leaf_nodes();
     Py_ssize_t num_nodes = static_cast<Py_ssize_t>(nodes.size()) - nodes_before + 1;
-    shape.push_back(TreeSpec::packed_word(kind, arity));
+    if (pack) shape.push_back(TreeSpec::packed_word(kind, arity));
     Node& node = nodes.emplace_back();
     node.kind = kind;
     node.arity = arity;
@@ -847,7 +861,7 @@ struct Flattener {
 
   [[gnu::noinline]] void grow_nodes(size_t wanted) {
     nodes.reserve(std::max(wanted, 2 * nodes.capacity()));
-    shape.reserve(nodes.capacity());
+    if (pack) shape.reserve(nodes.capacity());
   }
 };
 

@@ -54,9 +54,9 @@ class TreeSpec {
   std::string ns;
   // Each node's kind and arity as one word (pack_shape()), so that equals() compares the
   // structure of two treespecs with one memcmp instead of a walk over two arrays of nodes.
-  // Flatten and unpickling fill it; other constructions leave it empty. equals() uses it only when
-  // both sides have one word per node: code that edits `nodes` of a flattened treespec in place
-  // must clear it.
+  // Unpickling fills it, and flatten does for all but tiny trees (see Flattener::run); other
+  // constructions leave it empty. equals() uses it only when both sides have one word per
+  // node: code that edits `nodes` of a flattened treespec in place must clear it.
   std::vector<uint64_t> packed_shape;
   void pack_shape();
   static uint64_t packed_word(NodeKind kind, Py_ssize_t arity) noexcept {
