@@ -100,15 +100,15 @@ def describe(library_key: str, shapes: list[trees.TreeShape], min_time: float) -
         'shapes': {},
     }
     for shape in shapes:
-        tree = shape.build(library.pair)
-        expected = trees.count_nodes(tree, lambda node: type(node) is library.pair)
-        entry: dict[str, Any] = {
-            'leaves': expected[0],
-            'nodes': expected[1],
-            'library_leaves': len(library.leaves(tree)),
-            'cases': {},
-        }
-        for op, case in library.cases(shape).items():
+        entry: dict[str, Any] = {'leaves': None, 'nodes': None, 'library_leaves': None}
+        if library.unsupported(shape) is None:
+            tree = shape.build(library.pair)
+            expected = trees.count_nodes(tree, lambda node: type(node) is library.pair)
+            entry.update(
+                leaves=expected[0], nodes=expected[1], library_leaves=len(library.leaves(tree))
+            )
+        entry['cases'] = {}
+        for op, case in library.cases_for(shape).items():
             if isinstance(case, libraries.NotAvailable):
                 entry['cases'][op] = {'na': case.reason}
                 continue
@@ -168,7 +168,7 @@ def main() -> int:
     # tells a worker which one to run by its position. With --reps, the cases listed there
     # (those --describe found to work) are the ones registered.
     for shape in shapes:
-        for op, case in library.cases(shape).items():
+        for op, case in library.cases_for(shape).items():
             name = f'{op}/{shape.name}'
             if isinstance(case, libraries.NotAvailable) or (args.reps and name not in reps_by_name):
                 continue
