@@ -18,6 +18,22 @@ from typing import Any
 
 REFERENCE = 'optree-0.20.0'
 NESTED_SHAPES = ('dict100x10', 'model_s', 'model_m', 'model_l')
+# The trees of the general rows of the budget: built-in containers and namedtuples only.
+GENERAL_SHAPES = ('list1000', 'chain200', *NESTED_SHAPES)
+# Rows on every tree, whatever its node types.
+EVERY_TREE_BUDGETS = {'tree_map_3': 3.0, 'treespec_eq': 2.0}
+# Rows of one tree: the optree.dataclasses model, the classes registered with Python callbacks,
+# the 3-leaf tree (per-call overhead).
+TREE_BUDGETS = {
+    ('tree_flatten', 'dcmodel'): 8.0,
+    ('tree_unflatten', 'dcmodel'): 3.0,
+    ('tree_map', 'dcmodel'): 4.0,
+    ('tree_flatten', 'pycustom'): 3.0,
+    ('tree_unflatten', 'pycustom'): 1.5,
+    ('tree_flatten', 'tiny3'): 3.0,
+    ('tree_unflatten', 'tiny3'): 3.0,
+    ('tree_map', 'tiny3'): 3.0,
+}
 
 
 @dataclass(frozen=True)
@@ -35,11 +51,17 @@ class Budget:
 
 
 def budget_for(op: str, shape: str) -> Budget | None:
-    """The performance budget (docs/performance.rst), row by row: flatten-like operations on
-    the list and on the nested dict/tuple/namedtuple trees, the others on every tree. Not on
-    the tree of custom nodes, whose time goes into the user's Python flatten functions, nor
-    on flatten_up_to."""
-    if shape == 'custom':
+    """The performance budget (docs/performance.rst), row by row: ``tree_map`` over 3 trees and
+    treespec ``==`` on every tree; the dataclass model, Python-callback and 3-leaf trees'
+    own rows; then the general rows on the trees of built-in containers: flatten-like
+    operations on the list and on the nested dict/tuple/namedtuple trees, the others on every
+    one of them. The general rows leave out the trees of custom nodes, whose time goes into
+    the user's Python flatten functions, and flatten_up_to."""
+    if op in EVERY_TREE_BUDGETS:
+        return Budget(EVERY_TREE_BUDGETS[op])
+    if (op, shape) in TREE_BUDGETS:
+        return Budget(TREE_BUDGETS[op, shape])
+    if shape not in GENERAL_SHAPES:
         return None
     if op == 'tree_flatten' and shape == 'list1000':
         return Budget(5.0, 10.0)
@@ -48,10 +70,8 @@ def budget_for(op: str, shape: str) -> Budget | None:
     if op in (
         'tree_unflatten',
         'tree_map',
-        'tree_map_3',
         'tree_map_with_path',
         'tree_flatten_with_path',
-        'treespec_eq',
         'treespec_hash',
         'treespec_pickle',
     ):
