@@ -1,7 +1,9 @@
 """Turn side-by-side results into a Markdown report, a PNG chart and a console summary.
 
-Input is the JSON ``side_by_side.py`` writes (``results/side_by_side.json``), so a report can
-be redrawn from a finished run: ``python benchmarks/report.py results/side_by_side.json``.
+Input is the JSON ``side_by_side.py`` writes (``results/side_by_side.json``, or
+``results/side_by_side-<condition>.json``), so a report can be redrawn from a finished run:
+``python benchmarks/report.py results/side_by_side.json`` (it writes the ``.md`` and ``.png``
+of the same name).
 Ratios are their time / our time: above 1 means ours is faster.
 """
 
@@ -138,11 +140,18 @@ def active_libraries(results: dict[str, Any]) -> list[dict[str, Any]]:
     return [lib for lib in results['libraries'] if lib['status'] == 'ok']
 
 
-def markdown(results: dict[str, Any], microbench: str | None = None) -> str:
+def condition(results: dict[str, Any]) -> str:
+    meta = results['meta']
+    return str(meta.get('condition') or f'CPython {meta["python"]}')
+
+
+def markdown(
+    results: dict[str, Any], microbench: str | None = None, stem: str = 'side_by_side'
+) -> str:
     meta = results['meta']
     libs = active_libraries(results)
     out = [
-        '# Side-by-side benchmarks',
+        f'# Side-by-side benchmarks: {condition(results)}',
         '',
         f'CPython {meta["python"]} on {meta["machine"]}; {meta["date"]}; run took '
         f'{meta["duration_s"] / 60:.1f} min. Load average {meta["load_before"]} before, '
@@ -232,7 +241,7 @@ def markdown(results: dict[str, Any], microbench: str | None = None) -> str:
     out += budget_summary(results)
     out += ['', '## Geometric mean of the ratios per operation', '']
     out += geomean_table(results)
-    out += ['', '![ratios](side_by_side.png)', '']
+    out += ['', f'![ratios]({stem}.png)', '']
     if microbench:
         out += [microbench, '']
     return '\n'.join(out)
@@ -279,8 +288,8 @@ def geomean_table(results: dict[str, Any]) -> list[str]:
 def console_summary(results: dict[str, Any], output_dir: Path) -> str:
     libs = active_libraries(results)[1:]
     lines = [
-        f'Ratio their time / our time (above 1: ours faster), geometric mean over '
-        f'{len(results["shapes"])} trees:',
+        f'{condition(results)}. Ratio their time / our time (above 1: ours faster), '
+        f'geometric mean over {len(results["shapes"])} trees:',
         '',
     ]
     width = max(len(label) for _, label in results['operations'])
@@ -307,15 +316,17 @@ def console_summary(results: dict[str, Any], output_dir: Path) -> str:
             + ', '.join(f'{label} {v:.1f}' for label, v in per_leaf if v is not None),
         ]
     lines += ['', *budget_summary(results)]
+    tag = results['meta'].get('tag')
+    stem = f'side_by_side-{tag}' if tag else 'side_by_side'
     lines += [
         '',
-        f'Full table: {output_dir / "side_by_side.md"}; chart: '
-        f'{output_dir / "side_by_side.png"}; raw pyperf JSON: {output_dir / "raw"}',
+        f'Full table: {output_dir / f"{stem}.md"}; chart: {output_dir / f"{stem}.png"}; '
+        f'raw pyperf JSON: {output_dir / (f"raw-{tag}" if tag else "raw")}',
     ]
     return '\n'.join(lines)
 
 
-def chart(results: dict[str, Any], path: Path) -> None:
+def chart(results: dict[str, Any], path: Path, title: str) -> None:
     import matplotlib
 
     matplotlib.use('Agg')
@@ -369,7 +380,7 @@ def chart(results: dict[str, Any], path: Path) -> None:
         axes[index // cols][index % cols].axis('off')
     handles, labels = axes[0][0].get_legend_handles_labels()
     fig.suptitle(
-        'Their time / our time (log scale; bars up from 1: ours is faster; '
+        f'{title}\nTheir time / our time (log scale; bars up from 1: ours is faster; '
         'red dashes: performance budget vs optree 0.20.0)',
         y=0.995,
         fontsize=11,
@@ -435,11 +446,16 @@ def microbench_markdown(path: Path) -> str | None:
     return '\n'.join(out)
 
 
-def write(results: dict[str, Any], output_dir: Path, microbench: Path | None) -> str:
-    """Writes side_by_side.md and .png into output_dir; returns the console summary."""
+def write(
+    results: dict[str, Any],
+    output_dir: Path,
+    microbench: Path | None,
+    stem: str = 'side_by_side',
+) -> str:
+    """Writes <stem>.md and .png into output_dir; returns the console summary."""
     section = microbench_markdown(microbench) if microbench else None
-    (output_dir / 'side_by_side.md').write_text(markdown(results, section))
-    chart(results, output_dir / 'side_by_side.png')
+    (output_dir / f'{stem}.md').write_text(markdown(results, section, stem))
+    chart(results, output_dir / f'{stem}.png', condition(results))
     return console_summary(results, output_dir)
 
 
@@ -449,7 +465,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument('--microbench', type=Path, help='Google Benchmark JSON to include')
     args = parser.parse_args(argv)
     results = json.loads(args.results.read_text())
-    print(write(results, args.results.parent, args.microbench))
+    print(write(results, args.results.parent, args.microbench, args.results.stem))
     return 0
 
 
