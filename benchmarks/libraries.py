@@ -83,11 +83,15 @@ class Library:
         return None
 
     def cases_for(self, shape: trees.TreeShape) -> Cases:
-        """The cases on ``shape``: every operation N/A where the tree is unsupported."""
+        """The cases of the operations timed on ``shape``; all N/A where it is unsupported."""
         reason = self.unsupported(shape)
         if reason is not None:
-            return {op: NotAvailable(reason) for op, _ in OPERATIONS}
-        return self.cases(shape)
+            cases: Cases = {op: NotAvailable(reason) for op, _ in OPERATIONS}
+        else:
+            cases = self.cases(shape)
+        if shape.operations is None:
+            return cases
+        return {op: case for op, case in cases.items() if op in shape.operations}
 
     def cases(self, shape: trees.TreeShape) -> Cases:
         raise NotImplementedError

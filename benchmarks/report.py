@@ -169,9 +169,13 @@ def markdown(
             'Skipped: ' + '; '.join(f'{lib["label"]} ({lib["reason"]})' for lib in skipped) + '.'
         )
     out += ['', 'Trees:', '']
+    labels = dict(results['operations'])
     for name, shape in results['shapes'].items():
+        timed = shape.get('operations')
+        only = f'; timed: {" / ".join(labels[op] for op in timed)}' if timed else ''
         out.append(
-            f'- `{name}`: {shape["description"]} ({shape["leaves"]} leaves, {shape["nodes"]} nodes)'
+            f'- `{name}`: {shape["description"]} ({shape["leaves"]} leaves, {shape["nodes"]} '
+            f'nodes{only})'
         )
 
     flat = results['shapes'].get('list1000') and [
@@ -203,6 +207,8 @@ def markdown(
     notes: dict[str, dict[str, set[str]]] = {}
     for op, label in results['operations']:
         for shape in results['shapes']:
+            if not any(cell(results, lib['key'], op, shape) for lib in results['libraries']):
+                continue  # not timed on this tree
             row = [label, f'`{shape}`']
             ours = cell(results, 'ours', op, shape)
             if ours and 'median' in ours:

@@ -432,12 +432,13 @@ def main(argv: list[str] | None = None) -> int:
         },
         'libraries': library_info,
         'shapes': {
-            name: {
-                'description': next(s.description for s in trees.SHAPES if s.name == name),
-                'leaves': ours_shapes[name]['leaves'],
-                'nodes': ours_shapes[name]['nodes'],
+            shape.name: {
+                'description': shape.description,
+                'leaves': ours_shapes[shape.name]['leaves'],
+                'nodes': ours_shapes[shape.name]['nodes'],
+                'operations': shape.operations,
             }
-            for name in shape_names
+            for shape in (next(s for s in trees.SHAPES if s.name == n) for n in shape_names)
         },
         'operations': [list(op) for op in libraries.OPERATIONS],
         'cells': cells,

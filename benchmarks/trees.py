@@ -111,6 +111,14 @@ class TreeShape:
     name: str
     description: str
     build: Callable[[Callable[[Any, Any], Any]], Any]  # takes the library's Pair factory
+    # The operations timed on this tree (libraries.OPERATIONS keys); None: all of them.
+    operations: tuple[str, ...] | None = None
+
+
+# The trees added for their budget rows are timed on those operations only, so that
+# `make bench` does not take much longer: every case costs pyperf worker processes, and each
+# jax or torch process seconds of imports.
+BUDGET_OPERATIONS = ('tree_flatten', 'tree_unflatten', 'tree_map', 'tree_map_3', 'treespec_eq')
 
 
 SHAPES: tuple[TreeShape, ...] = (
@@ -126,14 +134,18 @@ SHAPES: tuple[TreeShape, ...] = (
         'optree.dataclasses model: 64 blocks of 3 dense layers (2 float leaves and a '
         'metadata field each), a name per block',
         dataclass_model,
+        BUDGET_OPERATIONS,
     ),
     TreeShape(
         'pycustom',
         'list of 300 objects registered with Python flatten/unflatten callbacks '
         '(2 children, 1 metadata field)',
         lambda _: points(),
+        BUDGET_OPERATIONS,
     ),
-    TreeShape('tiny3', "{'x': 1.0, 'y': (2, 3)}: per-call overhead", lambda _: tiny()),
+    TreeShape(
+        'tiny3', "{'x': 1.0, 'y': (2, 3)}: per-call overhead", lambda _: tiny(), BUDGET_OPERATIONS
+    ),
 )
 
 # --fast: the shapes with budget targets: flat, nested dict/tuple, model-like, and the 3-leaf
