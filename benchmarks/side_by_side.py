@@ -5,6 +5,8 @@ and dm-tree, each in its own virtualenv, timed with pyperf.
 Usage (``make bench`` runs it with our package's python)::
 
     .venv/bin/python -I benchmarks/side_by_side.py [--fast] [--output-dir results]
+        [--shapes tiny3,dcmodel] [--libraries ours,optree-0.20.0]
+        [--python build/scaling/venv-3.14/bin/python [--subinterpreter]]
 
 Steps: make sure the competitors' venvs exist (``tools/bench_venvs.py``, cached out of tree),
 describe and calibrate every case once per library (``_suite.py --describe``), then time
@@ -12,6 +14,13 @@ them with pyperf, tree shape by tree shape and library after library, so that a 
 the machine's load hits every library alike. Writes into ``--output-dir``:
 ``side_by_side.md`` (the table), ``side_by_side.png`` (the chart), ``side_by_side.json`` (the
 medians, for ``report.py``) and ``raw/`` (pyperf's JSON and logs, one file per run).
+
+Conditions: ``--python`` times another interpreter with our package installed (the optree
+0.20.0 venv is then made for that interpreter; a free-threaded one runs single-threaded), and
+``--subinterpreter`` has every process create a subinterpreter that imports the library, then
+destroy it, before timing (CPython 3.14+). With either, the outputs are named after the
+condition: ``side_by_side-py314-subinterp.md``, ``raw-py314-subinterp/``, ...; the report's
+title says which interpreter and condition it is.
 """
 
 from __future__ import annotations
@@ -85,7 +94,22 @@ def ensure_venv(kind: str, python: str) -> tuple[str, dict[str, Any]]:
     return venv_python, json.loads(marker.read_text())
 
 
-def describe(python: str, library: str, shapes: str, calibrate_time: float) -> dict[str, Any]:
+def probe(python: str) -> dict[str, Any]:
+    """Version and flavour of an interpreter."""
+    code = (
+        'import json, sys, sysconfig; print(json.dumps({"version": list(sys.version_info[:3]), '
+        '"free_threaded": bool(sysconfig.get_config_var("Py_GIL_DISABLED"))}))'
+    )
+    proc = subprocess.run([python, '-I', '-c', code], capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise SystemExit(f'cannot run {python}: {proc.stderr.strip()}')
+    info: dict[str, Any] = json.loads(proc.stdout)
+    return info
+
+
+def describe(
+    python: str, library: str, shapes: str, calibrate_time: float, extra: list[str]
+) -> dict[str, Any]:
     proc = subprocess.run(
         [
             python,
@@ -98,6 +122,7 @@ def describe(python: str, library: str, shapes: str, calibrate_time: float) -> d
             '--describe',
             '--calibrate-time',
             str(calibrate_time),
+            *extra,
         ],
         capture_output=True,
         text=True,
@@ -153,6 +178,7 @@ def load_pyperf(path: Path) -> dict[str, dict[str, Any]]:
     cells: dict[str, dict[str, Any]] = {}
     for bench in pyperf.BenchmarkSuite.load(str(path)).get_benchmarks():
         values = bench.get_values()
+        timed_runs = [run for run in bench.get_runs() if run.values]
         cells[bench.get_name()] = {
             'median': bench.median(),
             'mad': bench.median_abs_dev() if len(values) > 1 else 0.0,
@@ -160,6 +186,9 @@ def load_pyperf(path: Path) -> dict[str, dict[str, Any]]:
             'runs': bench.get_nrun(),
             'min': min(values),
             'stdev': statistics.stdev(values) if len(values) > 1 else 0.0,
+            'gil_enabled': any(
+                run.get_metadata().get('gil_enabled') == 'True' for run in timed_runs
+            ),
         }
     return cells
 
@@ -200,6 +229,17 @@ def main(argv: list[str] | None = None) -> int:
         type=Path,
         help='Google Benchmark JSON of benchmarks/cpp to include in the report',
     )
+    parser.add_argument(
+        '--python',
+        help='interpreter with our package installed (default: this one); the optree 0.20.0 '
+        'and other venvs are made for it',
+    )
+    parser.add_argument(
+        '--subinterpreter',
+        action='store_true',
+        help='every process creates a subinterpreter that imports the library and destroys '
+        'it before timing (CPython 3.14+)',
+    )
     args = parser.parse_args(argv)
 
     processes = args.processes or (1 if args.fast else 2)
@@ -216,8 +256,20 @@ def main(argv: list[str] | None = None) -> int:
     wanted = args.libraries.split(',')
     if 'ours' not in wanted:
         parser.error('--libraries must include ours: every ratio is relative to it')
+    python = args.python or sys.executable
+    interpreter = probe(python)
+    version = '.'.join(map(str, interpreter['version']))
+    if args.subinterpreter and interpreter['version'][:2] < [3, 14]:
+        parser.error(f'--subinterpreter needs CPython 3.14+ (concurrent.interpreters): {version}')
+    tag = ''
+    if args.python or args.subinterpreter:
+        major, minor = interpreter['version'][:2]
+        tag = f'py{major}{minor}{"t" if interpreter["free_threaded"] else ""}'
+        tag += '-subinterp' if args.subinterpreter else ''
+    stem = f'side_by_side-{tag}' if tag else 'side_by_side'
+    suite_extra = ['--subinterpreter'] if args.subinterpreter else []
     output_dir: Path = args.output_dir
-    raw = output_dir / 'raw'
+    raw = output_dir / (f'raw-{tag}' if tag else 'raw')
     shutil.rmtree(raw, ignore_errors=True)
     raw.mkdir(parents=True)
 
@@ -225,17 +277,19 @@ def main(argv: list[str] | None = None) -> int:
     load_before = ', '.join(f'{x:.1f}' for x in os.getloadavg())
     print(
         f'>>> side by side: {", ".join(wanted)} on {len(shape_names)} trees'
-        f'{" (--fast)" if args.fast else ""}',
+        f'{" (--fast)" if args.fast else ""}, CPython {version}'
+        f'{" free-threaded" if interpreter["free_threaded"] else ""}'
+        f'{", after a subinterpreter" if args.subinterpreter else ""}',
         flush=True,
     )
 
-    # 1. Virtualenvs: ours is this interpreter's; the others are cached out of tree.
-    pythons: dict[str, str] = {'ours': sys.executable}
+    # 1. Virtualenvs: ours is the given interpreter's; the others are cached out of tree.
+    pythons: dict[str, str] = {'ours': python}
     skipped: dict[str, str] = {}
     if 'optree-0.20.0' in wanted:
-        pythons['optree-0.20.0'], _ = ensure_venv('reference', sys.executable)
+        pythons['optree-0.20.0'], _ = ensure_venv('reference', python)
     if set(wanted) & {'jax', 'torch', 'dm-tree'}:
-        others_python, marker = ensure_venv('others', sys.executable)
+        others_python, marker = ensure_venv('others', python)
         for key in ('jax', 'torch', 'dm-tree'):
             if key not in wanted:
                 continue
@@ -257,7 +311,9 @@ def main(argv: list[str] | None = None) -> int:
             continue
         print(f'>>> calibrating {label}', flush=True)
         try:
-            descriptions[key] = describe(pythons[key], key, ','.join(shape_names), value_time)
+            descriptions[key] = describe(
+                pythons[key], key, ','.join(shape_names), value_time, suite_extra
+            )
         except RuntimeError as exc:
             info.update(status='skipped', reason=f'fails to load: {exc}')
             continue
@@ -296,6 +352,7 @@ def main(argv: list[str] | None = None) -> int:
                 '--warmups',
                 '1',
                 '--quiet',
+                *suite_extra,
             ]
             run_suite(
                 pythons[key],
@@ -310,6 +367,7 @@ def main(argv: list[str] | None = None) -> int:
     progress.finish()
 
     # 4. Collect and report.
+    gil_on: set[str] = set()  # the libraries timed with the GIL on (free-threaded builds)
     cells: dict[str, dict[str, dict[str, Any]]] = {}
     for key, description in descriptions.items():
         timed: dict[str, dict[str, Any]] = {}
@@ -325,6 +383,8 @@ def main(argv: list[str] | None = None) -> int:
                     result = {'na': case['na']}
                 elif name in timed:
                     result = dict(timed[name], impl=case['impl'], stmt=case['stmt'])
+                    if result.pop('gil_enabled') or description['gil_enabled']:
+                        gil_on.add(key)
                 else:
                     result = {'na': 'not measured'}
                 per_op.setdefault(op, {})[shape] = result
@@ -337,9 +397,24 @@ def main(argv: list[str] | None = None) -> int:
     ours_shapes = descriptions['ours']['shapes']
     import pyperf
 
+    condition = f'CPython {version}'
+    if interpreter['free_threaded']:
+        condition += ' free-threaded, one thread, ' + (
+            f'but with the GIL enabled for {", ".join(sorted(gil_on))}'
+            if gil_on
+            else 'GIL disabled'
+        )
+    if args.subinterpreter:
+        condition += (
+            ', after a subinterpreter imported the library and was destroyed (in every '
+            'process, before timing)'
+        )
+
     results = {
         'meta': {
             'python': descriptions['ours']['python'],
+            'condition': condition,
+            'tag': tag,
             'machine': f'{platform.machine()}, {os.cpu_count()} CPUs',
             'date': time.strftime('%Y-%m-%d %H:%M %Z'),
             'duration_s': time.monotonic() - start,
@@ -357,19 +432,20 @@ def main(argv: list[str] | None = None) -> int:
         },
         'libraries': library_info,
         'shapes': {
-            name: {
-                'description': next(s.description for s in trees.SHAPES if s.name == name),
-                'leaves': ours_shapes[name]['leaves'],
-                'nodes': ours_shapes[name]['nodes'],
+            shape.name: {
+                'description': shape.description,
+                'leaves': ours_shapes[shape.name]['leaves'],
+                'nodes': ours_shapes[shape.name]['nodes'],
+                'operations': shape.operations,
             }
-            for name in shape_names
+            for shape in (next(s for s in trees.SHAPES if s.name == n) for n in shape_names)
         },
         'operations': [list(op) for op in libraries.OPERATIONS],
         'cells': cells,
     }
-    (output_dir / 'side_by_side.json').write_text(json.dumps(results, indent=1) + '\n')
+    (output_dir / f'{stem}.json').write_text(json.dumps(results, indent=1) + '\n')
     print()
-    print(report.write(results, output_dir, args.microbench))
+    print(report.write(results, output_dir, args.microbench, stem))
     print(f'\n>>> side by side took {(time.monotonic() - start) / 60:.1f} min', flush=True)
     return 0
 

@@ -1,14 +1,17 @@
 """The trees the side-by-side benchmarks run on (standard library only).
 
-Every library gets structurally the same trees with the same leaves (ints, never None, since
-dm-tree treats None as a leaf where the others treat it as an empty node). The custom node
-type is one class, registered by each library in its own way (``libraries.py``); it lives at
-module level so that treespecs holding it can be pickled.
+Every library gets structurally the same trees with the same leaves (ints or floats, never
+None, since dm-tree treats None as a leaf where the others treat it as an empty node). The
+custom node types are classes registered by each library in its own way (``libraries.py``);
+they live at module level so that treespecs holding them can be pickled. The ``dcmodel`` tree
+is made of :mod:`optree.dataclasses` classes, so it lives in ``dc_model.py``, imported only by
+the optree-compatible libraries.
 """
 
 from __future__ import annotations
 
 import collections
+import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, NamedTuple
@@ -35,6 +38,28 @@ class Pair:
 
     def __hash__(self) -> int:
         return hash((self.left, self.right))
+
+
+class Point:
+    """A user-defined class with two children and a metadata field, registered with Python
+    flatten / unflatten callbacks (``libraries.py``): the ``pycustom`` tree."""
+
+    __slots__ = ('unit', 'x', 'y')
+
+    def __init__(self, x: Any, y: Any, unit: str = 'm') -> None:
+        self.x = x
+        self.y = y
+        self.unit = unit
+
+    def __eq__(self, other: object) -> bool:
+        return type(other) is Point and (self.x, self.y, self.unit) == (
+            other.x,
+            other.y,
+            other.unit,
+        )
+
+    def __hash__(self) -> int:
+        return hash((self.x, self.y, self.unit))
 
 
 def flat_list(size: int = 1000) -> list[int]:
@@ -66,11 +91,34 @@ def custom(make_pair: Callable[[Any, Any], Any], size: int = 100) -> list[Any]:
     return [make_pair(i, (i, make_pair(i, i + 1))) for i in range(size)]
 
 
+def points(size: int = 300) -> list[Point]:
+    return [Point(i, i + 1) for i in range(size)]
+
+
+def tiny() -> dict[str, Any]:
+    """Three leaves: what a call costs beyond the work per node."""
+    return {'x': 1.0, 'y': (2, 3)}
+
+
+def dataclass_model(_: Any) -> Any:
+    import dc_model  # needs optree.dataclasses: only the optree-compatible libraries build it
+
+    return dc_model.build()
+
+
 @dataclass(frozen=True)
 class TreeShape:
     name: str
     description: str
     build: Callable[[Callable[[Any, Any], Any]], Any]  # takes the library's Pair factory
+    # The operations timed on this tree (libraries.OPERATIONS keys); None: all of them.
+    operations: tuple[str, ...] | None = None
+
+
+# The trees added for their budget rows are timed on those operations only, so that
+# `make bench` does not take much longer: every case costs pyperf worker processes, and each
+# jax or torch process seconds of imports.
+BUDGET_OPERATIONS = ('tree_flatten', 'tree_unflatten', 'tree_map', 'tree_map_3', 'treespec_eq')
 
 
 SHAPES: tuple[TreeShape, ...] = (
@@ -81,10 +129,28 @@ SHAPES: tuple[TreeShape, ...] = (
     TreeShape('model_m', 'the same, 24 layers', lambda _: model(24, 12, 2)),
     TreeShape('model_l', 'the same, 160 layers', lambda _: model(160, 16, 4)),
     TreeShape('custom', '100 custom nodes, each nesting a tuple and another', custom),
+    TreeShape(
+        'dcmodel',
+        'optree.dataclasses model: 64 blocks of 3 dense layers (2 float leaves and a '
+        'metadata field each), a name per block',
+        dataclass_model,
+        BUDGET_OPERATIONS,
+    ),
+    TreeShape(
+        'pycustom',
+        'list of 300 objects registered with Python flatten/unflatten callbacks '
+        '(2 children, 1 metadata field)',
+        lambda _: points(),
+        BUDGET_OPERATIONS,
+    ),
+    TreeShape(
+        'tiny3', "{'x': 1.0, 'y': (2, 3)}: per-call overhead", lambda _: tiny(), BUDGET_OPERATIONS
+    ),
 )
 
-# --fast: the shapes with budget targets: flat, nested dict/tuple, model-like.
-FAST_SHAPES = ('list1000', 'dict100x10', 'model_m')
+# --fast: the shapes with budget targets: flat, nested dict/tuple, model-like, and the 3-leaf
+# tree of the per-call overhead.
+FAST_SHAPES = ('list1000', 'dict100x10', 'model_m', 'tiny3')
 
 
 def count_nodes(tree: Any, is_pair: Callable[[Any], bool]) -> tuple[int, int]:
@@ -99,6 +165,14 @@ def count_nodes(tree: Any, is_pair: Callable[[Any], bool]) -> tuple[int, int]:
             stack.extend(node)
         elif is_pair(node):
             stack.extend((node.left, node.right))
+        elif isinstance(node, Point):
+            stack.extend((node.x, node.y))
+        elif dataclasses.is_dataclass(node) and not isinstance(node, type):
+            stack.extend(
+                getattr(node, f.name)
+                for f in dataclasses.fields(node)
+                if f.init and f.metadata.get('pytree_node', True)
+            )
         else:
             leaves += 1
     return leaves, nodes
