@@ -21,12 +21,6 @@ bool is_dict_kind(NodeKind kind) {
 
 namespace {
 
-bool objects_equal(PyObject* a, PyObject* b) {
-  if (a == b) return true;
-  if (a == nullptr || b == nullptr) return false;
-  return check_int(PyObject_RichCompareBool(a, b, Py_EQ)) != 0;
-}
-
 // x == y for two exact str.
 bool str_equal(PyObject* x, PyObject* y) noexcept {
   Py_ssize_t length = PyUnicode_GET_LENGTH(x);
@@ -34,6 +28,37 @@ bool str_equal(PyObject* x, PyObject* y) noexcept {
   int kind = PyUnicode_KIND(x);
   if (kind != PyUnicode_KIND(y)) return false;  // canonical: equal text, equal kind
   return std::memcmp(PyUnicode_DATA(x), PyUnicode_DATA(y), static_cast<size_t>(length) * kind) == 0;
+}
+
+// Item comparison inside a tuple, as tuple comparison makes it (== with the identity
+// shortcut), without the protocol's dispatch for exact str and exact tuples of those. Deeper
+// tuples and other objects go through the protocol.
+bool items_equal(PyObject* a, PyObject* b, int depth) {
+  if (a == b) return true;
+  if (PyUnicode_CheckExact(a) && PyUnicode_CheckExact(b)) return str_equal(a, b);
+  constexpr int kMostNested = 8;
+  if (PyTuple_CheckExact(a) && PyTuple_CheckExact(b) && depth < kMostNested) {
+    // As tuple comparison: items up to the shorter length, then the lengths.
+    Py_ssize_t n = std::min(PyTuple_GET_SIZE(a), PyTuple_GET_SIZE(b));
+    for (Py_ssize_t i = 0; i < n; ++i) {
+      if (!items_equal(PyTuple_GET_ITEM(a, i), PyTuple_GET_ITEM(b, i), depth + 1)) return false;
+    }
+    return PyTuple_GET_SIZE(a) == PyTuple_GET_SIZE(b);
+  }
+  return check_int(PyObject_RichCompareBool(a, b, Py_EQ)) != 0;
+}
+
+// Whether node data `a` and `b` are equal as optree decides it: not (a != b). Custom metadata is
+// mostly exact str and tuples of them (a dataclass's (name, value) pairs), compared here
+// without the protocol's dispatch; anything else through __ne__.
+bool objects_equal(PyObject* a, PyObject* b) {
+  if (a == b) return true;
+  if (a == nullptr || b == nullptr) return false;
+  if ((PyUnicode_CheckExact(a) && PyUnicode_CheckExact(b)) ||
+      (PyTuple_CheckExact(a) && PyTuple_CheckExact(b))) {
+    return items_equal(a, b, 0);  // str != and tuple != decide as == does
+  }
+  return check_int(PyObject_RichCompareBool(a, b, Py_NE)) == 0;
 }
 
 // list == list for two key lists, without the generic comparison's dispatch: an identical key

@@ -29,10 +29,12 @@ FREE_THREADED = bool(sysconfig.get_config_var('Py_GIL_DISABLED'))
 
 # tree_map cancels the chunks still pending after a failing one; dask's client may log such a
 # cancellation that races its own bookkeeping (a tornado callback error ending in
-# FutureCancelledError, seen under AddressSanitizer's slowdown): dask's noise, not a failure.
+# FutureCancelledError, or InvalidStateError when its executor sets the result of a future
+# already cancelled; both seen under AddressSanitizer's slowdown): dask's noise, not a failure.
 DASK_CANCELLATION_LOG = re.compile(
     r'^.*tornado\.application - ERROR - Exception in callback.*\n(?:.*\n)*?'
-    r'distributed\.client\.FutureCancelledError: .*(?:\n|$)',
+    r'(?:distributed\.client\.FutureCancelledError: '
+    r'|concurrent\.futures\._base\.InvalidStateError: CANCELLED: ).*(?:\n|$)',
     re.MULTILINE,
 )
 

@@ -111,6 +111,66 @@ def test_treespec_equality_across_constructions(differential, left):
         assert ours['repr'] == first['repr'], f'{expr} differs from flattened treespecs'
 
 
+# Custom metadata compares as ==: nested tuples item by item, str by content, NaN unequal to
+# another NaN, str and tuple subclasses by their own __eq__, nesting deeper than any shortcut.
+METADATA_SETUP = """
+class Tagged:
+    def __init__(self, value, tag):
+        self.value, self.tag = value, tag
+
+
+optree.register_pytree_node(
+    Tagged, lambda t: ((t.value,), t.tag), lambda tag, c: Tagged(c[0], tag), namespace='meta'
+)
+
+
+class AlwaysEqualStr(str):
+    def __eq__(self, other):
+        return True
+
+    __hash__ = str.__hash__
+
+
+class Pairish(tuple):
+    pass
+
+
+def nested(depth, leaf):
+    for _ in range(depth):
+        leaf = (leaf,)
+    return leaf
+
+
+def same(tag_a, tag_b):
+    return optree.tree_structure(Tagged(1, tag_a), namespace='meta') == optree.tree_structure(
+        Tagged(1, tag_b), namespace='meta'
+    )
+"""
+
+METADATA_EXPRS = [
+    "same(('a', 1), ('a', 1))",
+    "same(('a', 1), ('a', 2))",
+    "same(('a', ('b', 'c')), ('a', ('b', ''.join('c'))))",
+    "same('x' * 3, ''.join(['xx', 'x']))",
+    "same('abc', 'abd')",
+    "same('é', 'e')",
+    "same((float('nan'),), (float('nan'),))",
+    'n = float("nan")\nresult = same((n,), (n,))',
+    "same(('a', 1), ('a', 1, 2))",
+    "same(AlwaysEqualStr('x'), 'y')",
+    "same(('k', AlwaysEqualStr('x')), ('k', 'y'))",
+    "same(Pairish(('a', 1)), ('a', 1))",
+    "same(nested(20, 'leaf'), nested(20, ''.join('leaf')))",
+    "same(nested(20, 'leaf'), nested(20, 'leaF'))",
+    "same(nested(20, float('nan')), nested(20, float('nan')))",
+    'same((1, 2.0), (1.0, 2))',
+]
+
+
+def test_custom_metadata_equality(differential):
+    differential.check(METADATA_SETUP, METADATA_EXPRS)
+
+
 def test_treespec_compare_with_other_types(differential):
     differential.check(
         '',
