@@ -56,6 +56,9 @@ TEST_GLOBS = (
     'test_hostile_inputs.py',
     'test_treespec_walks.py',
     'test_deep_treespecs.py',
+    'test_map.py',
+    'test_api_objects.py',
+    'test_fast_paths.py',
 )
 MESON_ARGS = ('-Db_sanitize=address,undefined', '-Db_lundef=false')
 NOT_REQUIRED_IN_CI = {'py312'}
