@@ -19,6 +19,7 @@ from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, Literal, Protocol, TypeVar, dataclass_transform, overload
 
 from optree.accessors import DataclassEntry
+from optree.utils import _check_class, _namespace_type_error
 
 if TYPE_CHECKING:
     from optree.accessors import PyTreeEntry
@@ -47,7 +48,7 @@ def _normalize_namespace(namespace: Any, /) -> Any:
     """'' and the global sentinel both mean the global namespace."""
     global_namespace = _global_namespace()
     if namespace is not global_namespace and not isinstance(namespace, str):
-        raise TypeError(f'The namespace must be a string, got {namespace!r}.')
+        raise _namespace_type_error(namespace)
     return global_namespace if namespace == '' else namespace
 
 
@@ -389,8 +390,7 @@ def register_node(
 
         return decorator
 
-    if not inspect.isclass(cls):
-        raise TypeError(f'Expected a class, got {cls!r}.')
+    _check_class(cls)
     if not dataclasses.is_dataclass(cls):
         raise TypeError(f'{cls!r} is not a dataclass.')
     _check_registrable_once(cls, _FIELDS, __name__)

@@ -55,6 +55,7 @@ from optree.registry import register_pytree_node as register_node
 from optree.registry import register_pytree_node_class as register_node_class
 from optree.registry import unregister_pytree_node as unregister_node
 from optree.typing import PyTreeKind, PyTreeSpec
+from optree.utils import _namespace_type_error
 from optree.version import __version__
 
 if _TYPE_CHECKING:
@@ -224,7 +225,7 @@ def reexport(*, namespace: str, module: str | None = None) -> _ModuleType:
     if namespace is getattr(registry, '__GLOBAL_NAMESPACE'):
         namespace = ''
     elif not isinstance(namespace, str):
-        raise TypeError(f'The namespace must be a string, got {namespace!r}.')
+        raise _namespace_type_error(namespace)
 
     if module is None:
         module = f'{_caller_module_name(1)}.pytree'

@@ -40,7 +40,13 @@ from optree.typing import (
     is_namedtuple_class,
     is_structseq_class,
 )
-from optree.utils import safe_zip, total_order_sorted, unzip2
+from optree.utils import (
+    _check_class,
+    _namespace_type_error,
+    safe_zip,
+    total_order_sorted,
+    unzip2,
+)
 
 if TYPE_CHECKING:
     from optree.typing import CustomTreeNode, FlattenFunc, UnflattenFunc
@@ -94,10 +100,15 @@ def _check_namespace(namespace: Any, /) -> str:
     if namespace is __GLOBAL_NAMESPACE:
         return ''
     if not isinstance(namespace, str):
-        raise TypeError(f'The namespace must be a string, got {namespace!r}.')
+        raise _namespace_type_error(namespace)
     if namespace == '':
         raise ValueError('The namespace cannot be an empty string.')
     return namespace
+
+
+def _check_path_entry_type(path_entry_type: Any, /) -> None:
+    if not (inspect.isclass(path_entry_type) and issubclass(path_entry_type, PyTreeEntry)):
+        raise TypeError(f'Expected a subclass of PyTreeEntry, got {path_entry_type!r}.')
 
 
 def _registry_key(cls: type, namespace: str, /) -> _RegistryKey:
@@ -138,7 +149,7 @@ def _registry_get(
     if cls is not None and cls is not namedtuple and not inspect.isclass(cls):
         raise TypeError(f'Expected a class or None, got {cls!r}.')
     if not isinstance(namespace, str):
-        raise TypeError(f'The namespace must be a string, got {namespace!r}.')
+        raise _namespace_type_error(namespace)
 
     if cls is None:
         with __REGISTRY_LOCK:
@@ -210,10 +221,8 @@ def _register_node(
     ``optree.dataclasses`` and the attrs integration pass ``field_layout`` (see
     ``_C.register_node``), so that the core reads and rebuilds instances without calling them.
     """
-    if not inspect.isclass(cls):
-        raise TypeError(f'Expected a class, got {cls!r}.')
-    if not (inspect.isclass(path_entry_type) and issubclass(path_entry_type, PyTreeEntry)):
-        raise TypeError(f'Expected a subclass of PyTreeEntry, got {path_entry_type!r}.')
+    _check_class(cls)
+    _check_path_entry_type(path_entry_type)
     namespace = _check_namespace(namespace)
 
     entry = PyTreeNodeRegistryEntry(
@@ -283,7 +292,7 @@ def register_pytree_node_class(
     if namespace is None:
         raise ValueError('Must specify `namespace` when the first argument is a class.')
     if namespace is not __GLOBAL_NAMESPACE and not isinstance(namespace, str):
-        raise TypeError(f'The namespace must be a string, got {namespace!r}')
+        raise _namespace_type_error(namespace, end='')
     if namespace == '':
         raise ValueError('The namespace cannot be an empty string.')
 
@@ -299,12 +308,10 @@ def register_pytree_node_class(
 
         return decorator
 
-    if not inspect.isclass(cls):
-        raise TypeError(f'Expected a class, got {cls!r}.')
+    _check_class(cls)
     if path_entry_type is None:
         path_entry_type = getattr(cls, 'TREE_PATH_ENTRY_TYPE', AutoEntry)
-    if not (inspect.isclass(path_entry_type) and issubclass(path_entry_type, PyTreeEntry)):
-        raise TypeError(f'Expected a subclass of PyTreeEntry, got {path_entry_type!r}.')
+    _check_path_entry_type(path_entry_type)
 
     if not _defines(cls, '__tree_flatten__', '__tree_unflatten__'):
         if not _defines(cls, 'tree_flatten', 'tree_unflatten'):
@@ -347,8 +354,7 @@ def _adapt_jax_style_methods(cls: Any, /) -> None:
 
 def unregister_pytree_node(cls: type, /, *, namespace: str) -> PyTreeNodeRegistryEntry:
     """Remove the registration of ``cls`` in ``namespace`` and return its record."""
-    if not inspect.isclass(cls):
-        raise TypeError(f'Expected a class, got {cls!r}.')
+    _check_class(cls)
     namespace = _check_namespace(namespace)
     with __REGISTRY_LOCK:
         _C.unregister_node(cls, namespace)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, Any, overload
 
@@ -9,6 +10,17 @@ if TYPE_CHECKING:
     from optree.typing import S, T, U
 
 # No __all__, as in optree 0.20.0 (a star import takes every public name).
+
+
+def _check_class(cls: Any, /) -> None:
+    """Raise optree's TypeError for a registration argument that is not a class."""
+    if not inspect.isclass(cls):
+        raise TypeError(f'Expected a class, got {cls!r}.')
+
+
+def _namespace_type_error(namespace: Any, /, *, end: str = '.') -> TypeError:
+    """optree's error for a namespace that is not a string (one call site omits the period)."""
+    return TypeError(f'The namespace must be a string, got {namespace!r}{end}')
 
 
 def _qualified_type_key(pair: tuple[Any, Any], /) -> tuple[str, Any]:

@@ -47,6 +47,7 @@ from optree.dataclasses import (
     _register_field_node,
     _register_node_arguments,
 )
+from optree.utils import _check_class
 
 __all__ = [  # noqa: RUF022 (same order as optree)
     'AttrsEntry',
@@ -257,8 +258,8 @@ def register_node(
 
         return decorator
 
-    if not inspect.isclass(cls):
-        raise TypeError(f'Expected a class, got {cls!r}.')
+    _check_class(cls)
+    cls = cast('_TypeT', cls)
     if not attrs.has(cls):
         raise TypeError(f'{cls!r} is not an attrs-decorated class.')
     _check_registrable_once(cls, _FIELDS, __name__)
