@@ -491,28 +491,14 @@ std::vector<Py_ssize_t> insertion_permutation(PyObject* keys, PyObject* original
 
 // Adds a note to the exception being raised.
 void add_note(const std::string& note) {
-  auto call_add_note = [&](PyObject* exc) {
-    if (exc == nullptr) return;
-    PyObject* added = PyObject_CallMethod(exc, "add_note", "s", note.c_str());
-    if (added == nullptr) {
-      PyErr_Clear();
-    } else {
-      Py_DECREF(added);
-    }
-  };
-#if PY_VERSION_HEX >= 0x030C0000
-  PyObject* exc = PyErr_GetRaisedException();
-  call_add_note(exc);
-  PyErr_SetRaisedException(exc);
-#else
-  PyObject* type = nullptr;
-  PyObject* value = nullptr;
-  PyObject* traceback = nullptr;
-  PyErr_Fetch(&type, &value, &traceback);
-  PyErr_NormalizeException(&type, &value, &traceback);
-  call_add_note(value);
-  PyErr_Restore(type, value, traceback);
-#endif
+  SetAsideError raised;
+  if (raised.exception() == nullptr) return;
+  PyObject* added = PyObject_CallMethod(raised.exception(), "add_note", "s", note.c_str());
+  if (added == nullptr) {
+    PyErr_Clear();
+  } else {
+    Py_DECREF(added);
+  }
 }
 
 std::string quoted(const std::string& text) { return "'" + text + "'"; }

@@ -147,6 +147,14 @@ def flatten(
     none_is_leaf: bool = False,
     namespace: str = '',
 ) -> tuple[list[T], PyTreeSpec]: ...
+def _set_accessor_classes(
+    sequence_entry: type[PyTreeEntry],
+    mapping_entry: type[PyTreeEntry],
+    namedtuple_entry: type[PyTreeEntry],
+    structseq_entry: type[PyTreeEntry],
+    accessor: type[PyTreeAccessor],
+    /,
+) -> None: ...
 def _flatten(
     tree: PyTree[T],
     leaf_predicate: Callable[[T], bool] | None,

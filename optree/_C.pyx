@@ -18,6 +18,7 @@ from optree.core cimport (
     Ref,
     TreeSpec,
     alive_interpreter_ids,
+    bool_slot,
     create_current_shard,
     current_interpreter_id,
     current_shard,
@@ -29,14 +30,23 @@ from optree.core cimport (
     is_leaf_object,
     is_namedtuple_class as core_is_namedtuple_class,
     is_structseq_class as core_is_structseq_class,
+    kGilDisabled,
+    kHasExitHook,
+    kPyDebug,
     kMaxRecursionDepth,
     main_interpreter_id,
     map_leaves as core_map_leaves,
     namedtuple_fields as core_namedtuple_fields,
+    new_instance,
     num_interpreters_alive,
     num_interpreters_seen,
+    register_exit_hook,
+    register_node as core_register_node,
     registry_size,
+    release_module_reference,
     structseq_fields as core_structseq_fields,
+    tuple_items,
+    unregister_node as core_unregister_node,
 )
 
 import copyreg
@@ -55,155 +65,24 @@ cdef extern from "Python.h":
     const char* PyUnicode_AsUTF8AndSize(object unicode, Py_ssize_t* size) except NULL
 
 cdef extern from *:
+    # Cython's module lookup table and the macros that say whether this build has it exist only
+    # in the generated file: this shim hands them to csrc/module_lifetime.cpp.
     """
-    #include "optree/registry.h"
-
-    // Cython 3.1-3.3 with CYTHON_USE_MODULE_STATE and multi-phase init stores each
-    // interpreter's module in a process-wide lookup table with a strong reference that nothing
-    // ever releases, and leaves m_free unset. The module is then never deallocated: every
-    // destroyed subinterpreter leaks its module, module state and heap types, and the leaked
-    // objects keep the whole obmalloc state of an isolated interpreter alive (megabytes).
-    // At interpreter exit we hand that reference back, so finalization frees the module like any
-    // other, and m_free runs Cython's m_clear when the module dies without the GC clearing it
-    // first (which also takes the module out of the lookup table). Cython's m_clear must run at
-    // most once per module: a second run can touch the lookup table after Cython freed it.
+    #include "optree/module_lifetime.h"
     #if defined(CYTHON_USE_MODULE_STATE) && CYTHON_USE_MODULE_STATE && \
         defined(CYTHON_PEP489_MULTI_PHASE_INIT) && CYTHON_PEP489_MULTI_PHASE_INIT && \
         CYTHON_HEX_VERSION >= 0x03010000 && CYTHON_HEX_VERSION < 0x03040000
-    #include <mutex>
-    #include <unordered_set>
-    static inquiry optree_cython_module_clear = NULL;
-    static std::mutex optree_cleared_modules_mutex;
-    static std::unordered_set<PyObject*> optree_cleared_modules;
-
-    // Cython's lookup table (defined further down in the generated file).
     static PyObject* __Pyx_State_FindModule(void*);
     static int __Pyx_State_AddModule(PyObject* module, void*);
-
-    // Cython's m_clear also takes "this interpreter's module" out of the lookup table. A module
-    // whose exec failed (e.g. `import optree` while atexit.register raises) may be collected
-    // after a new import made another module the interpreter's one: that one is put back.
-    static int optree_cython_module_clear_only(PyObject* module) {
-      PyObject* current = __Pyx_State_FindModule(NULL);
-      if (current == NULL || current == module) return optree_cython_module_clear(module);
-      Py_INCREF(current);
-      int result = optree_cython_module_clear(module);
-      if (__Pyx_State_FindModule(NULL) == NULL) {
-        if (__Pyx_State_AddModule(current, NULL) == 0) return result;  // the table took it
-        PyErr_Clear();
-      }
-      Py_DECREF(current);
-      return result;
-    }
-
-    static int optree_module_clear(PyObject* module) {
-      {
-        std::lock_guard<std::mutex> lock(optree_cleared_modules_mutex);
-        if (!optree_cleared_modules.insert(module).second) return 0;
-      }
-      return optree_cython_module_clear_only(module);
-    }
-
-    static void optree_module_free(void* module) {
-      bool cleared;
-      {
-        std::lock_guard<std::mutex> lock(optree_cleared_modules_mutex);
-        cleared = optree_cleared_modules.erase(static_cast<PyObject*>(module)) > 0;
-      }
-      if (!cleared) (void)optree_cython_module_clear_only(static_cast<PyObject*>(module));
-    }
-
-    static int optree_take_module_lifetime(PyObject* type) {
-      PyObject* module = PyType_GetModule(reinterpret_cast<PyTypeObject*>(type));
-      if (module == NULL) return -1;
-      PyModuleDef* def = PyModule_GetDef(module);
-      if (def == NULL) {
-        if (!PyErr_Occurred()) PyErr_SetString(PyExc_SystemError, "optree._C has no module def");
-        return -1;
-      }
-      static std::once_flag hooks_installed;
-      std::call_once(hooks_installed, [def] {
-        optree_cython_module_clear = def->m_clear;
-        def->m_clear = optree_module_clear;
-        def->m_free = optree_module_free;
-      });
-      return 0;
-    }
-
-    static int optree_release_module_reference(PyObject* type) {
-      PyObject* module = PyType_GetModule(reinterpret_cast<PyTypeObject*>(type));
-      if (module == NULL) return -1;
-      Py_DECREF(module);  // the lookup table's reference; sys.modules still holds one
-      return 0;
+    static int optree_take_module_lifetime(PyObject* module_type) {
+      return optree::take_module_lifetime(module_type,
+                                          {__Pyx_State_FindModule, __Pyx_State_AddModule});
     }
     #else
     static int optree_take_module_lifetime(PyObject*) { return 0; }
-    static int optree_release_module_reference(PyObject*) { return 0; }
-    #endif
-
-    [[maybe_unused]] static void optree_release_shard_at_exit(void* module_type) {
-      try {
-        optree::destroy_current_shard();
-      } catch (...) {
-        PyErr_Clear();
-      }
-      if (optree_release_module_reference(static_cast<PyObject*>(module_type)) < 0) PyErr_Clear();
-    }
-    #if PY_VERSION_HEX >= 0x030D0000
-    // The module type is a borrowed pointer: the lookup table keeps the module, which keeps its
-    // types, alive until this hook runs.
-    static int optree_register_exit_hook(PyObject* module_type) {
-      return PyUnstable_AtExit(PyInterpreterState_Get(), optree_release_shard_at_exit, module_type);
-    }
-    #define OPTREE_HAS_C_EXIT_HOOK 1
-    #else
-    static int optree_register_exit_hook(PyObject*) { return 0; }
-    #define OPTREE_HAS_C_EXIT_HOOK 0
-    #endif
-    // The truth of `value` by its type's __bool__ slot: 0 or 1, or -1 (no exception set) if the
-    // type has no such slot or it fails. Only True and False are bools to optree; it also takes
-    // None and anything with this slot (numbers, numpy.bool_), never truth by __len__.
-    static int optree_bool_slot(PyObject* value) {
-      PyNumberMethods* number = Py_TYPE(value)->tp_as_number;
-      if (number == NULL || number->nb_bool == NULL) return -1;
-      int result = number->nb_bool(value);
-      if (result < 0) {
-        PyErr_Clear();
-        return -1;
-      }
-      return result != 0;
-    }
-    // type.__new__(type) for a type whose tp_new takes no arguments.
-    static PyObject* optree_new_instance(PyTypeObject* type) {
-      PyObject* empty = PyTuple_New(0);
-      if (empty == NULL) return NULL;
-      PyObject* result = type->tp_new(type, empty, NULL);
-      Py_DECREF(empty);
-      return result;
-    }
-    static inline PyObject* const* optree_tuple_items(PyObject* tuple) {
-      return reinterpret_cast<PyTupleObject*>(tuple)->ob_item;
-    }
-    #ifdef Py_GIL_DISABLED
-    #define OPTREE_GIL_DISABLED 1
-    #else
-    #define OPTREE_GIL_DISABLED 0
-    #endif
-    #ifdef Py_DEBUG
-    #define OPTREE_PY_DEBUG 1
-    #else
-    #define OPTREE_PY_DEBUG 0
     #endif
     """
-    int optree_register_exit_hook(object module_type) except -1
     int optree_take_module_lifetime(object module_type) except -1
-    int optree_release_module_reference(object module_type) except -1
-    const int OPTREE_HAS_C_EXIT_HOOK
-    const int OPTREE_GIL_DISABLED
-    const int OPTREE_PY_DEBUG
-    int optree_bool_slot(object value)
-    PyObject* const* tuple_items "optree_tuple_items"(tuple value)
-    object new_instance "optree_new_instance"(PyTypeObject* type)
 
 
 cdef inline object steal(Ref ref):
@@ -241,8 +120,8 @@ cdef inline string namespace_of(object namespace) except *:
 
 
 cdef cbool bool_of_other(object value, const char* name) except *:
-    # See optree_bool_slot(): anything else is a TypeError, as in optree.
-    cdef int result = optree_bool_slot(value)
+    # See bool_slot() in bindings_support.h: anything else is a TypeError, as in optree.
+    cdef int result = bool_slot(value)
     if result < 0:
         raise TypeError(f'The `{name.decode()}` argument must be a bool, got {value!r}.')
     return result != 0
@@ -276,8 +155,8 @@ Py_TPFLAGS_BASETYPE = Py_TPFLAGS_BASETYPE_VALUE
 PyStructSequence_UnnamedField = UNNAMED_FIELD_NAME.decode('utf-8')
 PY_VERSION = sys.version.split()[0]
 PY_VERSION_HEX = sys.hexversion
-Py_DEBUG = bool(OPTREE_PY_DEBUG)
-Py_GIL_DISABLED = bool(OPTREE_GIL_DISABLED)
+Py_DEBUG = kPyDebug
+Py_GIL_DISABLED = kGilDisabled
 OPTREE_HAS_SUBINTERPRETER_SUPPORT = True
 OPTREE_HAS_READ_WRITE_LOCK = False  # readers take no lock at all
 OPTREE_HAS_FROZENDICT = False
@@ -356,16 +235,25 @@ cdef inline PyObject* optional_callable(object func):
     return <PyObject*>func
 
 
-cdef tuple accessor_classes():
-    # (the entry class of each builtin kind by kind index, PyTreeAccessor); optree.accessors
-    # puts them in this module's globals.
-    module_globals = globals()
-    sequence_entry = module_globals['SequenceEntry']
-    mapping_entry = module_globals['MappingEntry']
+_ACCESSOR_CLASSES = None
+
+
+def _set_accessor_classes(sequence_entry, mapping_entry, namedtuple_entry, structseq_entry,
+                          accessor, /):
+    """Hands the core the classes it builds path entries and accessors with; optree.accessors
+    calls it once, at import."""
+    global _ACCESSOR_CLASSES
+    # The entry class of each builtin kind, by kind index.
     entry_types = (None, None, None, sequence_entry, sequence_entry, mapping_entry,
-                   module_globals['NamedTupleEntry'], mapping_entry, mapping_entry,
-                   sequence_entry, module_globals['StructSequenceEntry'], mapping_entry)
-    return entry_types, module_globals['PyTreeAccessor']
+                   namedtuple_entry, mapping_entry, mapping_entry, sequence_entry,
+                   structseq_entry, mapping_entry)
+    _ACCESSOR_CLASSES = (entry_types, accessor)
+
+
+cdef tuple accessor_classes():
+    if _ACCESSOR_CLASSES is None:
+        raise InternalError('optree.accessors has not handed its classes to optree._C.')
+    return _ACCESSOR_CLASSES
 
 
 cdef int call_spec_function(void* context, const TreeSpec& input, TreeSpec* output) except -1:
@@ -809,20 +697,6 @@ def structseq_fields(obj, /):
 
 # ------------------------------------------------------------------------------- registry
 
-_BUILTIN_NODE_TYPES = None
-
-
-def _builtin_node_types():
-    global _BUILTIN_NODE_TYPES
-    if _BUILTIN_NODE_TYPES is None:
-        import collections
-        _BUILTIN_NODE_TYPES = frozenset({
-            type(None), tuple, list, dict,
-            collections.OrderedDict, collections.defaultdict, collections.deque,
-        })
-    return _BUILTIN_NODE_TYPES
-
-
 def register_node(cls, /, flatten_func, unflatten_func, path_entry_type, namespace='',
                   field_layout=None):
     """Registers `cls` as a pytree node type in `namespace` ('' = global).
@@ -831,64 +705,14 @@ def register_node(cls, /, flatten_func, unflatten_func, path_entry_type, namespa
     rebuilds instances itself: (child names, child keywords, metadata names, metadata
     keywords), four tuples of str (see FieldLayout in csrc/include/optree/registry.h).
     """
-    cdef string ns = namespace_of(namespace)
-    if not isinstance(cls, type):
-        raise TypeError(f'Expected a class, got {cls!r}.')
-    if cls in _builtin_node_types():
-        raise ValueError(f'PyTree type {cls!r} is a built-in type and cannot be re-registered.')
-    if not callable(flatten_func):
-        raise TypeError(f'Expected a callable flatten function, got {flatten_func!r}.')
-    if not callable(unflatten_func):
-        raise TypeError(f'Expected a callable unflatten function, got {unflatten_func!r}.')
-    family = _builtin_family(cls)
-    current_shard().register_node(<PyObject*>cls, <PyObject*>flatten_func,
-                                  <PyObject*>unflatten_func, <PyObject*>path_entry_type, ns,
-                                  <PyObject*>NULL if field_layout is None
-                                  else <PyObject*>field_layout)
-    if family is None:
-        return
-    # Warned only once the registration stands (a rejected one overrides nothing); a warning
-    # turned into an error undoes it.
-    message = (f'PyTree type {cls!r} is {family}, which is already registered in the global '
-               f'namespace. Override it with custom flatten/unflatten functions')
-    if ns.size() > 0:
-        message += f' in namespace {_namespace_repr(ns)}'
-    try:
-        warnings.warn(message + '.', UserWarning, stacklevel=2)
-    except BaseException:
-        current_shard().unregister_node(<PyObject*>cls, ns)
-        raise
-
-
-cdef object _builtin_family(object cls):
-    """How optree names the builtin node kind of a namedtuple or PyStructSequence class."""
-    if core_is_structseq_class(<PyObject*>cls):
-        return 'a class of `PyStructSequence`'
-    if core_is_namedtuple_class(<PyObject*>cls):
-        return 'a subclass of `collections.namedtuple`'
-    return None
-
-
-cdef str _namespace_repr(string ns):
-    return repr(ns.decode('utf-8'))
+    core_register_node(<PyObject*>cls, <PyObject*>flatten_func, <PyObject*>unflatten_func,
+                       <PyObject*>path_entry_type, namespace_of(namespace),
+                       <PyObject*>NULL if field_layout is None else <PyObject*>field_layout)
 
 
 def unregister_node(cls, /, namespace=''):
     """Removes the registration of `cls` in `namespace` ('' = global)."""
-    cdef string ns = namespace_of(namespace)
-    if not isinstance(cls, type):
-        raise TypeError(f'Expected a class, got {cls!r}.')
-    if cls in _builtin_node_types():
-        raise ValueError(f'PyTree type {cls!r} is a built-in type and cannot be unregistered.')
-    family = _builtin_family(cls)
-    try:
-        current_shard().unregister_node(<PyObject*>cls, ns)
-    except ValueError:
-        if family is None:
-            raise
-        where = f'namespace {_namespace_repr(ns)}' if ns.size() > 0 else 'the global namespace'
-        raise ValueError(f'PyTree type {cls!r} is {family}, which is not explicitly registered '
-                         f'in {where}.') from None
+    core_unregister_node(<PyObject*>cls, namespace_of(namespace))
 
 
 def is_dict_insertion_ordered(namespace='', inherit_global_namespace=True):
@@ -950,7 +774,7 @@ def _release_registry():
     destroy_current_shard()
     if _holds_lookup_table_reference:
         _holds_lookup_table_reference = False
-        optree_release_module_reference(PyTreeSpec)
+        release_module_reference(PyTreeSpec)
 
 
 # ------------------------------------------------------------------------------ transfer
@@ -988,8 +812,8 @@ install_gc()
 import gc as _gc
 _gc.callbacks.append(_reclaim_retired_snapshots)
 del _gc
-if OPTREE_HAS_C_EXIT_HOOK:
-    optree_register_exit_hook(PyTreeSpec)
+if kHasExitHook:
+    register_exit_hook(PyTreeSpec)
 else:
     import atexit
     atexit.register(_release_registry)

@@ -403,11 +403,19 @@ class PyTreeAccessor(tuple[PyTreeEntry, ...]):
 
 
 def _export_to_core() -> None:
-    # The core builds path entries and accessors through these classes: publish them on `_C`.
+    # The core builds path entries and accessors through these classes. They are also
+    # attributes of `_C`, as in optree 0.20.0.
     for name in __all__:
         cls = globals()[name]
         cls.__module__ = 'optree'
         setattr(_C, name, cls)
+    _C._set_accessor_classes(
+        SequenceEntry,
+        MappingEntry,
+        NamedTupleEntry,
+        StructSequenceEntry,
+        PyTreeAccessor,
+    )
 
 
 _export_to_core()

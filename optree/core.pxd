@@ -17,6 +17,20 @@ cdef extern from "optree/common.h" namespace "optree" nogil:
         PyObject* release()
 
 
+cdef extern from "optree/bindings_support.h" namespace "optree":
+    int bool_slot(object value)
+    object new_instance(PyTypeObject* type)
+    PyObject* const* tuple_items(tuple value)
+    const bool kGilDisabled
+    const bool kPyDebug
+
+
+cdef extern from "optree/module_lifetime.h" namespace "optree":
+    const bool kHasExitHook
+    int release_module_reference(object module_type) except -1
+    int register_exit_hook(object module_type) except -1
+
+
 cdef extern from "optree/registry.h" namespace "optree":
     cdef cppclass Shard:
         void register_node(PyObject* type, PyObject* flatten, PyObject* unflatten,
@@ -25,6 +39,11 @@ cdef extern from "optree/registry.h" namespace "optree":
         void unregister_node(PyObject* type, const string& ns) except +translate_exception
         void set_dict_insertion_ordered(bool mode, const string& ns) except +translate_exception
         void reclaim_retired() except +translate_exception
+
+    void register_node(PyObject* type, PyObject* flatten, PyObject* unflatten,
+                       PyObject* path_entry_type, const string& ns,
+                       PyObject* field_layout) except +translate_exception
+    void unregister_node(PyObject* type, const string& ns) except +translate_exception
 
     void create_current_shard() except +translate_exception
     void destroy_current_shard() except +translate_exception
@@ -37,6 +56,13 @@ cdef extern from "optree/registry.h" namespace "optree":
     vector[int64_t] alive_interpreter_ids() except +translate_exception
     int64_t current_interpreter_id()
     int64_t main_interpreter_id()
+
+
+cdef extern from "optree/introspection.h" namespace "optree":
+    bool is_namedtuple_class(PyObject* cls) except +translate_exception
+    bool is_structseq_class(PyObject* cls) except +translate_exception
+    Ref namedtuple_fields(PyObject* obj) except +translate_exception
+    Ref structseq_fields(PyObject* obj) except +translate_exception
 
 
 cdef extern from "optree/treespec.h" namespace "optree":
@@ -105,10 +131,6 @@ cdef extern from "optree/treespec.h" namespace "optree":
 
     bool is_leaf_object(PyObject* obj, const FlattenOptions& options) except +translate_exception
     Ref flatten_leaves(PyObject* tree, const FlattenOptions& options) except +translate_exception
-    bool is_namedtuple_class(PyObject* cls) except +translate_exception
-    bool is_structseq_class(PyObject* cls) except +translate_exception
-    Ref namedtuple_fields(PyObject* obj) except +translate_exception
-    Ref structseq_fields(PyObject* obj) except +translate_exception
 
     cdef cppclass LeafIterator:
         LeafIterator(PyObject* tree, const FlattenOptions& options) except +translate_exception

@@ -66,6 +66,38 @@ inline int check_int(int rc) {
   return rc;
 }
 
+// Takes the Python exception being raised out of the thread state (so that cleanup code may call
+// into Python) and raises it again when destroyed. exception() is the exception object (null if
+// none was set).
+class SetAsideError {
+ public:
+  SetAsideError() noexcept {
+#if PY_VERSION_HEX >= 0x030C0000
+    exception_ = PyErr_GetRaisedException();
+#else
+    PyErr_Fetch(&type_, &exception_, &traceback_);
+    PyErr_NormalizeException(&type_, &exception_, &traceback_);
+#endif
+  }
+  SetAsideError(const SetAsideError&) = delete;
+  SetAsideError& operator=(const SetAsideError&) = delete;
+  ~SetAsideError() {
+#if PY_VERSION_HEX >= 0x030C0000
+    PyErr_SetRaisedException(exception_);
+#else
+    PyErr_Restore(type_, exception_, traceback_);
+#endif
+  }
+  PyObject* exception() const noexcept { return exception_; }
+
+ private:
+  PyObject* exception_ = nullptr;
+#if PY_VERSION_HEX < 0x030C0000
+  PyObject* type_ = nullptr;
+  PyObject* traceback_ = nullptr;
+#endif
+};
+
 // Called by the bindings inside a catch block: turns the active C++ exception into a Python one.
 inline void translate_exception() {
   try {

@@ -276,6 +276,14 @@ class LazyBuiltins {
   const BuiltinTypes* builtins_ = nullptr;
 };
 
+// The registration functions of optree._C (registration.cpp): the public policy (a class, not a
+// builtin container; callable functions; the warning when a namedtuple or PyStructSequence class
+// gets a registration of its own) around this interpreter's Shard::register_node and
+// unregister_node.
+void register_node(PyObject* type, PyObject* flatten, PyObject* unflatten,
+                   PyObject* path_entry_type, const std::string& ns, PyObject* field_layout);
+void unregister_node(PyObject* type, const std::string& ns);
+
 // Introspection.
 Py_ssize_t registry_size(const std::string* ns);  // ns == nullptr: every namespace
 bool is_dict_insertion_ordered(const std::string& ns, bool inherit_global);

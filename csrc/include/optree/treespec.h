@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "optree/common.h"
+#include "optree/introspection.h"
 #include "optree/registry.h"
 
 namespace optree {
@@ -182,15 +183,6 @@ PyObject* node_type_object(const Node& node, LazyBuiltins& builtins);
 void expand_node(PyObject* obj, const NodeInfo& info, RegistryView& view,
                  const FlattenOptions& options, Node& node, std::vector<Ref>& children,
                  bool& uses_namespace);
-
-// What a strict tuple subclass is; cached per interpreter (see TupleClassCache).
-TupleClassInfo tuple_class_info(PyTypeObject* type, const BuiltinTypes& builtins);
-bool is_namedtuple_class(PyObject* cls, const BuiltinTypes& builtins);
-bool is_namedtuple_class(PyObject* cls);  // looks this interpreter's builtins up
-bool is_structseq_class(PyObject* cls, const BuiltinTypes& builtins);
-bool is_structseq_class(PyObject* cls);  // looks this interpreter's builtins up
-Ref namedtuple_fields(PyObject* obj);
-Ref structseq_fields(PyObject* obj);
 
 // A mutex whose uncontended lock and unlock are one atomic instruction each (a leaf iterator
 // takes it once per leaf); a contended lock() sleeps on the atomic (C++20 wait / notify).
