@@ -146,7 +146,7 @@ bool known_sorted(PyObject* keys) {
 Ref dict_node_keys(PyObject* obj, NodeKind kind, const Ref& keys_in_order, RegistryView& view,
                    const FlattenOptions& options, Node& node) {
   Ref keys;
-  if (kind == NodeKind::OrderedDict) {
+  if (!sorts_dict_keys(kind)) {
     keys = keys_in_order;
   } else {
     bool insertion_ordered = options.dict_insertion_ordered.has_value()
@@ -196,6 +196,93 @@ void read_fields(PyObject* obj, const Registration& registration, Node& node,
 
 }  // namespace
 
+namespace {
+
+// expand_node() for one kind (or family of kinds) each.
+
+// Tuple, NamedTuple and StructSequence: a tuple holds its items.
+void expand_tuple(PyObject* obj, NodeKind kind, Node& node, std::vector<Ref>& children) {
+  Py_ssize_t n =
+      kind == NodeKind::StructSequence ? structseq_length(Py_TYPE(obj)) : PyTuple_GET_SIZE(obj);
+  append_items(children, obj, n);
+  if (kind != NodeKind::Tuple)
+    node.node_data = Ref::borrow(reinterpret_cast<PyObject*>(Py_TYPE(obj)));
+}
+
+// List and Deque: the items of a copy, a consistent view even if obj changes meanwhile.
+void expand_sequence(PyObject* obj, NodeKind kind, Node& node, std::vector<Ref>& children) {
+  Ref copy = check_ref(PySequence_Tuple(obj));
+  append_items(children, copy.get(), PyTuple_GET_SIZE(copy.get()));
+  if (kind == NodeKind::Deque) node.node_data = check_ref(PyObject_GetAttrString(obj, "maxlen"));
+}
+
+// The dict kinds: the values of a copy, consistent under concurrent writers, in key order.
+void expand_dict_copy(PyObject* obj, NodeKind kind, RegistryView& view,
+                      const FlattenOptions& options, Node& node, std::vector<Ref>& children) {
+  Ref snapshot_dict = check_ref(PyDict_Copy(obj));
+  Ref keys_in_order = check_ref(PyDict_Keys(snapshot_dict.get()));
+  Ref keys = dict_node_keys(obj, kind, keys_in_order, view, options, node);
+  for (Py_ssize_t i = 0; i < PyList_GET_SIZE(keys.get()); ++i) {
+    PyObject* value = PyDict_GetItemWithError(snapshot_dict.get(), PyList_GET_ITEM(keys.get(), i));
+    if (value == nullptr) {
+      if (!PyErr_Occurred())
+        PyErr_SetString(PyExc_RuntimeError, "dictionary changed during flatten");
+      throw_python_error();
+    }
+    children.push_back(Ref::borrow(value));
+  }
+}
+
+// What a custom flatten function returned, (children, metadata[, entries]), into the node.
+void read_flatten_result(PyObject* result, const Registration& registration, Node& node,
+                         std::vector<Ref>& children) {
+  Py_ssize_t size = PyTuple_GET_SIZE(result);
+  if (size != 2 && size != 3) {
+    raise(PyExc_RuntimeError,
+          "PyTree custom flatten function for type " + repr_of(registration.type) +
+              " should return a 2- or 3-tuple, got " + std::to_string(size) + ".");
+  }
+  PyObject* raw_children = PyTuple_GET_ITEM(result, 0);
+  if (PyTuple_CheckExact(raw_children) || PyList_CheckExact(raw_children)) {
+    // What iterating them would give, without the iterator protocol.
+    Ref items = PyTuple_CheckExact(raw_children) ? Ref::borrow(raw_children)
+                                                 : check_ref(PyList_AsTuple(raw_children));
+    append_items(children, items.get(), PyTuple_GET_SIZE(items.get()));
+  } else {
+    collect_iterable(raw_children, children);
+  }
+  node.node_data = Ref::borrow(PyTuple_GET_ITEM(result, 1));
+
+  if (size == 3 && PyTuple_GET_ITEM(result, 2) != Py_None) {
+    node.node_entries = check_ref(PySequence_Tuple(PyTuple_GET_ITEM(result, 2)));
+    Py_ssize_t num_entries = PyTuple_GET_SIZE(node.node_entries.get());
+    if (num_entries != static_cast<Py_ssize_t>(children.size())) {
+      raise(PyExc_RuntimeError,
+            "PyTree custom flatten function for type " + repr_of(registration.type) +
+                " returned inconsistent number of children (" + std::to_string(children.size()) +
+                ") and number of entries (" + std::to_string(num_entries) + ").");
+    }
+  }
+}
+
+void expand_custom(PyObject* obj, const NodeInfo& info, RegistryView& view, Node& node,
+                   std::vector<Ref>& children) {
+  // Copied out first: the flatten function may change the registry and unpin the snapshot.
+  node.custom = *info.custom;
+  const Registration& registration = *node.custom;
+  if (registration.field_layout != nullptr) {
+    read_fields(obj, registration, node, children);
+    view.refresh();  // attribute lookups may run Python code
+    return;
+  }
+  Ref result = check_ref(PyObject_CallOneArg(registration.flatten_func, obj));
+  view.refresh();
+  if (!PyTuple_Check(result.get())) result = check_ref(PySequence_Tuple(result.get()));
+  read_flatten_result(result.get(), registration, node, children);
+}
+
+}  // namespace
+
 // Fills `node` (except counts) and the children of a non-leaf object, in flatten order.
 void expand_node(PyObject* obj, const NodeInfo& info, RegistryView& view,
                  const FlattenOptions& options, Node& node, std::vector<Ref>& children,
@@ -207,100 +294,24 @@ void expand_node(PyObject* obj, const NodeInfo& info, RegistryView& view,
       break;
     case NodeKind::Tuple:
     case NodeKind::NamedTuple:
-    case NodeKind::StructSequence: {
-      Py_ssize_t n = PyTuple_GET_SIZE(obj);
-      if (info.kind == NodeKind::StructSequence) {
-        n = structseq_length(Py_TYPE(obj));
-      }
-      children.reserve(static_cast<size_t>(n));
-      for (Py_ssize_t i = 0; i < n; ++i) children.push_back(Ref::borrow(PyTuple_GET_ITEM(obj, i)));
-      if (info.kind != NodeKind::Tuple)
-        node.node_data = Ref::borrow(reinterpret_cast<PyObject*>(Py_TYPE(obj)));
+    case NodeKind::StructSequence:
+      expand_tuple(obj, info.kind, node, children);
       break;
-    }
-    case NodeKind::List: {
-      Ref copy = check_ref(PySequence_Tuple(obj));  // a consistent view even if obj changes
-      for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(copy.get()); ++i) {
-        children.push_back(Ref::borrow(PyTuple_GET_ITEM(copy.get(), i)));
-      }
+    case NodeKind::List:
+    case NodeKind::Deque:
+      expand_sequence(obj, info.kind, node, children);
       break;
-    }
-    case NodeKind::Deque: {
-      Ref copy = check_ref(PySequence_Tuple(obj));
-      for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(copy.get()); ++i) {
-        children.push_back(Ref::borrow(PyTuple_GET_ITEM(copy.get(), i)));
-      }
-      node.node_data = check_ref(PyObject_GetAttrString(obj, "maxlen"));
-      break;
-    }
     case NodeKind::Dict:
     case NodeKind::OrderedDict:
-    case NodeKind::DefaultDict: {
-      Ref snapshot_dict = check_ref(PyDict_Copy(obj));  // consistent under concurrent writers
-      Ref keys_in_order = check_ref(PyDict_Keys(snapshot_dict.get()));
-      Ref keys = dict_node_keys(obj, info.kind, keys_in_order, view, options, node);
-      for (Py_ssize_t i = 0; i < PyList_GET_SIZE(keys.get()); ++i) {
-        PyObject* value =
-            PyDict_GetItemWithError(snapshot_dict.get(), PyList_GET_ITEM(keys.get(), i));
-        if (value == nullptr) {
-          if (!PyErr_Occurred())
-            PyErr_SetString(PyExc_RuntimeError, "dictionary changed during flatten");
-          throw_python_error();
-        }
-        children.push_back(Ref::borrow(value));
-      }
+    case NodeKind::DefaultDict:
+      expand_dict_copy(obj, info.kind, view, options, node, children);
       break;
-    }
-    case NodeKind::Custom: {
-      // Copied out first: the flatten function may change the registry and unpin the snapshot.
-      node.custom = *info.custom;
-      const Registration* registration = node.custom.get();
-      if (registration->field_layout != nullptr) {
-        read_fields(obj, *registration, node, children);
-        view.refresh();  // attribute lookups may run Python code
-        uses_namespace = true;
-        break;
-      }
-      Ref result = check_ref(PyObject_CallOneArg(registration->flatten_func, obj));
-      view.refresh();
-      if (!PyTuple_Check(result.get())) result = check_ref(PySequence_Tuple(result.get()));
-      Py_ssize_t size = PyTuple_GET_SIZE(result.get());
-      if (size != 2 && size != 3) {
-        raise(PyExc_RuntimeError,
-              "PyTree custom flatten function for type " + repr_of(registration->type) +
-                  " should return a 2- or 3-tuple, got " + std::to_string(size) + ".");
-      }
-      PyObject* raw_children = PyTuple_GET_ITEM(result.get(), 0);
-      if (PyTuple_CheckExact(raw_children) || PyList_CheckExact(raw_children)) {
-        // What iterating them would give, without the iterator protocol.
-        Ref items = PyTuple_CheckExact(raw_children) ? Ref::borrow(raw_children)
-                                                     : check_ref(PyList_AsTuple(raw_children));
-        Py_ssize_t n = PyTuple_GET_SIZE(items.get());
-        children.reserve(static_cast<size_t>(n));
-        for (Py_ssize_t i = 0; i < n; ++i) {
-          children.push_back(Ref::borrow(PyTuple_GET_ITEM(items.get(), i)));
-        }
-      } else {
-        collect_iterable(raw_children, children);
-      }
-      node.node_data = Ref::borrow(PyTuple_GET_ITEM(result.get(), 1));
-
-      if (size == 3 && PyTuple_GET_ITEM(result.get(), 2) != Py_None) {
-        node.node_entries = check_ref(PySequence_Tuple(PyTuple_GET_ITEM(result.get(), 2)));
-        Py_ssize_t num_entries = PyTuple_GET_SIZE(node.node_entries.get());
-        if (num_entries != static_cast<Py_ssize_t>(children.size())) {
-          raise(PyExc_RuntimeError,
-                "PyTree custom flatten function for type " + repr_of(registration->type) +
-                    " returned inconsistent number of children (" +
-                    std::to_string(children.size()) + ") and number of entries (" +
-                    std::to_string(num_entries) + ").");
-        }
-      }
+    case NodeKind::Custom:
+      expand_custom(obj, info, view, node, children);
       // optree records the namespace in the treespec once any custom node is met, even one
       // registered globally (the namespace may be the empty global one: that is a no-op).
       uses_namespace = true;
       break;
-    }
     case NodeKind::FrozenDict:
     case NodeKind::NumKinds:
       raise(PyExc_SystemError, "unsupported node kind");
@@ -414,11 +425,7 @@ struct Flattener {
   }
 
   [[gnu::noinline]] void add_path() {
-    Ref path = check_ref(PyTuple_New(static_cast<Py_ssize_t>(path_prefix.size())));
-    for (size_t i = 0; i < path_prefix.size(); ++i) {
-      PyTuple_SET_ITEM(path.get(), static_cast<Py_ssize_t>(i), Py_NewRef(path_prefix[i]));
-    }
-    paths.push(path.release());
+    paths.push(tuple_of(path_prefix.data(), static_cast<Py_ssize_t>(path_prefix.size())).release());
   }
 
   [[noreturn, gnu::noinline]] static void list_index_out_of_range() {
@@ -468,12 +475,7 @@ struct Flattener {
     flush_leaf_nodes();
     if constexpr (kBuildNodes) {
       previous_nodes = nodes.size();
-      if (!pack && nodes.size() >= kPackedShapeMinNodes) {
-        shape.resize(nodes.size());
-        for (size_t i = 0; i < nodes.size(); ++i) {
-          shape[i] = TreeSpec::packed_word(nodes[i].kind, nodes[i].arity);
-        }
-      }
+      if (!pack && nodes.size() >= kPackedShapeMinNodes) TreeSpec::pack_shape(nodes, shape);
       // A small tree after a big one: give the room back rather than keep it with the spec.
       if (nodes.capacity() > 2 * nodes.size() + 64) {
         nodes.shrink_to_fit();
@@ -736,17 +738,16 @@ TreeSpec TreeSpec::from_collection(PyObject* collection,
         common = child->ns;
       } else if (common != child->ns) {
         raise(PyExc_ValueError, "Expected treespecs with the same namespace, got " +
-                                    repr_of(unicode(common).get()) + " vs. " +
-                                    repr_of(unicode(child->ns).get()) + ".");
+                                    namespace_repr(common) + " vs. " + namespace_repr(child->ns) +
+                                    ".");
       }
     }
   }
   if (!common.empty()) {
     // An empty namespace of the caller is promoted to the children's.
     if (!options.ns.empty() && options.ns != common) {
-      raise(PyExc_ValueError, "Expected treespec(s) with namespace " +
-                                  repr_of(unicode(options.ns).get()) + ", got " +
-                                  repr_of(unicode(common).get()) + ".");
+      raise(PyExc_ValueError, "Expected treespec(s) with namespace " + namespace_repr(options.ns) +
+                                  ", got " + namespace_repr(common) + ".");
     }
     spec.ns = common;
   } else if (uses_namespace || namespace_orders_dicts(view, options)) {

@@ -65,8 +65,7 @@ Ref node_state(const Node& node) {
     default:
       data = Ref::borrow(node.node_data ? node.node_data.get() : Py_None);
   }
-  if (node.kind == NodeKind::Dict || node.kind == NodeKind::DefaultDict ||
-      node.kind == NodeKind::FrozenDict) {
+  if (sorts_dict_keys(node.kind)) {
     original_keys =
         dict_from_keys(node.original_keys ? node.original_keys.get() : dict_keys_of(node));
   }
@@ -231,6 +230,61 @@ bool is_builtin_node_type(PyObject* type, const BuiltinTypes& builtins, bool non
          (!none_is_leaf && t == Py_TYPE(Py_None));
 }
 
+// The per-kind checks of a node state's node data, each filling the node's data.
+
+void load_no_data(NodeKind kind, PyObject* data, Node& node, bool none_is_leaf) {
+  if (kind == NodeKind::Tuple || kind == NodeKind::List) {
+    if (data != Py_None) malformed("a tuple or list node must not have node data");
+    return;
+  }
+  if (data != Py_None) malformed("a leaf or none node must not have node data");
+  if (node.arity != 0) malformed("a leaf or none node must have arity 0");
+  if (kind == NodeKind::None && none_is_leaf) {
+    malformed("a none node cannot appear when none_is_leaf is set");
+  }
+}
+
+void load_defaultdict(PyObject* data, Node& node, Ref& index) {
+  Ref metadata = as_tuple(data, "the defaultdict metadata");
+  if (PyTuple_GET_SIZE(metadata.get()) != 2) malformed("the defaultdict metadata is not a 2-tuple");
+  PyObject* factory = PyTuple_GET_ITEM(metadata.get(), 0);
+  if (factory != Py_None && !PyCallable_Check(factory)) {
+    malformed("the `default_factory` is not callable");
+  }
+  Ref keys = load_keys(PyTuple_GET_ITEM(metadata.get(), 1), node.arity, index);
+  node.node_data = check_ref(PyTuple_Pack(2, factory, keys.get()));
+}
+
+// None (unbounded) or an int that collections.deque accepts, at least the arity.
+void load_deque(PyObject* data, Node& node) {
+  if (data != Py_None && deque_maxlen_problem(data, node.arity, false) != MaxlenProblem::Fits) {
+    malformed("the deque maxlen is invalid");
+  }
+  node.node_data = Ref::borrow(data);
+}
+
+void load_tuple_class(PyObject* data, Node& node, const BuiltinTypes& types) {
+  bool named = node.kind == NodeKind::NamedTuple;
+  if (named ? !is_namedtuple_class(data, types) : !is_structseq_class(data, types)) {
+    malformed(named ? "the node data is not a namedtuple type"
+                    : "the node data is not a PyStructSequence type");
+  }
+  Ref fields = named ? namedtuple_fields(data) : structseq_fields(data);
+  if (!PyTuple_Check(fields.get()) || PyTuple_GET_SIZE(fields.get()) != node.arity) {
+    malformed("the number of fields does not match the arity");
+  }
+  node.node_data = Ref::borrow(data);
+}
+
+void load_custom_entries(PyObject* entries, Node& node) {
+  if (entries == Py_None) return;
+  if (!PyTuple_Check(entries)) malformed("the node entries are not a tuple");
+  if (PyTuple_GET_SIZE(entries) != node.arity) {
+    malformed("the number of node entries does not match the arity");
+  }
+  node.node_entries = Ref::borrow(entries);
+}
+
 class StateLoader {
  public:
   explicit StateLoader(TreeSpec& spec, PyObject* ns) : spec_(spec), ns_(ns) {}
@@ -242,7 +296,55 @@ class StateLoader {
     if (size != 7 && size != 8) malformed("a node state is not a 7- or 8-tuple");
     auto item = [&state](Py_ssize_t i) { return PyTuple_GET_ITEM(state.get(), i); };
     Node node;
-    Py_ssize_t kind = as_size(item(0), "the node kind");
+    PyObject* original_keys = size == 8 ? item(7) : Py_None;
+    parse_header(item(0), item(1), item(5), item(6), size == 8, original_keys, node);
+    PyObject* data = item(2);
+    PyObject* entries = item(3);
+    PyObject* custom_type = item(4);
+    if (node.kind != NodeKind::Custom && (entries != Py_None || custom_type != Py_None)) {
+      malformed("a non-custom node must not have node entries or a custom type");
+    }
+    Ref index;  // of the keys of a dict kind
+    switch (node.kind) {
+      case NodeKind::Leaf:
+      case NodeKind::None:
+      case NodeKind::Tuple:
+      case NodeKind::List:
+        load_no_data(node.kind, data, node, spec_.none_is_leaf);
+        break;
+      case NodeKind::Dict:
+      case NodeKind::OrderedDict:
+        node.node_data = load_keys(data, node.arity, index);
+        break;
+      case NodeKind::DefaultDict:
+        load_defaultdict(data, node, index);
+        break;
+      case NodeKind::Deque:
+        load_deque(data, node);
+        break;
+      case NodeKind::NamedTuple:
+      case NodeKind::StructSequence:
+        load_tuple_class(data, node, builtins_.get());
+        break;
+      case NodeKind::Custom:
+        node.custom = registration(custom_type);
+        node.node_data = Ref::borrow(data);
+        load_custom_entries(entries, node);
+        break;
+      default:
+        malformed("the node kind is out of range");
+    }
+    if (sorts_dict_keys(node.kind) && original_keys != Py_None) {
+      node.original_keys = load_original_keys(original_keys, dict_keys_of(node), index.get());
+    }
+    return node;
+  }
+
+ private:
+  // The kind, arity and sizes of a node state, and whether its original keys may be there.
+  void parse_header(PyObject* kind_obj, PyObject* arity, PyObject* num_leaves, PyObject* num_nodes,
+                    bool has_original_keys, PyObject* original_keys, Node& node) {
+    Py_ssize_t kind = as_size(kind_obj, "the node kind");
     if (kind < 0 || kind >= static_cast<Py_ssize_t>(NodeKind::NumKinds)) {
       malformed("the node kind is out of range");
     }
@@ -252,108 +354,22 @@ class StateLoader {
             "Cannot restore a PyTreeSpec containing a `frozendict` node: this build of optree "
             "was compiled without `frozendict` support (requires Python 3.15+).");
     }
-    node.arity = as_size(item(1), "the node arity");
+    node.arity = as_size(arity, "the node arity");
     if (node.arity < 0) malformed("the node arity is negative");
-    bool plain_dict = node.kind == NodeKind::Dict || node.kind == NodeKind::DefaultDict;
-    PyObject* original_keys = size == 8 ? item(7) : Py_None;
-    if (size == 8 && plain_dict && original_keys == Py_None) {
+    bool keeps_original_keys = sorts_dict_keys(node.kind);
+    if (has_original_keys && keeps_original_keys && original_keys == Py_None) {
       malformed("a dict node is missing its original keys");
     }
-    if (!plain_dict && original_keys != Py_None) {
+    if (!keeps_original_keys && original_keys != Py_None) {
       malformed("a non-dict node must not have original keys");
     }
-    node.num_leaves = as_size(item(5), "the number of leaves");
-    node.num_nodes = as_size(item(6), "the number of nodes");
+    node.num_leaves = as_size(num_leaves, "the number of leaves");
+    node.num_nodes = as_size(num_nodes, "the number of nodes");
     if (node.num_leaves < 0 || node.num_nodes < 1) {
       malformed("a node has a negative or invalid size");
     }
-
-    PyObject* data = item(2);
-    PyObject* entries = item(3);
-    PyObject* custom_type = item(4);
-    if (node.kind != NodeKind::Custom && (entries != Py_None || custom_type != Py_None)) {
-      malformed("a non-custom node must not have node entries or a custom type");
-    }
-    Ref index;
-    switch (node.kind) {
-      case NodeKind::Leaf:
-      case NodeKind::None:
-        if (data != Py_None) malformed("a leaf or none node must not have node data");
-        if (node.arity != 0) malformed("a leaf or none node must have arity 0");
-        if (node.kind == NodeKind::None && spec_.none_is_leaf) {
-          malformed("a none node cannot appear when none_is_leaf is set");
-        }
-        break;
-      case NodeKind::Tuple:
-      case NodeKind::List:
-        if (data != Py_None) malformed("a tuple or list node must not have node data");
-        break;
-      case NodeKind::Dict:
-      case NodeKind::OrderedDict:
-        node.node_data = load_keys(data, node.arity, index);
-        break;
-      case NodeKind::DefaultDict: {
-        Ref metadata = as_tuple(data, "the defaultdict metadata");
-        if (PyTuple_GET_SIZE(metadata.get()) != 2) {
-          malformed("the defaultdict metadata is not a 2-tuple");
-        }
-        PyObject* factory = PyTuple_GET_ITEM(metadata.get(), 0);
-        if (factory != Py_None && !PyCallable_Check(factory)) {
-          malformed("the `default_factory` is not callable");
-        }
-        Ref keys = load_keys(PyTuple_GET_ITEM(metadata.get(), 1), node.arity, index);
-        node.node_data = check_ref(PyTuple_Pack(2, factory, keys.get()));
-        break;
-      }
-      case NodeKind::Deque:
-        if (data != Py_None) {
-          // None (unbounded) or an int that collections.deque accepts, at least the arity.
-          if (!PyLong_Check(data)) malformed("the deque maxlen is invalid");
-          Py_ssize_t maxlen = PyLong_AsSsize_t(data);
-          if (maxlen == -1 && PyErr_Occurred()) {
-            PyErr_Clear();
-            malformed("the deque maxlen is invalid");
-          }
-          if (maxlen < node.arity) malformed("the deque maxlen is invalid");
-        }
-        node.node_data = Ref::borrow(data);
-        break;
-      case NodeKind::NamedTuple:
-      case NodeKind::StructSequence: {
-        bool named = node.kind == NodeKind::NamedTuple;
-        const BuiltinTypes& types = builtins_.get();
-        if (named ? !is_namedtuple_class(data, types) : !is_structseq_class(data, types)) {
-          malformed(named ? "the node data is not a namedtuple type"
-                          : "the node data is not a PyStructSequence type");
-        }
-        Ref fields = named ? namedtuple_fields(data) : structseq_fields(data);
-        if (!PyTuple_Check(fields.get()) || PyTuple_GET_SIZE(fields.get()) != node.arity) {
-          malformed("the number of fields does not match the arity");
-        }
-        node.node_data = Ref::borrow(data);
-        break;
-      }
-      case NodeKind::Custom:
-        node.custom = registration(custom_type);
-        node.node_data = Ref::borrow(data);
-        if (entries != Py_None) {
-          if (!PyTuple_Check(entries)) malformed("the node entries are not a tuple");
-          if (PyTuple_GET_SIZE(entries) != node.arity) {
-            malformed("the number of node entries does not match the arity");
-          }
-          node.node_entries = Ref::borrow(entries);
-        }
-        break;
-      default:
-        malformed("the node kind is out of range");
-    }
-    if (plain_dict && original_keys != Py_None) {
-      node.original_keys = load_original_keys(original_keys, dict_keys_of(node), index.get());
-    }
-    return node;
   }
 
- private:
   RegistrationPtr registration(PyObject* custom_type) {
     if (custom_type != Py_None && PyType_Check(custom_type)) {
       if (is_builtin_node_type(custom_type, builtins_.get(), spec_.none_is_leaf)) {
@@ -405,7 +421,7 @@ TreeSpec TreeSpec::from_pickle_state(PyObject* state) {
   // Node states already parsed (a tuple shared by equal nodes, as we save them): its pointer
   // and the index of the node made from it.
   std::array<std::pair<PyObject*, size_t>, kShareSlots> seen{};
-  std::vector<size_t> stack;  // indices of the subtree roots not yet claimed by a parent
+  std::vector<size_t> roots;  // of the subtrees not yet claimed by a parent
   for (size_t i = 0; i < count; ++i) {
     PyObject* item = PyTuple_GET_ITEM(node_states.get(), static_cast<Py_ssize_t>(i));
     auto& slot = seen[pointer_slot(item)];
@@ -417,23 +433,15 @@ TreeSpec TreeSpec::from_pickle_state(PyObject* state) {
       if (PyTuple_CheckExact(item)) slot = {item, i};  // immutable, held by node_states
     }
     const Node& node = spec.nodes.back();
-    if (static_cast<size_t>(node.arity) > stack.size()) {
+    if (static_cast<size_t>(node.arity) > roots.size()) {
       malformed("a node has more children than available subtrees");
     }
-    Py_ssize_t nodes_below = 0;
-    Py_ssize_t leaves_below = 0;
-    for (size_t c = stack.size() - static_cast<size_t>(node.arity); c < stack.size(); ++c) {
-      nodes_below += spec.nodes[stack[c]].num_nodes;
-      leaves_below += spec.nodes[stack[c]].num_leaves;
-    }
-    Py_ssize_t expected_leaves = node.kind == NodeKind::Leaf ? 1 : leaves_below;
-    if (node.num_nodes != nodes_below + 1 || node.num_leaves != expected_leaves) {
+    SubtreeSize size = adopt_children(spec.nodes, roots, i, node.kind, node.arity);
+    if (node.num_nodes != size.nodes || node.num_leaves != size.leaves) {
       malformed("a node's size is inconsistent with its children");
     }
-    stack.resize(stack.size() - static_cast<size_t>(node.arity));
-    stack.push_back(i);
   }
-  if (stack.size() != 1) malformed("the traversal does not yield a single tree");
+  if (roots.size() != 1) malformed("the traversal does not yield a single tree");
   spec.pack_shape();
   return spec;
 }

@@ -299,7 +299,7 @@ Ref complete_field_layout(PyObject* layout) {
                                            const char* state) {
   std::string where = "the global namespace";
   if (!ns.empty()) {
-    where = "namespace " + repr_of(unicode(ns).get());
+    where = "namespace " + namespace_repr(ns);
   }
   raise(PyExc_ValueError, "PyTree type " + repr_of(type) + " is " + state + " in " + where + ".");
 }

@@ -730,25 +730,19 @@ TreeSpec decode_structure(PyObject* encoding, PyObject* resolve, PyObject* loads
   // 2. Check the tree and bind custom nodes to this interpreter's registrations.
   RegistryView view;
   const TypeTable& table = view.snapshot().table_for(spec.ns);
-  std::vector<size_t> stack;                                      // indices of subtree roots
+  std::vector<size_t> roots;                                      // of the parentless subtrees
   std::vector<std::pair<PyObject*, Py_ssize_t>> checked_classes;  // (class, 2 * arity + kind)
   spec.nodes.reserve(pending.size());
   for (PendingNode& item : pending) {
     Node node;
     node.kind = item.kind;
     node.arity = item.arity;
-    if (static_cast<size_t>(node.arity) > stack.size()) {
+    if (static_cast<size_t>(node.arity) > roots.size()) {
       malformed("a node has more children than precede it");
     }
-    Py_ssize_t leaves = 0;
-    Py_ssize_t count = 1;
-    for (size_t c = stack.size() - static_cast<size_t>(node.arity); c < stack.size(); ++c) {
-      leaves += spec.nodes[stack[c]].num_leaves;
-      count += spec.nodes[stack[c]].num_nodes;
-    }
-    if (node.kind == NodeKind::Leaf) leaves = 1;
-    node.num_leaves = leaves;
-    node.num_nodes = count;
+    SubtreeSize size = adopt_children(spec.nodes, roots, spec.nodes.size(), node.kind, node.arity);
+    node.num_leaves = size.leaves;
+    node.num_nodes = size.nodes;
     switch (node.kind) {
       case NodeKind::Leaf:
         break;
@@ -776,14 +770,16 @@ TreeSpec decode_structure(PyObject* encoding, PyObject* resolve, PyObject* loads
       }
       case NodeKind::Deque: {
         PyObject* maxlen = item.data.get();
-        if (maxlen != Py_None) {
-          if (!PyLong_CheckExact(maxlen)) malformed("a deque maxlen must be an int or None");
-          Py_ssize_t value = PyLong_AsSsize_t(maxlen);
-          if (value == -1 && PyErr_Occurred()) {
-            PyErr_Clear();
+        switch (maxlen == Py_None ? MaxlenProblem::Fits
+                                  : deque_maxlen_problem(maxlen, node.arity, true)) {
+          case MaxlenProblem::Fits:
+            break;
+          case MaxlenProblem::NotAnInt:
+            malformed("a deque maxlen must be an int or None");
+          case MaxlenProblem::OutOfRange:
             malformed("a deque maxlen is out of range");
-          }
-          if (value < node.arity) malformed("a deque has more children than its maxlen");
+          case MaxlenProblem::BelowArity:
+            malformed("a deque has more children than its maxlen");
         }
         node.node_data = item.data;
         break;
@@ -849,11 +845,9 @@ TreeSpec decode_structure(PyObject* encoding, PyObject* resolve, PyObject* loads
       default:
         malformed("unknown node kind");
     }
-    stack.resize(stack.size() - static_cast<size_t>(node.arity));
-    stack.push_back(spec.nodes.size());
     spec.nodes.push_back(std::move(node));
   }
-  if (stack.size() != 1) malformed("the nodes do not form a single tree");
+  if (roots.size() != 1) malformed("the nodes do not form a single tree");
   return spec;
 }
 

@@ -39,19 +39,12 @@ Ref node_type(const TreeSpec& spec, Py_ssize_t index, LazyBuiltins& builtins) {
 
 // Recomputes counts of a post-order node list in place.
 void recount(std::vector<Node>& nodes) {
-  std::vector<size_t> stack;
+  std::vector<size_t> roots;
   for (size_t i = 0; i < nodes.size(); ++i) {
     Node& node = nodes[i];
-    Py_ssize_t leaves = node.kind == NodeKind::Leaf ? 1 : 0;
-    Py_ssize_t count = 1;
-    for (size_t c = stack.size() - static_cast<size_t>(node.arity); c < stack.size(); ++c) {
-      leaves += nodes[stack[c]].num_leaves;
-      count += nodes[stack[c]].num_nodes;
-    }
-    node.num_leaves = leaves;
-    node.num_nodes = count;
-    stack.resize(stack.size() - static_cast<size_t>(node.arity));
-    stack.push_back(i);
+    SubtreeSize size = adopt_children(nodes, roots, i, node.kind, node.arity);
+    node.num_leaves = size.leaves;
+    node.num_nodes = size.nodes;
   }
 }
 
@@ -138,14 +131,19 @@ std::string broadcast_type_name(const TreeSpec& spec, Py_ssize_t index) {
 
 }  // namespace
 
-Ref TreeSpec::traverse(PyObject* leaves, PyObject* f_node, PyObject* f_leaf, bool walk) const {
-  root();  // raises if uninitialized
+namespace {
+
+// The rebuild that traverse() and walk() share: leaves from `leaves` through f_leaf (if not
+// null), and each node made by build(index, node, children) from its built children.
+template <class Build>
+Ref rebuild(const TreeSpec& spec, PyObject* leaves, PyObject* f_leaf, Build&& build) {
+  spec.root();  // raises if uninitialized
 
   Ref iterator = check_ref(PyObject_GetIter(leaves));
   std::vector<Ref> stack;
-  LazyBuiltins builtins;
-  for (size_t index = 0; index < nodes.size(); ++index) {
-    const Node& node = nodes[index];
+  std::vector<PyObject*> children;
+  for (size_t index = 0; index < spec.nodes.size(); ++index) {
+    const Node& node = spec.nodes[index];
     if (node.kind == NodeKind::Leaf) {
       Ref leaf = Ref::steal(PyIter_Next(iterator.get()));
       if (!leaf) {
@@ -157,22 +155,9 @@ Ref TreeSpec::traverse(PyObject* leaves, PyObject* f_node, PyObject* f_leaf, boo
       continue;
     }
     size_t first = stack.size() - static_cast<size_t>(node.arity);
-    std::vector<PyObject*> children;
+    children.clear();
     for (size_t i = first; i < stack.size(); ++i) children.push_back(stack[i].get());
-    Ref built;
-    if (walk && f_node != nullptr) {
-      Ref child_tuple = check_ref(PyTuple_New(node.arity));
-      for (Py_ssize_t i = 0; i < node.arity; ++i) {
-        PyTuple_SET_ITEM(child_tuple.get(), i, Py_NewRef(children[static_cast<size_t>(i)]));
-      }
-      Ref type = node_type(*this, static_cast<Py_ssize_t>(index), builtins);
-      Ref metadata = node_metadata(node);
-      built = check_ref(PyObject_CallFunctionObjArgs(f_node, type.get(), metadata.get(),
-                                                     child_tuple.get(), nullptr));
-    } else {
-      built = make_node(node, children.data(), builtins);
-      if (f_node != nullptr) built = check_ref(PyObject_CallOneArg(f_node, built.get()));
-    }
+    Ref built = build(static_cast<Py_ssize_t>(index), node, children.data());
     stack.resize(first);
     stack.push_back(std::move(built));
   }
@@ -180,6 +165,32 @@ Ref TreeSpec::traverse(PyObject* leaves, PyObject* f_node, PyObject* f_leaf, boo
   if (extra) raise(PyExc_ValueError, "Too many leaves for PyTreeSpec.");
   if (PyErr_Occurred()) throw_python_error();
   return std::move(stack.back());
+}
+
+}  // namespace
+
+Ref TreeSpec::traverse(PyObject* leaves, PyObject* f_node, PyObject* f_leaf) const {
+  LazyBuiltins builtins;
+  return rebuild(*this, leaves, f_leaf,
+                 [&](Py_ssize_t, const Node& node, PyObject* const* children) {
+                   Ref built = make_node(node, children, builtins);
+                   if (f_node != nullptr)
+                     built = check_ref(PyObject_CallOneArg(f_node, built.get()));
+                   return built;
+                 });
+}
+
+Ref TreeSpec::walk(PyObject* leaves, PyObject* f_node, PyObject* f_leaf) const {
+  if (f_node == nullptr) return traverse(leaves, nullptr, f_leaf);
+  LazyBuiltins builtins;
+  return rebuild(*this, leaves, f_leaf,
+                 [&](Py_ssize_t index, const Node& node, PyObject* const* children) {
+                   Ref child_tuple = tuple_of(children, node.arity);
+                   Ref type = node_type(*this, index, builtins);
+                   Ref metadata = node_metadata(node);
+                   return check_ref(PyObject_CallFunctionObjArgs(f_node, type.get(), metadata.get(),
+                                                                 child_tuple.get(), nullptr));
+                 });
 }
 
 bool TreeSpec::is_one_level() const {
@@ -261,8 +272,7 @@ TreeSpec TreeSpec::transform(SpecCallback f_node, void* node_context, SpecCallba
         } else if (output.ns != result.ns) {
           raise(PyExc_ValueError,
                 "Expected the PyTreeSpec transform function returns a PyTreeSpec with namespace " +
-                    repr_of(unicode(result.ns).get()) + ", got " +
-                    repr_of(unicode(output.ns).get()) + ".");
+                    namespace_repr(result.ns) + ", got " + namespace_repr(output.ns) + ".");
         }
       }
       if (!leaf) {
@@ -350,59 +360,20 @@ TreeSpec TreeSpec::broadcast_to_common_suffix(const TreeSpec& other) const {
 }
 
 Ref TreeSpec::accessors(PyObject* entry_types, PyObject* accessor_type, PyObject* kinds) const {
-  root();  // raises if uninitialized
-  Py_ssize_t leaves = num_leaves();
-  if (leaves == 0) return check_ref(PyList_New(0));
-  // As paths(): the array read backwards is a pre-order walk, last child first (the order in
-  // which optree makes the entries and accessors). prefix[d] is the path entry made below the
-  // ancestor at depth d.
-  struct Frame {
-    Py_ssize_t index;
-    Py_ssize_t remaining;  // children not visited yet; the next one visited is the last of them
-    PyObject* entry_type;  // borrowed from the node or `entry_types`
-    PyObject* type;        // borrowed from the node or a builtin type
-    PyObject* kind;        // borrowed from `kinds`
-  };
   LazyBuiltins builtins;
-  std::vector<Frame> frames;
-  std::vector<Ref> prefix;
-  std::vector<Ref> found;
-  found.reserve(static_cast<size_t>(leaves));
-  for (Py_ssize_t index = num_nodes() - 1; index >= 0; --index) {
-    while (!frames.empty() && frames.back().remaining == 0) frames.pop_back();
-    if (!frames.empty()) {
-      Frame& parent = frames.back();
-      Ref entry = node_entry(nodes[static_cast<size_t>(parent.index)], --parent.remaining);
-      prefix.resize(frames.size());
-      prefix.back() = check_ref(PyObject_CallFunctionObjArgs(parent.entry_type, entry.get(),
-                                                             parent.type, parent.kind, nullptr));
-    }
-    if (static_cast<Py_ssize_t>(frames.size()) > kMaxRecursionDepth) [[unlikely]] {
-      raise(PyExc_RecursionError, "Maximum recursion depth exceeded during walking the tree.");
-    }
+  auto make_entry = [&](Py_ssize_t index, Py_ssize_t i) {
     const Node& node = nodes[static_cast<size_t>(index)];
-    if (node.kind == NodeKind::Leaf) {
-      Ref path = check_ref(PyTuple_New(static_cast<Py_ssize_t>(frames.size())));
-      for (size_t i = 0; i < frames.size(); ++i) {
-        PyTuple_SET_ITEM(path.get(), static_cast<Py_ssize_t>(i), Py_NewRef(prefix[i].get()));
-      }
-      found.push_back(check_ref(PyObject_CallOneArg(accessor_type, path.get())));
-    } else if (node.arity > 0) {
-      PyObject* entry_type =
-          node.kind == NodeKind::Custom
-              ? node.custom->path_entry_type
-              : PyTuple_GET_ITEM(entry_types, static_cast<Py_ssize_t>(node.kind));
-      frames.push_back({index, node.arity, entry_type, node_type_object(node, builtins),
-                        PyTuple_GET_ITEM(kinds, static_cast<Py_ssize_t>(node.kind))});
-    }
-  }
-  // Filled without allocating, so no Python code sees the list before it is complete.
-  Ref result = check_ref(PyList_New(static_cast<Py_ssize_t>(found.size())));
-  for (size_t i = 0; i < found.size(); ++i) {
-    PyList_SET_ITEM(result.get(), static_cast<Py_ssize_t>(found.size() - 1 - i),
-                    found[i].release());
-  }
-  return result;
+    Ref entry = node_entry(node, i);
+    PyObject* entry_type = node.kind == NodeKind::Custom
+                               ? node.custom->path_entry_type
+                               : PyTuple_GET_ITEM(entry_types, static_cast<Py_ssize_t>(node.kind));
+    return check_ref(PyObject_CallFunctionObjArgs(
+        entry_type, entry.get(), node_type_object(node, builtins),
+        PyTuple_GET_ITEM(kinds, static_cast<Py_ssize_t>(node.kind)), nullptr));
+  };
+  return collect_leaf_paths(*this, make_entry, [&](Ref path) {
+    return check_ref(PyObject_CallOneArg(accessor_type, path.get()));
+  });
 }
 
 }  // namespace optree

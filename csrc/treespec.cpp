@@ -195,49 +195,12 @@ Ref TreeSpec::entry(Py_ssize_t index) const {
 }
 
 Ref TreeSpec::paths() const {
-  root();  // raises if uninitialized
-
-  Py_ssize_t leaves = num_leaves();
-  if (leaves == 0) return check_ref(PyList_New(0));
-  // The post-order array read backwards is a pre-order walk that visits the last child first:
-  // frames hold the ancestors of the node at hand, and prefix[d] the entry taken below the
-  // ancestor at depth d. The paths come out last leaf first.
-  struct Frame {
-    Py_ssize_t index;
-    Py_ssize_t remaining;  // children not visited yet; the next one visited is the last of them
-  };
-  std::vector<Frame> frames;
-  std::vector<Ref> prefix;
-  std::vector<Ref> found;
-  found.reserve(static_cast<size_t>(leaves));
-  for (Py_ssize_t index = num_nodes() - 1; index >= 0; --index) {
-    while (!frames.empty() && frames.back().remaining == 0) frames.pop_back();
-    if (!frames.empty()) {
-      Frame& parent = frames.back();
-      prefix.resize(frames.size());
-      prefix.back() = node_entry(nodes[static_cast<size_t>(parent.index)], --parent.remaining);
-    }
-    if (static_cast<Py_ssize_t>(frames.size()) > kMaxRecursionDepth) [[unlikely]] {
-      raise(PyExc_RecursionError, "Maximum recursion depth exceeded during walking the tree.");
-    }
-    const Node& node = nodes[static_cast<size_t>(index)];
-    if (node.kind == NodeKind::Leaf) {
-      Ref path = check_ref(PyTuple_New(static_cast<Py_ssize_t>(frames.size())));
-      for (size_t i = 0; i < frames.size(); ++i) {
-        PyTuple_SET_ITEM(path.get(), static_cast<Py_ssize_t>(i), Py_NewRef(prefix[i].get()));
-      }
-      found.push_back(std::move(path));
-    } else if (node.arity > 0) {
-      frames.push_back({index, node.arity});
-    }
-  }
-  // Filled without allocating, so no Python code sees the list before it is complete.
-  Ref result = check_ref(PyList_New(static_cast<Py_ssize_t>(found.size())));
-  for (size_t i = 0; i < found.size(); ++i) {
-    PyList_SET_ITEM(result.get(), static_cast<Py_ssize_t>(found.size() - 1 - i),
-                    found[i].release());
-  }
-  return result;
+  return collect_leaf_paths(
+      *this,
+      [this](Py_ssize_t index, Py_ssize_t i) {
+        return node_entry(nodes[static_cast<size_t>(index)], i);
+      },
+      [](Ref path) { return path; });
 }
 
 bool TreeSpec::is_leaf(bool strict) const {
@@ -382,9 +345,8 @@ TreeSpec TreeSpec::empty_combination(const TreeSpec& other) const {
     raise(PyExc_ValueError, "PyTreeSpecs must have the same none_is_leaf value.");
   }
   if (!ns.empty() && !other.ns.empty() && ns != other.ns) {
-    raise(PyExc_ValueError, "PyTreeSpecs must have the same namespace, got " +
-                                repr_of(unicode(ns).get()) + " vs. " +
-                                repr_of(unicode(other.ns).get()) + ".");
+    raise(PyExc_ValueError, "PyTreeSpecs must have the same namespace, got " + namespace_repr(ns) +
+                                " vs. " + namespace_repr(other.ns) + ".");
   }
   TreeSpec result;
   result.none_is_leaf = none_is_leaf;
@@ -405,7 +367,7 @@ void TreeSpec::check_resolves_in(const std::string& target, const char* action) 
                                   ": custom PyTree type " + repr_of(type) +
                                   " no longer resolves to its original registration in "
                                   "namespace " +
-                                  repr_of(unicode(target).get()) + ".");
+                                  namespace_repr(target) + ".");
     }
   }
 }
@@ -467,146 +429,145 @@ namespace {
   raise(PyExc_RuntimeError, "dictionary changed during flatten_up_to");
 }
 
+// The errors of match_node(), out of line so that the matching code stays small.
+[[noreturn, gnu::noinline]] void not_an_instance(const char* what, PyObject* obj) {
+  raise(PyExc_ValueError,
+        std::string("Expected an instance of ") + what + ", got " + repr_of(obj) + ".");
+}
+
+// `what` names the node kind, and the object in the message unless it is a list or deque.
+[[gnu::always_inline]] inline void check_arity(const Node& node, const char* what, Py_ssize_t got,
+                                               PyObject* obj) {
+  if (got != node.arity) [[unlikely]] {
+    raise(PyExc_ValueError, std::string(what) + " arity mismatch; expected: " +
+                                std::to_string(node.arity) + ", got: " + std::to_string(got) +
+                                "; " + container_word(what) + ": " + repr_of(obj) + ".");
+  }
+}
+
+[[noreturn, gnu::noinline]] void type_mismatch(const char* what, PyObject* expected_type,
+                                               PyObject* obj, const char* container) {
+  raise(PyExc_ValueError, std::string(what) +
+                              " type mismatch; expected type: " + repr_of(expected_type) +
+                              ", got type: " + repr_of(reinterpret_cast<PyObject*>(Py_TYPE(obj))) +
+                              "; " + container + ": " + repr_of(obj) + ".");
+}
+
+// match_node() for one kind (or family of kinds) each.
+
+void match_none(PyObject* obj) {
+  if (obj != Py_None) raise(PyExc_ValueError, "Expected None, got " + repr_of(obj) + ".");
+}
+
+void match_tuple(const Node& node, PyObject* obj, std::vector<Ref>& children) {
+  if (!PyTuple_CheckExact(obj)) not_an_instance("tuple", obj);
+  check_arity(node, "tuple", PyTuple_GET_SIZE(obj), obj);
+  append_items(children, obj, node.arity);
+}
+
+void match_list(const Node& node, PyObject* obj, std::vector<Ref>& children) {
+  if (!PyList_CheckExact(obj)) not_an_instance("list", obj);
+  // A consistent copy: other threads (without a GIL) or Python code may change the list.
+  Ref items = check_ref(PyList_AsTuple(obj));
+  check_arity(node, "list", PyTuple_GET_SIZE(items.get()), obj);
+  append_items(children, items.get(), node.arity);
+}
+
+void match_deque(const Node& node, PyObject* obj, LazyBuiltins& builtins,
+                 std::vector<Ref>& children) {
+  if (Py_TYPE(obj) != builtins.get().deque) not_an_instance("collections.deque", obj);
+  Ref items = check_ref(PySequence_Tuple(obj));
+  check_arity(node, "deque", PyTuple_GET_SIZE(items.get()), obj);
+  append_items(children, items.get(), node.arity);
+}
+
+// NamedTuple and StructSequence: a tuple subclass of the node's very class.
+void match_tuple_class(const Node& node, PyObject* obj, LazyBuiltins& builtins,
+                       std::vector<Ref>& children) {
+  bool named = node.kind == NodeKind::NamedTuple;
+  auto* type = reinterpret_cast<PyObject*>(Py_TYPE(obj));
+  if (!PyTuple_Check(obj) || !(named ? is_namedtuple_class(type, builtins.get())
+                                     : is_structseq_class(type, builtins.get()))) {
+    not_an_instance(named ? "collections.namedtuple" : "PyStructSequence type", obj);
+  }
+  const char* what = named ? "namedtuple" : "PyStructSequence";
+  check_arity(node, what, PyTuple_GET_SIZE(obj), obj);
+  if (type != node.node_data.get()) type_mismatch(what, node.node_data.get(), obj, "tuple");
+  append_items(children, obj, node.arity);
+}
+
+// The dict kinds: any of the three builtin dict types stands for any other; subclasses do not.
+void match_dict(const Node& node, PyObject* obj, LazyBuiltins& builtins,
+                std::vector<Ref>& children) {
+  PyTypeObject* type = Py_TYPE(obj);
+  if (type != &PyDict_Type && type != builtins.get().ordered_dict &&
+      type != builtins.get().default_dict) {
+    not_an_instance("dict, collections.OrderedDict, or collections.defaultdict", obj);
+  }
+  PyObject* expected_keys = dict_keys_of(node);
+  // The key sets agree when the sizes do and every expected key is there; only a mismatch
+  // needs the sorted keys and set differences of the message. None of the three types
+  // overrides item lookup for a present key.
+  bool same_keys = PyDict_GET_SIZE(obj) == node.arity;
+  for (Py_ssize_t i = 0; same_keys && i < node.arity; ++i) {
+    PyObject* value = PyDict_GetItemWithError(obj, PyList_GET_ITEM(expected_keys, i));
+    if (value == nullptr && PyErr_Occurred()) throw_python_error();
+    same_keys = value != nullptr;
+    if (same_keys) children.push_back(Ref::borrow(value));
+  }
+  if (!same_keys) dict_keys_differ(node, obj);
+}
+
+// A custom node: flattened again, its metadata and arity compared with the node's.
+void match_custom(const Node& node, PyObject* obj, std::optional<RegistryView>& view,
+                  std::vector<Ref>& children) {
+  PyObject* expected_type = node.custom->type;
+  if (reinterpret_cast<PyObject*>(Py_TYPE(obj)) != expected_type) {
+    type_mismatch("Custom node", expected_type, obj, "value");
+  }
+  Node probe;
+  bool uses_namespace = false;
+  if (!view) view.emplace();  // one registry pin per call, taken at the first custom node
+  NodeInfo info{NodeKind::Custom, &node.custom};
+  FlattenOptions options;
+  expand_node(obj, info, *view, options, probe, children, uses_namespace);
+  if (!objects_equal(probe.node_data.get(), node.node_data.get())) {
+    raise(PyExc_ValueError,
+          "Mismatch custom node data; expected: " + repr_of(node.node_data.get()) +
+              ", got: " + repr_of(probe.node_data.get()) + "; value: " + repr_of(obj) + ".");
+  }
+  if (probe.arity != node.arity) {
+    raise(PyExc_ValueError, "Custom type arity mismatch; expected: " + std::to_string(node.arity) +
+                                ", got: " + std::to_string(probe.arity) +
+                                "; value: " + repr_of(obj) + ".");
+  }
+}
+
 // Checks that `obj` matches the non-leaf node `node` as flatten_up_to requires and returns its
 // children in treespec order. Kept out of the recursion so its large frame (error messages)
 // is not on the stack once per level.
 [[gnu::noinline]] void match_node(const Node& node, PyObject* obj, LazyBuiltins& builtins,
                                   std::optional<RegistryView>& view, std::vector<Ref>& children) {
-  auto arity_check = [&](const char* what, Py_ssize_t got) {
-    if (got != node.arity) {
-      raise(PyExc_ValueError, std::string(what) + " arity mismatch; expected: " +
-                                  std::to_string(node.arity) + ", got: " + std::to_string(got) +
-                                  "; " + container_word(what) + ": " + repr_of(obj) + ".");
-    }
-  };
   switch (node.kind) {
     case NodeKind::Leaf:
-      break;
+      return;
     case NodeKind::None:
-      if (obj != Py_None) raise(PyExc_ValueError, "Expected None, got " + repr_of(obj) + ".");
-      break;
+      return match_none(obj);
     case NodeKind::Tuple:
-      if (!PyTuple_CheckExact(obj)) {
-        raise(PyExc_ValueError, "Expected an instance of tuple, got " + repr_of(obj) + ".");
-      }
-      arity_check("tuple", PyTuple_GET_SIZE(obj));
-      for (Py_ssize_t i = 0; i < node.arity; ++i)
-        children.push_back(Ref::borrow(PyTuple_GET_ITEM(obj, i)));
-      break;
+      return match_tuple(node, obj, children);
     case NodeKind::List:
-      if (!PyList_CheckExact(obj)) {
-        raise(PyExc_ValueError, "Expected an instance of list, got " + repr_of(obj) + ".");
-      }
-      {
-        // A consistent copy: other threads (without a GIL) or Python code may change the list.
-        Ref items = check_ref(PyList_AsTuple(obj));
-        arity_check("list", PyTuple_GET_SIZE(items.get()));
-        for (Py_ssize_t i = 0; i < node.arity; ++i)
-          children.push_back(Ref::borrow(PyTuple_GET_ITEM(items.get(), i)));
-        break;
-      }
-    case NodeKind::Deque: {
-      if (Py_TYPE(obj) != builtins.get().deque) {
-        raise(PyExc_ValueError,
-              "Expected an instance of collections.deque, got " + repr_of(obj) + ".");
-      }
-      Ref items = check_ref(PySequence_Tuple(obj));
-      arity_check("deque", PyTuple_GET_SIZE(items.get()));
-      for (Py_ssize_t i = 0; i < node.arity; ++i)
-        children.push_back(Ref::borrow(PyTuple_GET_ITEM(items.get(), i)));
-      break;
-    }
-    case NodeKind::NamedTuple: {
-      if (!PyTuple_Check(obj) ||
-          !is_namedtuple_class(reinterpret_cast<PyObject*>(Py_TYPE(obj)), builtins.get())) {
-        raise(PyExc_ValueError,
-              "Expected an instance of collections.namedtuple, got " + repr_of(obj) + ".");
-      }
-      arity_check("namedtuple", PyTuple_GET_SIZE(obj));
-      if (reinterpret_cast<PyObject*>(Py_TYPE(obj)) != node.node_data.get()) {
-        raise(PyExc_ValueError,
-              "namedtuple type mismatch; expected type: " + repr_of(node.node_data.get()) +
-                  ", got type: " + repr_of(reinterpret_cast<PyObject*>(Py_TYPE(obj))) +
-                  "; tuple: " + repr_of(obj) + ".");
-      }
-      for (Py_ssize_t i = 0; i < node.arity; ++i)
-        children.push_back(Ref::borrow(PyTuple_GET_ITEM(obj, i)));
-      break;
-    }
-    case NodeKind::StructSequence: {
-      if (!PyTuple_Check(obj) ||
-          !is_structseq_class(reinterpret_cast<PyObject*>(Py_TYPE(obj)), builtins.get())) {
-        raise(PyExc_ValueError,
-              "Expected an instance of PyStructSequence type, got " + repr_of(obj) + ".");
-      }
-      Py_ssize_t got = PyTuple_GET_SIZE(obj);
-      if (got != node.arity) {
-        raise(PyExc_ValueError,
-              "PyStructSequence arity mismatch; expected: " + std::to_string(node.arity) +
-                  ", got: " + std::to_string(got) + "; tuple: " + repr_of(obj) + ".");
-      }
-      if (reinterpret_cast<PyObject*>(Py_TYPE(obj)) != node.node_data.get()) {
-        raise(PyExc_ValueError,
-              "PyStructSequence type mismatch; expected type: " + repr_of(node.node_data.get()) +
-                  ", got type: " + repr_of(reinterpret_cast<PyObject*>(Py_TYPE(obj))) +
-                  "; tuple: " + repr_of(obj) + ".");
-      }
-      for (Py_ssize_t i = 0; i < node.arity; ++i)
-        children.push_back(Ref::borrow(PyTuple_GET_ITEM(obj, i)));
-      break;
-    }
+      return match_list(node, obj, children);
+    case NodeKind::Deque:
+      return match_deque(node, obj, builtins, children);
+    case NodeKind::NamedTuple:
+    case NodeKind::StructSequence:
+      return match_tuple_class(node, obj, builtins, children);
     case NodeKind::Dict:
     case NodeKind::OrderedDict:
-    case NodeKind::DefaultDict: {
-      // Any of the three builtin dict types stands for any other; subclasses do not.
-      PyTypeObject* type = Py_TYPE(obj);
-      if (type != &PyDict_Type && type != builtins.get().ordered_dict &&
-          type != builtins.get().default_dict) {
-        raise(PyExc_ValueError,
-              "Expected an instance of dict, collections.OrderedDict, or "
-              "collections.defaultdict, got " +
-                  repr_of(obj) + ".");
-      }
-      PyObject* expected_keys = dict_keys_of(node);
-      // The key sets agree when the sizes do and every expected key is there; only a mismatch
-      // needs the sorted keys and set differences of the message. None of the three types
-      // overrides item lookup for a present key.
-      bool same_keys = PyDict_GET_SIZE(obj) == node.arity;
-      for (Py_ssize_t i = 0; same_keys && i < node.arity; ++i) {
-        PyObject* value = PyDict_GetItemWithError(obj, PyList_GET_ITEM(expected_keys, i));
-        if (value == nullptr && PyErr_Occurred()) throw_python_error();
-        same_keys = value != nullptr;
-        if (same_keys) children.push_back(Ref::borrow(value));
-      }
-      if (!same_keys) dict_keys_differ(node, obj);
-      break;
-    }
-    case NodeKind::Custom: {
-      PyObject* expected_type = node.custom->type;
-      if (reinterpret_cast<PyObject*>(Py_TYPE(obj)) != expected_type) {
-        raise(PyExc_ValueError,
-              "Custom node type mismatch; expected type: " + repr_of(expected_type) +
-                  ", got type: " + repr_of(reinterpret_cast<PyObject*>(Py_TYPE(obj))) +
-                  "; value: " + repr_of(obj) + ".");
-      }
-      Node probe;
-      bool uses_namespace = false;
-      if (!view) view.emplace();  // one registry pin per call, taken at the first custom node
-      NodeInfo info{NodeKind::Custom, &node.custom};
-      FlattenOptions options;
-      expand_node(obj, info, *view, options, probe, children, uses_namespace);
-      if (!objects_equal(probe.node_data.get(), node.node_data.get())) {
-        raise(PyExc_ValueError,
-              "Mismatch custom node data; expected: " + repr_of(node.node_data.get()) +
-                  ", got: " + repr_of(probe.node_data.get()) + "; value: " + repr_of(obj) + ".");
-      }
-      if (probe.arity != node.arity) {
-        raise(PyExc_ValueError,
-              "Custom type arity mismatch; expected: " + std::to_string(node.arity) +
-                  ", got: " + std::to_string(probe.arity) + "; value: " + repr_of(obj) + ".");
-      }
-      break;
-    }
+    case NodeKind::DefaultDict:
+      return match_dict(node, obj, builtins, children);
+    case NodeKind::Custom:
+      return match_custom(node, obj, view, children);
     default:
       raise(PyExc_SystemError, "unsupported node kind");
   }
@@ -756,9 +717,9 @@ void TreeSpec::flatten_up_to(PyObject* tree, PyObject** out, Py_ssize_t stride) 
 
 // ------------------------------------------------------------------------ equality and hash
 
-void TreeSpec::pack_shape() {
-  packed_shape.resize(nodes.size());
-  uint64_t* word = packed_shape.data();
+void TreeSpec::pack_shape(const std::vector<Node>& nodes, std::vector<uint64_t>& shape) {
+  shape.resize(nodes.size());
+  uint64_t* word = shape.data();
   for (const Node& node : nodes) {
     *word++ = packed_word(node.kind, node.arity);
   }
@@ -1104,7 +1065,7 @@ std::string TreeSpec::repr() const {
     open(child);  // may push a frame: `frame` is not used after this
   }
   if (none_is_leaf) out += ", NoneIsLeaf";
-  if (!ns.empty()) out += ", namespace=" + repr_of(unicode(ns).get());
+  if (!ns.empty()) out += ", namespace=" + namespace_repr(ns);
   return out + ")";
 }
 

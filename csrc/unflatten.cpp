@@ -12,12 +12,6 @@ namespace optree {
 
 namespace {
 
-Ref tuple_of(PyObject* const* children, Py_ssize_t n) {
-  Ref tuple = check_ref(PyTuple_New(n));
-  for (Py_ssize_t i = 0; i < n; ++i) PyTuple_SET_ITEM(tuple.get(), i, Py_NewRef(children[i]));
-  return tuple;
-}
-
 Ref list_of(PyObject* const* children, Py_ssize_t n) {
   Ref list = check_ref(PyList_New(n));
   for (Py_ssize_t i = 0; i < n; ++i) PyList_SET_ITEM(list.get(), i, Py_NewRef(children[i]));

@@ -337,12 +337,12 @@ cdef class PyTreeSpec:
     def traverse(self, leaves, /, f_node=None, f_leaf=None):
         """Rebuilds from leaves, mapping leaves through f_leaf and nodes through f_node."""
         return steal(self.spec.traverse(<PyObject*>leaves, optional_callable(f_node),
-                                        optional_callable(f_leaf), False))
+                                        optional_callable(f_leaf)))
 
     def walk(self, leaves, /, f_node=None, f_leaf=None):
         """Folds the structure bottom-up with f_node(type, metadata, children)."""
-        return steal(self.spec.traverse(<PyObject*>leaves, optional_callable(f_node),
-                                        optional_callable(f_leaf), True))
+        return steal(self.spec.walk(<PyObject*>leaves, optional_callable(f_node),
+                                    optional_callable(f_leaf)))
 
     def transform(self, /, f_node=None, f_leaf=None):
         """A new treespec with each one-level node and each leaf replaced by the functions."""

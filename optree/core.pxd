@@ -114,8 +114,9 @@ cdef extern from "optree/treespec.h" namespace "optree":
         bool is_leaf(bool strict) except +translate_exception
         bool is_prefix(const TreeSpec& other, bool strict) except +translate_exception
         PyObject* type_object() except +translate_exception
-        Ref traverse(PyObject* leaves, PyObject* f_node, PyObject* f_leaf,
-                     bool walk) except +translate_exception
+        Ref traverse(PyObject* leaves, PyObject* f_node,
+                     PyObject* f_leaf) except +translate_exception
+        Ref walk(PyObject* leaves, PyObject* f_node, PyObject* f_leaf) except +translate_exception
         bool is_one_level() except +translate_exception
         TreeSpec one_level() except +translate_exception
         TreeSpec transform(SpecCallback f_node, void* node_context, SpecCallback f_leaf,

@@ -120,8 +120,22 @@ inline Ref unicode(const std::string& text) {
   return check_ref(PyUnicode_FromStringAndSize(text.data(), static_cast<Py_ssize_t>(text.size())));
 }
 
+// A new tuple of the first `n` of `items` (PyObject* or Ref), each with a new reference.
+inline PyObject* object_of(PyObject* item) noexcept { return item; }
+inline PyObject* object_of(const Ref& item) noexcept { return item.get(); }
+template <class Item>
+Ref tuple_of(const Item* items, Py_ssize_t n) {
+  Ref tuple = check_ref(PyTuple_New(n));
+  for (Py_ssize_t i = 0; i < n; ++i) {
+    PyTuple_SET_ITEM(tuple.get(), i, Py_NewRef(object_of(items[i])));
+  }
+  return tuple;
+}
+
 // repr(obj) as UTF-8; throws on error.
 std::string repr_of(PyObject* obj);
+// repr() of a namespace name as Python shows it (quoted, escaped), as error messages need it.
+inline std::string namespace_repr(const std::string& ns) { return repr_of(unicode(ns).get()); }
 // str(obj) as UTF-8; throws on error.
 std::string str_of(PyObject* obj);
 // type.__name__ as UTF-8; throws on error.

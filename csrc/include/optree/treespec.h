@@ -59,7 +59,8 @@ class TreeSpec {
   // constructions leave it empty. equals() uses it only when both sides have one word per
   // node: code that edits `nodes` of a flattened treespec in place must clear it.
   std::vector<uint64_t> packed_shape;
-  void pack_shape();
+  void pack_shape() { pack_shape(nodes, packed_shape); }
+  static void pack_shape(const std::vector<Node>& nodes, std::vector<uint64_t>& shape);
   static uint64_t packed_word(NodeKind kind, Py_ssize_t arity) noexcept {
     return static_cast<uint64_t>(kind) | (static_cast<uint64_t>(arity) << 8);
   }
@@ -118,9 +119,11 @@ class TreeSpec {
 
   // Traversals (traversal.cpp).
   // Rebuilds from leaves like unflatten, mapping leaves through f_leaf and rebuilt nodes
-  // through f_node (traverse), or calling f_node(type, metadata, children) instead of
-  // rebuilding (walk). Either callable may be null.
-  Ref traverse(PyObject* leaves, PyObject* f_node, PyObject* f_leaf, bool walk) const;
+  // through f_node. Either callable may be null.
+  Ref traverse(PyObject* leaves, PyObject* f_node, PyObject* f_leaf) const;
+  // As traverse(), but calls f_node(type, metadata, children) instead of rebuilding a node
+  // (and rebuilds it when f_node is null).
+  Ref walk(PyObject* leaves, PyObject* f_node, PyObject* f_leaf) const;
   bool is_one_level() const;
   TreeSpec one_level() const;  // root with leaf children; the root must not be a leaf
   TreeSpec transform(SpecCallback f_node, void* node_context, SpecCallback f_leaf,
@@ -168,7 +171,51 @@ void check_namespace_merge(const TreeSpec& result, const TreeSpec& a, const Tree
 // For two compatible nodes, the index in `b` of each child of `a` (dict kinds match by key).
 std::vector<size_t> matching_children(const Node& a, const Node& b);
 bool is_dict_kind(NodeKind kind);
+// Whether a dict-kind node keeps its keys sorted (when they sort), with their insertion order
+// apart in original_keys when it differs; an OrderedDict's keys keep their own order.
+inline bool sorts_dict_keys(NodeKind kind) {
+  return kind == NodeKind::Dict || kind == NodeKind::DefaultDict || kind == NodeKind::FrozenDict;
+}
 PyObject* dict_keys_of(const Node& node);
+// Post-order bookkeeping while nodes are appended: `roots` holds the indices (in `nodes`) of the
+// subtrees whose parent has not come yet. The node at `index` (of `kind` and `arity`) takes its
+// children, the last `arity` roots, and becomes a root; returns the leaves and nodes of its
+// subtree. The caller makes sure there are that many roots.
+struct SubtreeSize {
+  Py_ssize_t leaves;
+  Py_ssize_t nodes;
+};
+inline SubtreeSize adopt_children(const std::vector<Node>& nodes, std::vector<size_t>& roots,
+                                  size_t index, NodeKind kind, Py_ssize_t arity) {
+  SubtreeSize size{kind == NodeKind::Leaf ? 1 : 0, 1};
+  size_t first = roots.size() - static_cast<size_t>(arity);
+  for (size_t c = first; c < roots.size(); ++c) {
+    size.leaves += nodes[roots[c]].num_leaves;
+    size.nodes += nodes[roots[c]].num_nodes;
+  }
+  roots.resize(first);
+  roots.push_back(index);
+  return size;
+}
+// What is wrong with `maxlen` (not None) as the maxlen of a loaded (unpickled or decoded) deque
+// node of `arity` children. Pickles take what collections.deque takes (an int subclass too);
+// `exact_int` asks for an exact int.
+enum class MaxlenProblem { Fits, NotAnInt, OutOfRange, BelowArity };
+inline MaxlenProblem deque_maxlen_problem(PyObject* maxlen, Py_ssize_t arity, bool exact_int) {
+  if (exact_int ? !PyLong_CheckExact(maxlen) : !PyLong_Check(maxlen))
+    return MaxlenProblem::NotAnInt;
+  Py_ssize_t value = PyLong_AsSsize_t(maxlen);
+  if (value == -1 && PyErr_Occurred()) {
+    PyErr_Clear();
+    return MaxlenProblem::OutOfRange;
+  }
+  return value < arity ? MaxlenProblem::BelowArity : MaxlenProblem::Fits;
+}
+// Borrows the first `n` items of `tuple` into `children`.
+inline void append_items(std::vector<Ref>& children, PyObject* tuple, Py_ssize_t n) {
+  children.reserve(children.size() + static_cast<size_t>(n));
+  for (Py_ssize_t i = 0; i < n; ++i) children.push_back(Ref::borrow(PyTuple_GET_ITEM(tuple, i)));
+}
 // Builds the container of a non-leaf node from its children (arity of them).
 Ref make_node(const Node& node, PyObject* const* children, LazyBuiltins& builtins);
 // The entry (path key) of a node's child: dict key, custom entry, or position.
@@ -183,6 +230,52 @@ PyObject* node_type_object(const Node& node, LazyBuiltins& builtins);
 void expand_node(PyObject* obj, const NodeInfo& info, RegistryView& view,
                  const FlattenOptions& options, Node& node, std::vector<Ref>& children,
                  bool& uses_namespace);
+
+// One result per leaf of `spec`, from the leaf's path, as a new list in leaf order (paths(),
+// accessors()). The post-order array read backwards is a pre-order walk that visits the last
+// child first, the order in which optree makes the entries and the results: make_entry(index,
+// i) gives the path entry below the node at `index` for its child i, make_leaf(path) the result
+// for a leaf whose path is the tuple `path` (both Refs).
+template <class MakeEntry, class MakeLeaf>
+Ref collect_leaf_paths(const TreeSpec& spec, MakeEntry&& make_entry, MakeLeaf&& make_leaf) {
+  spec.root();  // raises if uninitialized
+  Py_ssize_t leaves = spec.num_leaves();
+  if (leaves == 0) return check_ref(PyList_New(0));
+  // frames hold the ancestors of the node at hand, and prefix[d] the entry taken below the
+  // ancestor at depth d.
+  struct Frame {
+    Py_ssize_t index;
+    Py_ssize_t remaining;  // children not visited yet; the next one visited is the last of them
+  };
+  std::vector<Frame> frames;
+  std::vector<Ref> prefix;
+  std::vector<Ref> found;
+  found.reserve(static_cast<size_t>(leaves));
+  for (Py_ssize_t index = spec.num_nodes() - 1; index >= 0; --index) {
+    while (!frames.empty() && frames.back().remaining == 0) frames.pop_back();
+    if (!frames.empty()) {
+      Frame& parent = frames.back();
+      prefix.resize(frames.size());
+      prefix.back() = make_entry(parent.index, --parent.remaining);
+    }
+    if (static_cast<Py_ssize_t>(frames.size()) > kMaxRecursionDepth) [[unlikely]] {
+      raise(PyExc_RecursionError, "Maximum recursion depth exceeded during walking the tree.");
+    }
+    const Node& node = spec.nodes[static_cast<size_t>(index)];
+    if (node.kind == NodeKind::Leaf) {
+      found.push_back(make_leaf(tuple_of(prefix.data(), static_cast<Py_ssize_t>(frames.size()))));
+    } else if (node.arity > 0) {
+      frames.push_back({index, node.arity});
+    }
+  }
+  // Filled without allocating, so no Python code sees the list before it is complete.
+  Ref result = check_ref(PyList_New(static_cast<Py_ssize_t>(found.size())));
+  for (size_t i = 0; i < found.size(); ++i) {
+    PyList_SET_ITEM(result.get(), static_cast<Py_ssize_t>(found.size() - 1 - i),
+                    found[i].release());
+  }
+  return result;
+}
 
 // A mutex whose uncontended lock and unlock are one atomic instruction each (a leaf iterator
 // takes it once per leaf); a contended lock() sleeps on the atomic (C++20 wait / notify).
