@@ -517,6 +517,85 @@ std::string type_path(PyObject* type) {
 
 // ------------------------------------------------------------------------------ structure
 
+namespace {
+
+// The layout of a node after its kind byte, one home for both directions: nothing for a leaf
+// or None; else the arity, then the kind's own fields, which `codec` writes or reads.
+template <class Codec>
+void code_node(Codec& codec, NodeKind kind) {
+  if (kind == NodeKind::Leaf || kind == NodeKind::None) return;
+  codec.arity();
+  switch (kind) {
+    case NodeKind::Tuple:
+    case NodeKind::List:
+      return;
+    case NodeKind::Dict:
+    case NodeKind::OrderedDict:
+    case NodeKind::DefaultDict:
+      return codec.dict();
+    case NodeKind::Deque:
+      return codec.deque();
+    case NodeKind::NamedTuple:
+    case NodeKind::StructSequence:
+      return codec.tuple_class();
+    case NodeKind::Custom:
+      return codec.custom();
+    default:
+      return codec.unknown();
+  }
+}
+
+// Writes the fields of one node: (default_factory,) keys[, insertion order] of a dict kind;
+// a deque's maxlen; a namedtuple's or PyStructSequence's class; a custom node's type,
+// registration namespace, metadata and entries (if any).
+struct NodeEncoder {
+  Writer& out;
+  EncodeHooks& hooks;
+  const Node& node;
+
+  void value(PyObject* obj) { write_value(out, obj, hooks, 0); }
+  void arity() { out.varint(static_cast<uint64_t>(node.arity)); }
+  void dict() {
+    if (node.kind == NodeKind::DefaultDict) value(PyTuple_GET_ITEM(node.node_data.get(), 0));
+    Ref keys = check_ref(PyList_GetSlice(dict_keys_of(node), 0, PY_SSIZE_T_MAX));
+    if (PyList_GET_SIZE(keys.get()) != node.arity) {
+      raise(PyExc_SystemError, "optree.parallel: a dict node has the wrong number of keys");
+    }
+    for (Py_ssize_t i = 0; i < node.arity; ++i) value(PyList_GET_ITEM(keys.get(), i));
+    if (!sorts_dict_keys(node.kind)) return;
+    if (!node.original_keys) {
+      out.byte(0);
+      return;
+    }
+    out.byte(1);
+    for (Py_ssize_t index : insertion_permutation(keys.get(), node.original_keys.get())) {
+      out.varint(static_cast<uint64_t>(index));
+    }
+  }
+  void deque() { value(node.node_data.get()); }
+  void tuple_class() { write_global(out, node.node_data.get(), hooks); }
+  void custom() {
+    write_global(out, node.custom->type, hooks);
+    out.text(node.custom->ns);
+    value(node.node_data ? node.node_data.get() : Py_None);
+    if (!node.node_entries) {
+      out.byte(0);
+      return;
+    }
+    out.byte(1);
+    Ref entries = Ref::borrow(node.node_entries.get());
+    for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(entries.get()); ++i) {
+      value(PyTuple_GET_ITEM(entries.get(), i));
+    }
+  }
+  [[noreturn]] void unknown() {
+    raise(PyExc_TypeError, "optree.parallel: cannot encode a node of kind " +
+                               std::to_string(static_cast<int>(node.kind)));
+  }
+};
+
+}  // namespace
+
 Ref encode_structure(const TreeSpec& spec, PyObject* locate, PyObject* dumps) {
   spec.root();  // raises if uninitialized
   Writer out;
@@ -526,61 +605,10 @@ Ref encode_structure(const TreeSpec& spec, PyObject* locate, PyObject* dumps) {
   out.text(spec.ns);
   out.varint(spec.nodes.size());
   EncodeHooks hooks{locate, dumps, {}};
-  auto value = [&](PyObject* obj) { write_value(out, obj, hooks, 0); };
   for (const Node& node : spec.nodes) {
     out.byte(static_cast<uint8_t>(node.kind));
-    if (node.kind == NodeKind::Leaf || node.kind == NodeKind::None) continue;
-    out.varint(static_cast<uint64_t>(node.arity));
-    switch (node.kind) {
-      case NodeKind::Tuple:
-      case NodeKind::List:
-        break;
-      case NodeKind::Dict:
-      case NodeKind::OrderedDict:
-      case NodeKind::DefaultDict: {
-        if (node.kind == NodeKind::DefaultDict) value(PyTuple_GET_ITEM(node.node_data.get(), 0));
-        Ref keys = check_ref(PyList_GetSlice(dict_keys_of(node), 0, PY_SSIZE_T_MAX));
-        if (PyList_GET_SIZE(keys.get()) != node.arity) {
-          raise(PyExc_SystemError, "optree.parallel: a dict node has the wrong number of keys");
-        }
-        for (Py_ssize_t i = 0; i < node.arity; ++i) value(PyList_GET_ITEM(keys.get(), i));
-        if (node.kind == NodeKind::OrderedDict) break;
-        if (!node.original_keys) {
-          out.byte(0);
-          break;
-        }
-        out.byte(1);
-        for (Py_ssize_t index : insertion_permutation(keys.get(), node.original_keys.get())) {
-          out.varint(static_cast<uint64_t>(index));
-        }
-        break;
-      }
-      case NodeKind::Deque:
-        value(node.node_data.get());
-        break;
-      case NodeKind::NamedTuple:
-      case NodeKind::StructSequence:
-        write_global(out, node.node_data.get(), hooks);
-        break;
-      case NodeKind::Custom: {
-        write_global(out, node.custom->type, hooks);
-        out.text(node.custom->ns);
-        value(node.node_data ? node.node_data.get() : Py_None);
-        if (!node.node_entries) {
-          out.byte(0);
-          break;
-        }
-        out.byte(1);
-        Ref entries = Ref::borrow(node.node_entries.get());
-        for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(entries.get()); ++i) {
-          value(PyTuple_GET_ITEM(entries.get(), i));
-        }
-        break;
-      }
-      default:
-        raise(PyExc_TypeError, "optree.parallel: cannot encode a node of kind " +
-                                   std::to_string(static_cast<int>(node.kind)));
-    }
+    NodeEncoder encoder{out, hooks, node};
+    code_node(encoder, node.kind);
   }
   return out.bytes();
 }
@@ -606,6 +634,84 @@ void check_keys(PyObject* keys, Py_ssize_t arity) {
   }
   if (PySet_GET_SIZE(key_set.get()) != arity) malformed("dict keys must be distinct");
 }
+
+// Reads the fields of one node that NodeEncoder wrote, running the Python hooks.
+struct NodeDecoder {
+  Reader& in;
+  DecodeHooks& hooks;
+  PendingNode& node;
+  Py_ssize_t num_nodes;
+
+  void arity() { node.arity = in.size(static_cast<size_t>(num_nodes), "an arity"); }
+  void dict() {
+    Ref factory;
+    if (node.kind == NodeKind::DefaultDict) {
+      factory = read_value(in, hooks, "default_factory of a defaultdict", 0);
+    }
+    std::vector<Ref> key_items;
+    key_items.reserve(static_cast<size_t>(node.arity));
+    for (Py_ssize_t i = 0; i < node.arity; ++i) {
+      key_items.push_back(read_value(in, hooks, "type in a dict key", 0));
+    }
+    Ref keys = sequence_of<true>(key_items);
+    if (sorts_dict_keys(node.kind)) read_insertion_order(keys.get());
+    node.data = node.kind == NodeKind::DefaultDict
+                    ? check_ref(PyTuple_Pack(2, factory.get(), keys.get()))
+                    : keys;
+  }
+  void read_insertion_order(PyObject* keys) {
+    uint8_t ordered = in.byte();
+    if (ordered > 1) malformed("unknown dict order flag");
+    if (ordered == 0) return;
+    // The same key objects, in insertion order: a permutation of the keys.
+    Ref original = check_ref(PyList_New(node.arity));
+    std::vector<bool> seen(static_cast<size_t>(node.arity), false);
+    for (Py_ssize_t i = 0; i < node.arity; ++i) {
+      Py_ssize_t index = in.size(static_cast<size_t>(node.arity) - 1, "a dict key position");
+      if (seen[static_cast<size_t>(index)]) malformed("a dict key order repeats a key");
+      seen[static_cast<size_t>(index)] = true;
+      PyList_SET_ITEM(original.get(), i, Py_NewRef(PyList_GET_ITEM(keys, index)));
+    }
+    node.original_keys = original;
+  }
+  void deque() { node.data = read_value(in, hooks, "type in a deque maxlen", 0); }
+  void tuple_class() {
+    bool named = node.kind == NodeKind::NamedTuple;
+    if (in.byte() != 'g') {
+      malformed(named ? "a namedtuple node needs its type"
+                      : "a PyStructSequence node needs its type");
+    }
+    node.data = read_global(in, hooks, named ? "namedtuple type" : "PyStructSequence type");
+  }
+  void custom() {
+    if (in.byte() != 'g') malformed("a custom node needs its type");
+    // The registration's namespace follows the type: it goes into the error message.
+    Reader ahead = in;
+    read_str(ahead);
+    read_str(ahead);
+    ahead.byte();
+    node.registration_ns = ahead.text();
+    std::string role =
+        "custom node type registered in " +
+        (node.registration_ns.empty() ? std::string("the global namespace")
+                                      : "namespace " + quoted(node.registration_ns)) +
+        " by the sender";
+    node.custom_type = read_global(in, hooks, role);
+    in.text();  // the namespace, read above
+    node.data = read_value(in, hooks, "type in custom node metadata", 0);
+    uint8_t has_entries = in.byte();
+    if (has_entries > 1) malformed("unknown entries flag");
+    if (has_entries == 1) {
+      std::vector<Ref> entries;
+      entries.reserve(static_cast<size_t>(node.arity));
+      for (Py_ssize_t i = 0; i < node.arity; ++i) {
+        entries.push_back(read_value(in, hooks, "type in a path entry", 0));
+      }
+      node.entries = sequence_of<false>(entries);
+    }
+  }
+  [[noreturn]] void unknown() { malformed("unknown node kind"); }
+};
 
 }  // namespace
 
@@ -641,89 +747,8 @@ TreeSpec decode_structure(PyObject* encoding, PyObject* resolve, PyObject* loads
     uint8_t kind = in.byte();
     if (kind >= static_cast<uint8_t>(NodeKind::FrozenDict)) malformed("unknown node kind");
     node.kind = static_cast<NodeKind>(kind);
-    if (node.kind == NodeKind::Leaf || node.kind == NodeKind::None) continue;
-    node.arity = in.size(static_cast<size_t>(num_nodes), "an arity");
-    switch (node.kind) {
-      case NodeKind::Tuple:
-      case NodeKind::List:
-        break;
-      case NodeKind::Dict:
-      case NodeKind::OrderedDict:
-      case NodeKind::DefaultDict: {
-        Ref factory;
-        if (node.kind == NodeKind::DefaultDict) {
-          factory = read_value(in, hooks, "default_factory of a defaultdict", 0);
-        }
-        std::vector<Ref> key_items;
-        key_items.reserve(static_cast<size_t>(node.arity));
-        for (Py_ssize_t i = 0; i < node.arity; ++i) {
-          key_items.push_back(read_value(in, hooks, "type in a dict key", 0));
-        }
-        Ref keys = sequence_of<true>(key_items);
-        if (node.kind != NodeKind::OrderedDict) {
-          uint8_t ordered = in.byte();
-          if (ordered > 1) malformed("unknown dict order flag");
-          if (ordered == 1) {
-            // The same key objects, in insertion order: a permutation of the keys.
-            Ref original = check_ref(PyList_New(node.arity));
-            std::vector<bool> seen(static_cast<size_t>(node.arity), false);
-            for (Py_ssize_t i = 0; i < node.arity; ++i) {
-              Py_ssize_t index =
-                  in.size(static_cast<size_t>(node.arity) - 1, "a dict key position");
-              if (seen[static_cast<size_t>(index)]) malformed("a dict key order repeats a key");
-              seen[static_cast<size_t>(index)] = true;
-              PyList_SET_ITEM(original.get(), i, Py_NewRef(PyList_GET_ITEM(keys.get(), index)));
-            }
-            node.original_keys = original;
-          }
-        }
-        node.data = node.kind == NodeKind::DefaultDict
-                        ? check_ref(PyTuple_Pack(2, factory.get(), keys.get()))
-                        : keys;
-        break;
-      }
-      case NodeKind::Deque:
-        node.data = read_value(in, hooks, "type in a deque maxlen", 0);
-        break;
-      case NodeKind::NamedTuple:
-        if (in.byte() != 'g') malformed("a namedtuple node needs its type");
-        node.data = read_global(in, hooks, "namedtuple type");
-        break;
-      case NodeKind::StructSequence:
-        if (in.byte() != 'g') malformed("a PyStructSequence node needs its type");
-        node.data = read_global(in, hooks, "PyStructSequence type");
-        break;
-      case NodeKind::Custom: {
-        if (in.byte() != 'g') malformed("a custom node needs its type");
-        // The registration's namespace follows the type: it goes into the error message.
-        Reader ahead = in;
-        read_str(ahead);
-        read_str(ahead);
-        ahead.byte();
-        node.registration_ns = ahead.text();
-        std::string role =
-            "custom node type registered in " +
-            (node.registration_ns.empty() ? std::string("the global namespace")
-                                          : "namespace " + quoted(node.registration_ns)) +
-            " by the sender";
-        node.custom_type = read_global(in, hooks, role);
-        in.text();  // the namespace, read above
-        node.data = read_value(in, hooks, "type in custom node metadata", 0);
-        uint8_t has_entries = in.byte();
-        if (has_entries > 1) malformed("unknown entries flag");
-        if (has_entries == 1) {
-          std::vector<Ref> entries;
-          entries.reserve(static_cast<size_t>(node.arity));
-          for (Py_ssize_t i = 0; i < node.arity; ++i) {
-            entries.push_back(read_value(in, hooks, "type in a path entry", 0));
-          }
-          node.entries = sequence_of<false>(entries);
-        }
-        break;
-      }
-      default:
-        malformed("unknown node kind");
-    }
+    NodeDecoder decoder{in, hooks, node, num_nodes};
+    code_node(decoder, node.kind);
   }
   if (!in.done()) malformed("there are bytes after the last node");
 
