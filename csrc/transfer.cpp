@@ -615,14 +615,9 @@ Ref encode_structure(const TreeSpec& spec, PyObject* locate, PyObject* dumps) {
 
 namespace {
 
-// A node as read, before it is checked and bound to this interpreter's registry.
-struct PendingNode {
-  NodeKind kind = NodeKind::Leaf;
-  Py_ssize_t arity = 0;
-  Ref data;
-  Ref entries;
+// A node as read, before it is checked (counts too) and bound to this interpreter's registry.
+struct PendingNode : Node {
   Ref custom_type;
-  Ref original_keys;
   std::string registration_ns;
 };
 
@@ -655,9 +650,9 @@ struct NodeDecoder {
     }
     Ref keys = sequence_of<true>(key_items);
     if (sorts_dict_keys(node.kind)) read_insertion_order(keys.get());
-    node.data = node.kind == NodeKind::DefaultDict
-                    ? check_ref(PyTuple_Pack(2, factory.get(), keys.get()))
-                    : keys;
+    node.node_data = node.kind == NodeKind::DefaultDict
+                         ? check_ref(PyTuple_Pack(2, factory.get(), keys.get()))
+                         : keys;
   }
   void read_insertion_order(PyObject* keys) {
     uint8_t ordered = in.byte();
@@ -674,14 +669,14 @@ struct NodeDecoder {
     }
     node.original_keys = original;
   }
-  void deque() { node.data = read_value(in, hooks, "type in a deque maxlen", 0); }
+  void deque() { node.node_data = read_value(in, hooks, "type in a deque maxlen", 0); }
   void tuple_class() {
     bool named = node.kind == NodeKind::NamedTuple;
     if (in.byte() != 'g') {
       malformed(named ? "a namedtuple node needs its type"
                       : "a PyStructSequence node needs its type");
     }
-    node.data = read_global(in, hooks, named ? "namedtuple type" : "PyStructSequence type");
+    node.node_data = read_global(in, hooks, named ? "namedtuple type" : "PyStructSequence type");
   }
   void custom() {
     if (in.byte() != 'g') malformed("a custom node needs its type");
@@ -698,7 +693,7 @@ struct NodeDecoder {
         " by the sender";
     node.custom_type = read_global(in, hooks, role);
     in.text();  // the namespace, read above
-    node.data = read_value(in, hooks, "type in custom node metadata", 0);
+    node.node_data = read_value(in, hooks, "type in custom node metadata", 0);
     uint8_t has_entries = in.byte();
     if (has_entries > 1) malformed("unknown entries flag");
     if (has_entries == 1) {
@@ -707,7 +702,7 @@ struct NodeDecoder {
       for (Py_ssize_t i = 0; i < node.arity; ++i) {
         entries.push_back(read_value(in, hooks, "type in a path entry", 0));
       }
-      node.entries = sequence_of<false>(entries);
+      node.node_entries = sequence_of<false>(entries);
     }
   }
   [[noreturn]] void unknown() { malformed("unknown node kind"); }
@@ -759,9 +754,7 @@ TreeSpec decode_structure(PyObject* encoding, PyObject* resolve, PyObject* loads
   std::vector<std::pair<PyObject*, Py_ssize_t>> checked_classes;  // (class, 2 * arity + kind)
   spec.nodes.reserve(pending.size());
   for (PendingNode& item : pending) {
-    Node node;
-    node.kind = item.kind;
-    node.arity = item.arity;
+    Node node = std::move(item);
     if (static_cast<size_t>(node.arity) > roots.size()) {
       malformed("a node has more children than precede it");
     }
@@ -779,22 +772,18 @@ TreeSpec decode_structure(PyObject* encoding, PyObject* resolve, PyObject* loads
         break;
       case NodeKind::Dict:
       case NodeKind::OrderedDict:
-        check_keys(item.data.get(), node.arity);
-        node.node_data = item.data;
-        node.original_keys = item.original_keys;
+        check_keys(node.node_data.get(), node.arity);
         break;
       case NodeKind::DefaultDict: {
-        PyObject* factory = PyTuple_GET_ITEM(item.data.get(), 0);
+        PyObject* factory = PyTuple_GET_ITEM(node.node_data.get(), 0);
         if (factory != Py_None && !PyCallable_Check(factory)) {
           malformed("a defaultdict's default_factory must be callable or None");
         }
-        check_keys(PyTuple_GET_ITEM(item.data.get(), 1), node.arity);
-        node.node_data = item.data;
-        node.original_keys = item.original_keys;
+        check_keys(PyTuple_GET_ITEM(node.node_data.get(), 1), node.arity);
         break;
       }
       case NodeKind::Deque: {
-        PyObject* maxlen = item.data.get();
+        PyObject* maxlen = node.node_data.get();
         switch (maxlen == Py_None ? MaxlenProblem::Fits
                                   : deque_maxlen_problem(maxlen, node.arity, true)) {
           case MaxlenProblem::Fits:
@@ -806,18 +795,16 @@ TreeSpec decode_structure(PyObject* encoding, PyObject* resolve, PyObject* loads
           case MaxlenProblem::BelowArity:
             malformed("a deque has more children than its maxlen");
         }
-        node.node_data = item.data;
         break;
       }
       case NodeKind::NamedTuple:
       case NodeKind::StructSequence: {
-        PyObject* cls = item.data.get();
+        PyObject* cls = node.node_data.get();
         bool namedtuple = node.kind == NodeKind::NamedTuple;
         // (class, arity and kind), checked once per decoding
         std::pair<PyObject*, Py_ssize_t> check{cls, 2 * node.arity + (namedtuple ? 1 : 0)};
         if (std::find(checked_classes.begin(), checked_classes.end(), check) !=
             checked_classes.end()) {
-          node.node_data = item.data;
           break;
         }
         const BuiltinTypes& builtins = view.shard().builtins();
@@ -835,7 +822,6 @@ TreeSpec decode_structure(PyObject* encoding, PyObject* resolve, PyObject* loads
                                      std::to_string(node.arity) + " in the sender's tree");
         }
         checked_classes.push_back(check);
-        node.node_data = item.data;
         break;
       }
       case NodeKind::Custom: {
@@ -863,8 +849,6 @@ TreeSpec decode_structure(PyObject* encoding, PyObject* resolve, PyObject* loads
           throw_python_error();
         }
         node.custom = *registration;
-        node.node_data = item.data;
-        if (item.entries) node.node_entries = item.entries;
         break;
       }
       default:
