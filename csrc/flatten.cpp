@@ -652,8 +652,7 @@ struct Flattener {
 // optree records a namespace whose dict_insertion_ordered is on in every treespec flattened
 // under it, dicts or not.
 bool namespace_orders_dicts(RegistryView& view, const FlattenOptions& options) {
-  return !options.ns.empty() &&
-         view.snapshot().dict_insertion_ordered_namespaces.contains(options.ns);
+  return !options.ns.empty() && view.snapshot().dicts_insertion_ordered(options.ns, false);
 }
 
 TreeSpec TreeSpec::flatten(PyObject* tree, const FlattenOptions& options, Ref* leaves_out,

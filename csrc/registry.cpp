@@ -410,10 +410,7 @@ Py_ssize_t registry_size(const std::string* ns) {
 
 bool is_dict_insertion_ordered(const std::string& ns, bool inherit_global) {
   RegistryView view;
-  const Snapshot& snapshot = view.snapshot();
-  if (ns.empty()) return snapshot.global_dict_insertion_ordered;
-  return (inherit_global && snapshot.global_dict_insertion_ordered) ||
-         snapshot.dict_insertion_ordered_namespaces.contains(ns);
+  return view.snapshot().dicts_insertion_ordered(ns, inherit_global);
 }
 
 int64_t num_interpreters_seen() { return interpreters_seen.load(std::memory_order_relaxed); }

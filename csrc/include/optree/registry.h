@@ -121,11 +121,13 @@ struct Snapshot {
   std::shared_ptr<ReclaimInbox> inbox;
 
   void rebuild_tables();
-  // Whether dicts flatten in insertion order in namespace `ns`: the global mode holds in every
+  // Whether dicts flatten in insertion order in namespace `ns` ("" = global): by the
+  // namespace's own mode or, with `inherit_global`, by the global one, which holds in every
   // namespace.
-  bool dicts_insertion_ordered(const std::string& ns) const {
-    return global_dict_insertion_ordered ||
-           (!ns.empty() && dict_insertion_ordered_namespaces.contains(ns));
+  bool dicts_insertion_ordered(const std::string& ns, bool inherit_global = true) const {
+    if (ns.empty()) return global_dict_insertion_ordered;
+    return (inherit_global && global_dict_insertion_ordered) ||
+           dict_insertion_ordered_namespaces.contains(ns);
   }
   const TypeTable& table_for(const std::string& ns) const {
     if (!ns.empty()) {
