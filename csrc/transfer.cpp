@@ -708,6 +708,124 @@ struct NodeDecoder {
   [[noreturn]] void unknown() { malformed("unknown node kind"); }
 };
 
+// Checks each decoded node against this interpreter, in whose registry (as it is when
+// decoding starts) it binds the custom nodes.
+class NodeBinder {
+ public:
+  NodeBinder(const TreeSpec& spec, PyObject* missing_error)
+      : spec_(spec), missing_error_(missing_error), table_(view_.snapshot().table_for(spec.ns)) {}
+
+  // `item`: what `node` was moved from, with the custom type and its registration namespace.
+  void bind(Node& node, const PendingNode& item) {
+    switch (node.kind) {
+      case NodeKind::Leaf:
+      case NodeKind::Tuple:
+      case NodeKind::List:
+        return;
+      case NodeKind::None:
+        if (spec_.none_is_leaf) malformed("None is a leaf in this structure");
+        return;
+      case NodeKind::Dict:
+      case NodeKind::OrderedDict:
+        return check_keys(node.node_data.get(), node.arity);
+      case NodeKind::DefaultDict:
+        return check_defaultdict(node);
+      case NodeKind::Deque:
+        return check_deque(node);
+      case NodeKind::NamedTuple:
+      case NodeKind::StructSequence:
+        return check_tuple_class(node);
+      case NodeKind::Custom:
+        return bind_custom(node, item);
+      default:
+        malformed("unknown node kind");
+    }
+  }
+
+ private:
+  static void check_defaultdict(const Node& node) {
+    PyObject* factory = PyTuple_GET_ITEM(node.node_data.get(), 0);
+    if (factory != Py_None && !PyCallable_Check(factory)) {
+      malformed("a defaultdict's default_factory must be callable or None");
+    }
+    check_keys(PyTuple_GET_ITEM(node.node_data.get(), 1), node.arity);
+  }
+
+  static void check_deque(const Node& node) {
+    PyObject* maxlen = node.node_data.get();
+    switch (maxlen == Py_None ? MaxlenProblem::Fits
+                              : deque_maxlen_problem(maxlen, node.arity, true)) {
+      case MaxlenProblem::Fits:
+        return;
+      case MaxlenProblem::NotAnInt:
+        malformed("a deque maxlen must be an int or None");
+      case MaxlenProblem::OutOfRange:
+        malformed("a deque maxlen is out of range");
+      case MaxlenProblem::BelowArity:
+        malformed("a deque has more children than its maxlen");
+    }
+  }
+
+  void check_tuple_class(const Node& node) {
+    PyObject* cls = node.node_data.get();
+    bool namedtuple = node.kind == NodeKind::NamedTuple;
+    // (class, arity and kind), checked once per decoding
+    std::pair<PyObject*, Py_ssize_t> check{cls, 2 * node.arity + (namedtuple ? 1 : 0)};
+    if (std::find(checked_classes_.begin(), checked_classes_.end(), check) !=
+        checked_classes_.end()) {
+      return;
+    }
+    const BuiltinTypes& builtins = view_.shard().builtins();
+    if (!PyType_Check(cls) ||
+        (namedtuple ? !is_namedtuple_class(cls, builtins) : !is_structseq_class(cls, builtins))) {
+      raise(PyExc_TypeError, "optree.parallel.unpack: " + repr_of(cls) + " is not a " +
+                                 (namedtuple ? "namedtuple" : "PyStructSequence") +
+                                 " class in this interpreter");
+    }
+    Ref fields = namedtuple ? namedtuple_fields(cls) : structseq_fields(cls);
+    if (PyTuple_GET_SIZE(fields.get()) != node.arity) {
+      raise(PyExc_TypeError, "optree.parallel.unpack: " + type_path(cls) + " has " +
+                                 std::to_string(PyTuple_GET_SIZE(fields.get())) +
+                                 " fields in this interpreter, and " + std::to_string(node.arity) +
+                                 " in the sender's tree");
+    }
+    checked_classes_.push_back(check);
+  }
+
+  void bind_custom(Node& node, const PendingNode& item) {
+    PyObject* cls = item.custom_type.get();
+    if (!PyType_Check(cls)) {
+      raise(PyExc_TypeError, "optree.parallel.unpack: the custom node type " + repr_of(cls) +
+                                 " is not a class in this interpreter");
+    }
+    const RegistrationPtr* registration = table_.find(reinterpret_cast<PyTypeObject*>(cls));
+    if (registration == nullptr) not_registered(cls, item.registration_ns);
+    node.custom = *registration;
+  }
+
+  [[noreturn]] void not_registered(PyObject* cls, const std::string& registration_ns) {
+    std::string where =
+        spec_.ns.empty() ? std::string("the global namespace") : "namespace " + quoted(spec_.ns);
+    std::string sender_ns =
+        registration_ns.empty() ? std::string() : ", namespace=" + quoted(registration_ns);
+    PyErr_SetString(missing_error_,
+                    ("optree.parallel.unpack: the custom node type " + type_path(cls) +
+                     " is not registered in this interpreter (looked up in " + where +
+                     "); registries are per interpreter, so this one must register it too, e.g. "
+                     "optree.register_pytree_node(" +
+                     type_path(cls) + ", ..." + sender_ns +
+                     "), typically by importing the module that registers it")
+                        .c_str());
+    throw_python_error();
+  }
+
+  const TreeSpec& spec_;
+  PyObject* missing_error_;
+  RegistryView view_;
+  const TypeTable& table_;
+  std::vector<std::pair<PyObject*, Py_ssize_t>> checked_classes_;  // (class, 2 * arity + kind)
+};
+
 }  // namespace
 
 TreeSpec decode_structure(PyObject* encoding, PyObject* resolve, PyObject* loads,
@@ -748,10 +866,8 @@ TreeSpec decode_structure(PyObject* encoding, PyObject* resolve, PyObject* loads
   if (!in.done()) malformed("there are bytes after the last node");
 
   // 2. Check the tree and bind custom nodes to this interpreter's registrations.
-  RegistryView view;
-  const TypeTable& table = view.snapshot().table_for(spec.ns);
-  std::vector<size_t> roots;                                      // of the parentless subtrees
-  std::vector<std::pair<PyObject*, Py_ssize_t>> checked_classes;  // (class, 2 * arity + kind)
+  NodeBinder binder(spec, missing_error);
+  std::vector<size_t> roots;  // of the parentless subtrees
   spec.nodes.reserve(pending.size());
   for (PendingNode& item : pending) {
     Node node = std::move(item);
@@ -761,99 +877,7 @@ TreeSpec decode_structure(PyObject* encoding, PyObject* resolve, PyObject* loads
     SubtreeSize size = adopt_children(spec.nodes, roots, spec.nodes.size(), node.kind, node.arity);
     node.num_leaves = size.leaves;
     node.num_nodes = size.nodes;
-    switch (node.kind) {
-      case NodeKind::Leaf:
-        break;
-      case NodeKind::None:
-        if (spec.none_is_leaf) malformed("None is a leaf in this structure");
-        break;
-      case NodeKind::Tuple:
-      case NodeKind::List:
-        break;
-      case NodeKind::Dict:
-      case NodeKind::OrderedDict:
-        check_keys(node.node_data.get(), node.arity);
-        break;
-      case NodeKind::DefaultDict: {
-        PyObject* factory = PyTuple_GET_ITEM(node.node_data.get(), 0);
-        if (factory != Py_None && !PyCallable_Check(factory)) {
-          malformed("a defaultdict's default_factory must be callable or None");
-        }
-        check_keys(PyTuple_GET_ITEM(node.node_data.get(), 1), node.arity);
-        break;
-      }
-      case NodeKind::Deque: {
-        PyObject* maxlen = node.node_data.get();
-        switch (maxlen == Py_None ? MaxlenProblem::Fits
-                                  : deque_maxlen_problem(maxlen, node.arity, true)) {
-          case MaxlenProblem::Fits:
-            break;
-          case MaxlenProblem::NotAnInt:
-            malformed("a deque maxlen must be an int or None");
-          case MaxlenProblem::OutOfRange:
-            malformed("a deque maxlen is out of range");
-          case MaxlenProblem::BelowArity:
-            malformed("a deque has more children than its maxlen");
-        }
-        break;
-      }
-      case NodeKind::NamedTuple:
-      case NodeKind::StructSequence: {
-        PyObject* cls = node.node_data.get();
-        bool namedtuple = node.kind == NodeKind::NamedTuple;
-        // (class, arity and kind), checked once per decoding
-        std::pair<PyObject*, Py_ssize_t> check{cls, 2 * node.arity + (namedtuple ? 1 : 0)};
-        if (std::find(checked_classes.begin(), checked_classes.end(), check) !=
-            checked_classes.end()) {
-          break;
-        }
-        const BuiltinTypes& builtins = view.shard().builtins();
-        if (!PyType_Check(cls) || (namedtuple ? !is_namedtuple_class(cls, builtins)
-                                              : !is_structseq_class(cls, builtins))) {
-          raise(PyExc_TypeError, "optree.parallel.unpack: " + repr_of(cls) + " is not a " +
-                                     (namedtuple ? "namedtuple" : "PyStructSequence") +
-                                     " class in this interpreter");
-        }
-        Ref fields = namedtuple ? namedtuple_fields(cls) : structseq_fields(cls);
-        if (PyTuple_GET_SIZE(fields.get()) != node.arity) {
-          raise(PyExc_TypeError, "optree.parallel.unpack: " + type_path(cls) + " has " +
-                                     std::to_string(PyTuple_GET_SIZE(fields.get())) +
-                                     " fields in this interpreter, and " +
-                                     std::to_string(node.arity) + " in the sender's tree");
-        }
-        checked_classes.push_back(check);
-        break;
-      }
-      case NodeKind::Custom: {
-        PyObject* cls = item.custom_type.get();
-        if (!PyType_Check(cls)) {
-          raise(PyExc_TypeError, "optree.parallel.unpack: the custom node type " + repr_of(cls) +
-                                     " is not a class in this interpreter");
-        }
-        const RegistrationPtr* registration = table.find(reinterpret_cast<PyTypeObject*>(cls));
-        if (registration == nullptr) {
-          std::string where = spec.ns.empty() ? std::string("the global namespace")
-                                              : "namespace " + quoted(spec.ns);
-          std::string sender_ns = item.registration_ns.empty()
-                                      ? std::string()
-                                      : ", namespace=" + quoted(item.registration_ns);
-          PyErr_SetString(
-              missing_error,
-              ("optree.parallel.unpack: the custom node type " + type_path(cls) +
-               " is not registered in this interpreter (looked up in " + where +
-               "); registries are per interpreter, so this one must register it too, e.g. "
-               "optree.register_pytree_node(" +
-               type_path(cls) + ", ..." + sender_ns +
-               "), typically by importing the module that registers it")
-                  .c_str());
-          throw_python_error();
-        }
-        node.custom = *registration;
-        break;
-      }
-      default:
-        malformed("unknown node kind");
-    }
+    binder.bind(node, item);
     spec.nodes.push_back(std::move(node));
   }
   if (roots.size() != 1) malformed("the nodes do not form a single tree");
