@@ -32,13 +32,9 @@ const char* builtin_family(PyObject* type, const BuiltinTypes& builtins) {
 void check_registrable(PyObject* type, const BuiltinTypes& builtins, const char* action) {
   if (!PyType_Check(type)) raise(PyExc_TypeError, "Expected a class, got " + repr_of(type) + ".");
   if (is_builtin_node_type(type, builtins)) {
-    raise(PyExc_ValueError, "PyTree type " + repr_of(type) + " is a built-in type and cannot be " +
-                                action + ".");
+    raise(PyExc_ValueError,
+          "PyTree type " + repr_of(type) + " is a built-in type and cannot be " + action + ".");
   }
-}
-
-std::string namespace_phrase(const std::string& ns) {
-  return ns.empty() ? "the global namespace" : "namespace " + repr_of(unicode(ns).get());
 }
 
 }  // namespace
@@ -62,7 +58,7 @@ void register_node(PyObject* type, PyObject* flatten, PyObject* unflatten,
   std::string message = "PyTree type " + repr_of(type) + " is " + family +
                         ", which is already registered in the global namespace. Override it "
                         "with custom flatten/unflatten functions";
-  if (!ns.empty()) message += " in namespace " + repr_of(unicode(ns).get());
+  if (!ns.empty()) message += " in namespace " + namespace_repr(ns);
   message += ".";
   if (PyErr_WarnEx(PyExc_UserWarning, message.c_str(), 2) == 0) return;
   {
@@ -86,8 +82,8 @@ void unregister_node(PyObject* type, const std::string& ns) {
     if (family == nullptr || !PyErr_ExceptionMatches(PyExc_ValueError)) throw;
     PyErr_Clear();
     raise(PyExc_ValueError, "PyTree type " + repr_of(type) + " is " + family +
-                                ", which is not explicitly registered in " +
-                                namespace_phrase(ns) + ".");
+                                ", which is not explicitly registered in " + namespace_phrase(ns) +
+                                ".");
   }
 }
 

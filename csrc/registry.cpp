@@ -297,10 +297,7 @@ Ref complete_field_layout(PyObject* layout) {
 
 [[noreturn]] void raise_registration_error(PyObject* type, const std::string& ns,
                                            const char* state) {
-  std::string where = "the global namespace";
-  if (!ns.empty()) {
-    where = "namespace " + namespace_repr(ns);
-  }
+  std::string where = namespace_phrase(ns);
   raise(PyExc_ValueError, "PyTree type " + repr_of(type) + " is " + state + " in " + where + ".");
 }
 

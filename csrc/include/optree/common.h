@@ -136,6 +136,10 @@ Ref tuple_of(const Item* items, Py_ssize_t n) {
 std::string repr_of(PyObject* obj);
 // repr() of a namespace name as Python shows it (quoted, escaped), as error messages need it.
 inline std::string namespace_repr(const std::string& ns) { return repr_of(unicode(ns).get()); }
+// "the global namespace" or "namespace '<ns>'", as registry errors name a namespace.
+inline std::string namespace_phrase(const std::string& ns) {
+  return ns.empty() ? "the global namespace" : "namespace " + namespace_repr(ns);
+}
 // str(obj) as UTF-8; throws on error.
 std::string str_of(PyObject* obj);
 // type.__name__ as UTF-8; throws on error.
