@@ -18,7 +18,7 @@ import weakref
 from collections import OrderedDict, defaultdict, namedtuple
 
 import pytest
-from subinterpreters import run_python
+from harness.subinterpreters import run_python
 
 import optree
 

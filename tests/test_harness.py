@@ -8,7 +8,7 @@ import sys
 import textwrap
 
 import pytest
-import reference
+from harness import reference
 
 
 def _ok(text, type_name='builtins.int', **extra):

@@ -14,10 +14,10 @@ import sys
 from pathlib import Path
 
 import pytest
-from integration_support import require
+from harness.integration_support import require
 
 _TESTS = Path(__file__).resolve().parent
-_EXAMPLE = _TESTS / 'typing_example.py'
+_EXAMPLE = _TESTS / 'harness' / 'typing_example.py'
 _CONFIG = _TESTS.parent / 'pyproject.toml'
 
 # Lines appended to the example: each is wrong in a way the annotations must catch.

@@ -15,7 +15,7 @@ import tempfile
 import textwrap
 
 import pytest
-from conftest import run_ours_isolated
+from harness.differential import run_ours_isolated
 
 # ---------------------------------------------------------------------------------------------
 # A namedtuple class whose `_fields` changes after a treespec of it was built

@@ -13,7 +13,7 @@ import time
 import traceback
 from typing import Any, NamedTuple
 
-from subinterpreters import Subinterpreter, SubinterpreterError, report_figures
+from harness.subinterpreters import Subinterpreter, SubinterpreterError, report_figures
 
 import optree
 import optree._C as _C
@@ -225,7 +225,7 @@ def scenario_concurrent_interpreters(count: int = 8, rounds: int = 20) -> None:
                 all_alive.wait()
                 checked.wait()
                 results[index] = interpreter.call(
-                    'import interpreter_scenarios as s\n'
+                    'from harness import interpreter_scenarios as s\n'
                     f'result = [s.reference_results() for _ in range({rounds})]'
                 )
         except BaseException:
@@ -259,10 +259,10 @@ def scenario_registrations_stay_in_their_interpreter() -> None:
     )
     main_before = registry_probe()
     with Subinterpreter() as a, Subinterpreter() as b:
-        probe = 'import interpreter_scenarios as s\nresult = s.registry_probe()'
+        probe = 'from harness import interpreter_scenarios as s\nresult = s.registry_probe()'
         b_fresh = b.call(probe)
         assert b_fresh == fresh, (b_fresh, fresh)
-        a.exec('import interpreter_scenarios as s\ns.register_everything()')
+        a.exec('from harness import interpreter_scenarios as s\ns.register_everything()')
         in_a = a.call(probe)
         # A sees its own registrations...
         assert in_a['size'] == fresh['size'] + 5, in_a
@@ -280,7 +280,7 @@ def scenario_registrations_stay_in_their_interpreter() -> None:
         assert main_before['dict_global'] == [2, 1]
         # Nobody can unregister what another interpreter registered; the owner still can.
         assert (
-            b.call('import interpreter_scenarios as s\nresult = s.unregister_foreign()')
+            b.call('from harness import interpreter_scenarios as s\nresult = s.unregister_foreign()')
             == ['ValueError'] * 3
         )
         assert unregister_foreign() == ['ValueError'] * 3
@@ -313,7 +313,7 @@ def scenario_subinterpreters_leave_the_main_registry_alone(
     def churn_in_subinterpreter() -> None:
         with Subinterpreter() as interpreter:
             leaves = interpreter.call(
-                f'import interpreter_scenarios as s\nresult = s.churn_registry({rounds})'
+                f'from harness import interpreter_scenarios as s\nresult = s.churn_registry({rounds})'
             )
             assert leaves == rounds * 13, leaves
 

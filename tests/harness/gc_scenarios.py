@@ -18,7 +18,7 @@ import threading
 import time
 from typing import Any
 
-from subinterpreters import Subinterpreter, report_figures
+from harness.subinterpreters import Subinterpreter, report_figures
 
 import optree
 

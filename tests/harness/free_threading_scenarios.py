@@ -14,8 +14,8 @@ import threading
 import time
 from typing import Any
 
-from interpreter_scenarios import run_threads
-from subinterpreters import report_figures
+from harness.interpreter_scenarios import run_threads
+from harness.subinterpreters import report_figures
 
 import optree
 import optree._C as _C

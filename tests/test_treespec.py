@@ -9,8 +9,8 @@ import sys
 import threading
 
 import pytest
-import reference
-from conftest import run_ours_isolated
+from harness import reference
+from harness.differential import run_ours_isolated
 
 import optree
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import textwrap
 
 import pytest
-from conftest import run_ours_isolated
+from harness.differential import run_ours_isolated
 
 # ---------------------------------------------------------------------------------------------
 # Helpers

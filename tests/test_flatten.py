@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import pytest
-from properties import MESSAGE_GROUPS, PROPERTY_GROUPS, tree_setup
-from zoo import VARIANTS, ZOO, ZOO_BY_ID, ZOO_NAMESPACE, ZooEntry
+from harness.properties import MESSAGE_GROUPS, PROPERTY_GROUPS, tree_setup
+from harness.zoo import VARIANTS, ZOO, ZOO_BY_ID, ZOO_NAMESPACE, ZooEntry
 
 ZOO_IDS = [entry.id for entry in ZOO]
 
@@ -371,7 +371,7 @@ def test_treespec_constructors(differential):
 
 
 def test_treespec_constructors_with_custom_namespace(differential):
-    from zoo import MYNODE_WITH_ENTRIES
+    from harness.zoo import MYNODE_WITH_ENTRIES
 
     setup = (
         MYNODE_WITH_ENTRIES

@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import os
 import pickle
+import re
 import subprocess
 import sys
 import tempfile
@@ -156,6 +157,22 @@ class ChildResult:
             f'exit code {self.returncode}\n--- stdout ---\n{self.stdout[-4000:]}\n'
             f'--- stderr ---\n{self.stderr[-8000:]}'
         )
+
+
+def assert_passed(result: ChildResult, *, ignore: re.Pattern[str] | None = None) -> None:
+    """The child exited with status 0 and printed no traceback (after removing what ``ignore``
+    matches from its stderr)."""
+    assert result.returncode == 0, result.describe()
+    stderr = result.stderr if ignore is None else ignore.sub('', result.stderr)
+    assert 'Traceback' not in stderr, result.describe()
+
+
+def show_figures(capsys: Any, name: str, figures: dict[str, Any], *, via: str | None = None) -> None:
+    """Print a child's measured figures past pytest's capture (``capsys``), with the Python
+    version and, for subinterpreter tests, the interface used (``via``)."""
+    where = sys.version.split()[0] + (f' via {via}' if via else '')
+    with capsys.disabled():
+        print(f'\n[{name} on {where}] {figures}')
 
 
 def run_python(
