@@ -10,6 +10,7 @@ import textwrap
 
 import pytest
 from harness.differential import run_ours_isolated
+from harness.snippets import NODE_CLASS
 
 # ---------------------------------------------------------------------------------------------
 # Helpers
@@ -43,14 +44,9 @@ FLATTENING_OPS = {
     'tree_unflatten-map': 'optree.tree_map(lambda x, y: x, tree, tree{kw})',
 }
 
-CUSTOM_NODE = """
-class Node:
-    def __init__(self, *children):
-        self.children = children
-
-    def __repr__(self):
-        return f'Node{self.children!r}'
-
+CUSTOM_NODE = (
+    NODE_CLASS
+    + """
 
 optree.register_pytree_node(
     Node,
@@ -59,6 +55,7 @@ optree.register_pytree_node(
     namespace='bad-input',
 )
 """
+)
 
 DEEP_BUILDERS = {
     'list': 'lambda acc: [acc]',

@@ -18,7 +18,7 @@ import threading
 import time
 from typing import Any
 
-from harness.subinterpreters import Subinterpreter, report_figures
+from harness.subinterpreters import Subinterpreter, read_tokens, report_figures
 
 import optree
 
@@ -120,20 +120,6 @@ def make_garbage(tag: str, fd: int, *, unregister: bool, namespace: str = 'gc') 
     is_leaf.sentinel = sentinel('iterator-predicate')  # type: ignore[attr-defined]
     assert next(is_leaf.iterator) == 1  # type: ignore[attr-defined]
     return tokens
-
-
-def read_tokens(fd: int) -> set[str]:
-    os.set_blocking(fd, False)
-    data = b''
-    while True:
-        try:
-            chunk = os.read(fd, 65536)
-        except BlockingIOError:
-            break
-        if not chunk:
-            break
-        data += chunk
-    return set(data.decode().split())
 
 
 def run_threads(targets: list[Any], timeout: float = THREAD_TIMEOUT) -> None:

@@ -13,7 +13,12 @@ import time
 import traceback
 from typing import Any, NamedTuple
 
-from harness.subinterpreters import Subinterpreter, SubinterpreterError, report_figures
+from harness.subinterpreters import (
+    Subinterpreter,
+    SubinterpreterError,
+    read_tokens,
+    report_figures,
+)
 
 import optree
 import optree._C as _C
@@ -414,20 +419,6 @@ def _watched_setup(tag: str, fd: int, *, spec_holder: str | None, unregister: bo
     return code + 'del watched, leaves, spec\n'
 
 
-def _read_tokens(fd: int) -> set[str]:
-    os.set_blocking(fd, False)
-    data = b''
-    while True:
-        try:
-            chunk = os.read(fd, 65536)
-        except BlockingIOError:
-            break
-        if not chunk:
-            break
-        data += chunk
-    return set(data.decode().split())
-
-
 def scenario_destroy_releases_shard_and_registrations() -> None:
     """Destroying an interpreter removes its shard from the shard map and releases everything
     it registered (types, functions, path entry types), whether or not they were still
@@ -448,14 +439,14 @@ def scenario_destroy_releases_shard_and_registrations() -> None:
             interpreter.exec(_watched_setup(tag, write_fd, **options))
         ids = {tag: interpreter.id for tag, interpreter in interpreters.items()}
         assert _C.get_alive_interpreter_ids() == baseline | set(ids.values())
-        assert _read_tokens(read_fd) == set(), 'released while the interpreter was alive'
+        assert read_tokens(read_fd) == set(), 'released while the interpreter was alive'
         remaining = dict(interpreters)
         for tag in variants:
             remaining.pop(tag).close()
             alive = _C.get_alive_interpreter_ids()
             assert alive == baseline | {i.id for i in remaining.values()}, (tag, alive)
             assert _C.get_num_interpreters_alive() == len(baseline) + len(remaining)
-            released = _read_tokens(read_fd)
+            released = read_tokens(read_fd)
             expected = {f'{tag}:{name}' for name in WATCHED_TOKENS}
             assert released == expected, f'{tag}: released {released}, expected {expected}'
         assert _C.get_alive_interpreter_ids() == baseline

@@ -142,6 +142,22 @@ def report_figures(**figures: Any) -> None:
     print(FIGURES_PREFIX + json.dumps(figures), flush=True)
 
 
+def read_tokens(fd: int) -> set[str]:
+    """Every whitespace-separated token written so far to the pipe ``fd`` (without blocking):
+    the scenarios' sentinels write one when their owner is freed."""
+    os.set_blocking(fd, False)
+    data = b''
+    while True:
+        try:
+            chunk = os.read(fd, 65536)
+        except BlockingIOError:
+            break
+        if not chunk:
+            break
+        data += chunk
+    return set(data.decode().split())
+
+
 class ChildResult:
     def __init__(self, completed: subprocess.CompletedProcess[str]) -> None:
         self.returncode = completed.returncode
