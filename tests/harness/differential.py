@@ -89,3 +89,14 @@ def run_ours_isolated(cases: list[tuple[str, str]]) -> list[dict]:
     except reference.ChildCrashed as ex:
         failure = str(ex)
     pytest.fail(f'our optree crashed: {failure}', pytrace=False)
+
+
+def assert_all_raise(differential, setup, exprs, expected, *, isolated=True, check_message=False):
+    """Every expression raises ``expected`` on both sides (types compared), with a message."""
+    pairs = differential.check(setup, exprs, isolated=isolated, check_message=check_message)
+    names = {cls.__name__ for cls in (expected if isinstance(expected, tuple) else (expected,))}
+    for expr, (ours, theirs) in zip(exprs, pairs, strict=True):
+        assert not theirs['ok'] and theirs['exc_type'] in names, f'reference: {expr}: {theirs}'
+        assert not ours['ok'] and ours['exc_type'] in names, f'ours: {expr}: {ours}'
+        assert ours['message'].strip(), f'{expr}: our {ours["exc_type"]} has an empty message'
+    return pairs

@@ -29,6 +29,22 @@ class Node:
 NODE_CLASS = node_class()
 
 
+def registered_node(namespace: str) -> str:
+    """``Node`` registered in ``namespace``: its children are its arguments, no metadata."""
+    return (
+        NODE_CLASS
+        + f"""
+
+optree.register_pytree_node(
+    Node,
+    lambda node: (node.children, None),
+    lambda meta, children: Node(*children),
+    namespace={namespace!r},
+)
+"""
+    )
+
+
 def recording_node(namespace: str, event: str) -> str:
     """``Node`` registered in ``namespace`` with no metadata; its unflatten function appends
     ``(event, children)`` to the setup's global list ``events`` before it rebuilds."""
