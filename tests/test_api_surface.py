@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 import pytest
+
 from harness.integration_support import require
 
 _TOOL = Path(__file__).resolve().parent.parent / 'tools' / 'api_surface.py'

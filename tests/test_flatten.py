@@ -7,6 +7,7 @@ nesting, ``dict_insertion_ordered``."""
 from __future__ import annotations
 
 import pytest
+
 from harness.properties import MESSAGE_GROUPS, PROPERTY_GROUPS, tree_setup
 from harness.zoo import VARIANTS, ZOO, ZOO_BY_ID, ZOO_NAMESPACE
 

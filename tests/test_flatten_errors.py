@@ -12,6 +12,7 @@ from __future__ import annotations
 import textwrap
 
 import pytest
+
 from harness.differential import assert_all_raise, run_ours_isolated
 from harness.snippets import registered_node
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+
 from harness.properties import QUICK_EXPRS, tree_setup
 
 LEAVES = st.one_of(

@@ -15,6 +15,7 @@ import tempfile
 import textwrap
 
 import pytest
+
 from harness.differential import run_ours_isolated
 from harness.snippets import NODE_CLASS, recording_node
 

@@ -18,10 +18,11 @@ import weakref
 from collections import OrderedDict, defaultdict, namedtuple
 
 import pytest
-from harness.snippets import KEY_CLASS, define
-from harness.subinterpreters import run_python
 
 import optree
+
+from harness.snippets import KEY_CLASS, define
+from harness.subinterpreters import run_python
 
 CHILD_TIMEOUT = 120
 

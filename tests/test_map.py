@@ -13,6 +13,7 @@ from __future__ import annotations
 import textwrap
 
 import pytest
+
 from harness.snippets import KEY_CLASS, node_class
 
 MAPS = {

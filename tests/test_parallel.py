@@ -23,14 +23,15 @@ import types
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from typing import Any, NamedTuple
 
-from harness import parallel_support
 import pytest
-from harness.parallel_support import LeafError, Node2, Unregistered
-from harness.reference import describe
-from harness.zoo import VARIANTS, ZOO
 
 import optree
 import optree.parallel
+
+from harness import parallel_support
+from harness.parallel_support import LeafError, Node2, Unregistered
+from harness.reference import describe
+from harness.zoo import VARIANTS, ZOO
 
 ZOO_IDS = [entry.id for entry in ZOO]
 FREE_THREADED = bool(sysconfig.get_config_var('Py_GIL_DISABLED'))
@@ -977,7 +978,8 @@ def test_pack_unpack_through_queue_call_and_interpreter_pool() -> None:
     interpreter = interpreters.create()
     try:
         interpreter.exec(
-            f'import sys\nsys.path[:] = {sys.path!r}\nimport optree.parallel\nfrom harness import parallel_support'
+            f'import sys\nsys.path[:] = {sys.path!r}\n'
+            'import optree.parallel\nfrom harness import parallel_support'
         )
         queue = interpreters.create_queue()
         interpreter.prepare_main(queue=queue)
@@ -1019,7 +1021,8 @@ def test_unpack_in_a_subinterpreter_that_lacks_the_registration() -> None:
     interpreter = interpreters.create()
     try:
         interpreter.exec(
-            f'import sys\nsys.path[:] = {sys.path!r}\nimport optree.parallel\nfrom harness import parallel_support'
+            f'import sys\nsys.path[:] = {sys.path!r}\n'
+            'import optree.parallel\nfrom harness import parallel_support'
         )
         interpreter.prepare_main(packed=packed)
         interpreter.exec(
@@ -1027,7 +1030,8 @@ def test_unpack_in_a_subinterpreter_that_lacks_the_registration() -> None:
             '    optree.parallel.unpack(packed)\n'
             'except optree.parallel.UnpackError as ex:\n'
             '    message = str(ex)\n'
-            'expected = "harness.parallel_support.Unregistered is not registered in this interpreter"\n'
+            'expected = ("harness.parallel_support.Unregistered is not registered in this "\n'
+            '            "interpreter")\n'
             'assert expected in message, message\n'
             'parallel_support.register_unregistered()\n'
             'assert optree.parallel.unpack(packed) == {"u": parallel_support.Unregistered(1, 2)}\n'

@@ -14,14 +14,14 @@ import sys
 import sysconfig
 from pathlib import Path
 
-from harness import integration_support
-from harness import parallel_support
 import pytest
-from harness.parallel_support import Unregistered
-from harness.subinterpreters import SKIP_REASON, assert_passed, run_python, run_scenario
 
 import optree
 import optree.parallel
+
+from harness import integration_support, parallel_support
+from harness.parallel_support import Unregistered
+from harness.subinterpreters import SKIP_REASON, assert_passed, run_python, run_scenario
 
 TIMEOUT = 600  # seconds; a LocalCluster starts in a few seconds on 2 idle cores
 FREE_THREADED = bool(sysconfig.get_config_var('Py_GIL_DISABLED'))
@@ -50,7 +50,9 @@ def test_tree_map_on_a_dask_distributed_executor(capsys: pytest.CaptureFixture[s
 
 
 def test_default_pools_shut_down_at_interpreter_exit() -> None:
-    result = run_scenario('harness.parallel_scenarios', 'scenario_pools_shut_down_at_exit', timeout=TIMEOUT)
+    result = run_scenario(
+        'harness.parallel_scenarios', 'scenario_pools_shut_down_at_exit', timeout=TIMEOUT
+    )
     assert_passed(result)
     assert result.stderr.strip() == '', result.describe()
     expected = ['ThreadPoolExecutor']

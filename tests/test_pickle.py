@@ -12,6 +12,7 @@ import pickle
 import textwrap
 
 import pytest
+
 from harness import reference
 from harness.zoo import MYBAG_NO_ENTRIES, ZOO, ZOO_NAMESPACE
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import textwrap
 
 import pytest
+
 from harness.differential import run_ours_isolated
 from harness.snippets import registered_node
 

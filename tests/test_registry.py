@@ -11,10 +11,11 @@ import sys
 import textwrap
 
 import pytest
-from harness.differential import assert_all_raise
 
 import optree
 from optree import _C
+
+from harness.differential import assert_all_raise
 
 
 def _flatten(node):

@@ -9,10 +9,11 @@ import sys
 import threading
 
 import pytest
-from harness import reference
-from harness.differential import run_ours_isolated
 
 import optree
+
+from harness import reference
+from harness.differential import run_ours_isolated
 
 HOLDER = """
 class Holder:

@@ -4,7 +4,6 @@ without a namespace, their errors, against optree 0.20.0."""
 
 from __future__ import annotations
 
-
 CONSTRUCTOR_EXPRS = [
     'optree.treespec_leaf()',
     'optree.treespec_leaf(none_is_leaf=True)',

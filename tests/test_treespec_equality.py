@@ -6,8 +6,8 @@ other types."""
 from __future__ import annotations
 
 import pytest
-from harness.zoo import ZOO, ZooEntry
 
+from harness.zoo import ZOO, ZooEntry
 
 _PLAIN = [entry for entry in ZOO if not entry.setup and not entry.id.startswith('wide')]
 

@@ -1,8 +1,8 @@
 """optree.typing: static typing and the runtime helpers.
 
 Static typing: a typed usage example must pass mypy on our package exactly as on optree 0.20.0.
-mypy runs on tests/harness/typing_example.py twice, once resolving ``optree`` in this environment (our
-package, with its ``py.typed`` and ``_C.pyi``) and once in the reference venv
+mypy runs on tests/harness/typing_example.py twice, once resolving ``optree`` in this
+environment (our package, with its ``py.typed`` and ``_C.pyi``) and once in the reference venv
 (``--python-executable``). Both must accept it, and both must reject a broken variant with the
 same errors. The example also runs, so it cannot drift from what the API does.
 
@@ -19,6 +19,7 @@ import sys
 from pathlib import Path
 
 import pytest
+
 from harness.integration_support import require
 
 _TESTS = Path(__file__).resolve().parent

@@ -18,9 +18,10 @@ import textwrap
 import threading
 
 import pytest
-from harness.subinterpreters import assert_passed, run_scenario, show_figures
 
 import optree
+
+from harness.subinterpreters import assert_passed, run_scenario, show_figures
 
 pytestmark = pytest.mark.skipif(
     not sysconfig.get_config_var('Py_GIL_DISABLED'),
@@ -103,7 +104,9 @@ def test_threads_flatten_and_rebuild_a_shared_tree() -> None:
 
 
 def test_gil_stays_disabled_after_import_and_use():
-    assert_passed(run_scenario('harness.free_threading_scenarios', 'scenario_gil_stays_disabled', timeout=120))
+    assert_passed(
+        run_scenario('harness.free_threading_scenarios', 'scenario_gil_stays_disabled', timeout=120)
+    )
 
 
 @pytest.mark.parametrize(('readers', 'writers'), [(8, 2), (12, 4)])

@@ -8,9 +8,8 @@ Each scenario (``gc_scenarios.py``) runs in a child process under a timeout, wit
 
 from __future__ import annotations
 
-import sys
-
 import pytest
+
 from harness.subinterpreters import assert_passed, run_scenario, show_figures
 
 
@@ -25,7 +24,11 @@ def test_threads_share_one_iterator(capsys, threads):
 
 def test_cycles_built_in_threads_are_collected(capsys):
     result = run_scenario(
-        'harness.gc_scenarios', 'scenario_garbage_collected_in_threads', timeout=300, threads=4, rounds=10
+        'harness.gc_scenarios',
+        'scenario_garbage_collected_in_threads',
+        timeout=300,
+        threads=4,
+        rounds=10,
     )
     assert_passed(result)
     show_figures(capsys, 'cycles collected while threads build more', result.figures)

@@ -15,6 +15,7 @@ import sys
 import sysconfig
 
 import pytest
+
 from harness import subinterpreters
 from harness.subinterpreters import assert_passed, run_python, run_scenario, show_figures
 
@@ -57,7 +58,9 @@ def test_subinterpreters_leave_the_main_registry_alone(capsys):
     assert_passed(result)
     # The main interpreter checked its registry while the subinterpreters churned theirs.
     assert result.figures['main_checks_during_churn'] >= 1
-    show_figures(capsys, 'main registry checks during churn', result.figures, via=subinterpreters.FLAVOUR)
+    show_figures(
+        capsys, 'main registry checks during churn', result.figures, via=subinterpreters.FLAVOUR
+    )
 
 
 def test_destroying_an_interpreter_drops_its_shard_and_releases_its_registrations():
@@ -114,7 +117,10 @@ def test_process_exits_cleanly_with_live_subinterpreters():
 @pytest.mark.skipif(sys.version_info < (3, 14), reason='InterpreterPoolExecutor is new in 3.14')
 def test_interpreter_pool_executor_maps_over_interpreters(capsys):
     result = run_scenario(
-        'harness.interpreter_scenarios', 'scenario_interpreter_pool', timeout=SCENARIO_TIMEOUT, workers=8
+        'harness.interpreter_scenarios',
+        'scenario_interpreter_pool',
+        timeout=SCENARIO_TIMEOUT,
+        workers=8,
     )
     assert_passed(result)
     assert result.figures['distinct_interpreters'] >= 2
@@ -141,7 +147,9 @@ def test_thousand_interpreter_cycles_leave_no_shards_and_bounded_memory(capsys):
         cycles=CYCLES,
         warmup=20,
     )
-    show_figures(capsys, f'{CYCLES} interpreter cycles', result.figures, via=subinterpreters.FLAVOUR)
+    show_figures(
+        capsys, f'{CYCLES} interpreter cycles', result.figures, via=subinterpreters.FLAVOUR
+    )
     assert_passed(result)
 
 
@@ -186,5 +194,7 @@ def test_isolated_interpreter_cycles_give_their_memory_back(capsys):
         cycles=cycles,
         warmup=10,
     )
-    show_figures(capsys, f'{cycles} isolated interpreter cycles', result.figures, via=subinterpreters.FLAVOUR)
+    show_figures(
+        capsys, f'{cycles} isolated interpreter cycles', result.figures, via=subinterpreters.FLAVOUR
+    )
     assert_passed(result)

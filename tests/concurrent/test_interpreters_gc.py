@@ -8,9 +8,8 @@ deadlock fails one test, not the session.
 
 from __future__ import annotations
 
-import sys
-
 import pytest
+
 from harness import subinterpreters
 from harness.subinterpreters import assert_passed, run_scenario, show_figures
 
@@ -28,7 +27,9 @@ def test_cycles_are_collected_inside_subinterpreters(capsys):
         rounds=5,
     )
     assert_passed(result)
-    show_figures(capsys, 'cycles collected in subinterpreters', result.figures, via=subinterpreters.FLAVOUR)
+    show_figures(
+        capsys, 'cycles collected in subinterpreters', result.figures, via=subinterpreters.FLAVOUR
+    )
 
 
 def test_cycles_are_collected_at_subinterpreter_finalization(capsys):
@@ -39,4 +40,6 @@ def test_cycles_are_collected_at_subinterpreter_finalization(capsys):
         count=4,
     )
     assert_passed(result)
-    show_figures(capsys, 'cycles collected at finalization', result.figures, via=subinterpreters.FLAVOUR)
+    show_figures(
+        capsys, 'cycles collected at finalization', result.figures, via=subinterpreters.FLAVOUR
+    )

@@ -14,11 +14,11 @@ import threading
 import time
 from typing import Any
 
-from harness.interpreter_scenarios import run_threads
-from harness.subinterpreters import report_figures
-
 import optree
 import optree._C as _C
+
+from harness.interpreter_scenarios import run_threads
+from harness.subinterpreters import report_figures
 
 NAMESPACE = 'free-threading'
 

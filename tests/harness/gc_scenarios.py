@@ -18,9 +18,9 @@ import threading
 import time
 from typing import Any
 
-from harness.subinterpreters import Subinterpreter, read_tokens, report_figures
-
 import optree
+
+from harness.subinterpreters import Subinterpreter, read_tokens, report_figures
 
 THREAD_TIMEOUT = 120.0
 

@@ -13,15 +13,15 @@ import time
 import traceback
 from typing import Any, NamedTuple
 
+import optree
+import optree._C as _C
+
 from harness.subinterpreters import (
     Subinterpreter,
     SubinterpreterError,
     read_tokens,
     report_figures,
 )
-
-import optree
-import optree._C as _C
 
 THREAD_TIMEOUT = 120.0  # seconds a scenario waits for any one thread step
 GLOBAL = optree.registry.__GLOBAL_NAMESPACE  # type: ignore[attr-defined]
@@ -285,7 +285,9 @@ def scenario_registrations_stay_in_their_interpreter() -> None:
         assert main_before['dict_global'] == [2, 1]
         # Nobody can unregister what another interpreter registered; the owner still can.
         assert (
-            b.call('from harness import interpreter_scenarios as s\nresult = s.unregister_foreign()')
+            b.call(
+                'from harness import interpreter_scenarios as s\nresult = s.unregister_foreign()'
+            )
             == ['ValueError'] * 3
         )
         assert unregister_foreign() == ['ValueError'] * 3
@@ -318,7 +320,8 @@ def scenario_subinterpreters_leave_the_main_registry_alone(
     def churn_in_subinterpreter() -> None:
         with Subinterpreter() as interpreter:
             leaves = interpreter.call(
-                f'from harness import interpreter_scenarios as s\nresult = s.churn_registry({rounds})'
+                'from harness import interpreter_scenarios as s\n'
+                f'result = s.churn_registry({rounds})'
             )
             assert leaves == rounds * 13, leaves
 

@@ -13,12 +13,12 @@ import sys
 import time
 from typing import Any
 
+import optree
+import optree.parallel
+
 from harness import parallel_support
 from harness.parallel_support import LeafError, Node2
 from harness.subinterpreters import report_figures
-
-import optree
-import optree.parallel
 
 
 def _raised(func: Any, /, *args: Any, **kwargs: Any) -> BaseException:
@@ -47,6 +47,7 @@ def scenario_dask(workers: int = 2) -> None:
     from pathlib import Path
 
     from distributed import Client, LocalCluster
+
     from harness.zoo import VARIANTS, ZOO
 
     # The zoo as modules, on the path the worker processes start with.

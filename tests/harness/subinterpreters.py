@@ -183,7 +183,9 @@ def assert_passed(result: ChildResult, *, ignore: re.Pattern[str] | None = None)
     assert 'Traceback' not in stderr, result.describe()
 
 
-def show_figures(capsys: Any, name: str, figures: dict[str, Any], *, via: str | None = None) -> None:
+def show_figures(
+    capsys: Any, name: str, figures: dict[str, Any], *, via: str | None = None
+) -> None:
     """Print a child's measured figures past pytest's capture (``capsys``), with the Python
     version and, for subinterpreter tests, the interface used (``via``)."""
     where = sys.version.split()[0] + (f' via {via}' if via else '')

@@ -25,7 +25,10 @@ def test_flatten_none_is_leaf():
     leaves, spec = optree.tree_flatten(TREE, none_is_leaf=True)
     assert leaves == [1, 2, 3, 4, None]
     assert repr(spec) == "PyTreeSpec({'a': *, 'b': (*, [*, *]), 'c': *}, NoneIsLeaf)"
-    assert optree.tree_flatten(None, none_is_leaf=True) == ([None], optree.treespec_leaf(none_is_leaf=True))
+    assert optree.tree_flatten(None, none_is_leaf=True) == (
+        [None],
+        optree.treespec_leaf(none_is_leaf=True),
+    )
 
 
 def test_flatten_is_leaf_stops_descent():
@@ -36,7 +39,11 @@ def test_flatten_is_leaf_stops_descent():
 
 def test_unflatten_round_trip():
     leaves, spec = optree.tree_flatten(TREE)
-    assert optree.tree_unflatten(spec, [10, 20, 30, 40]) == {'a': 10, 'b': (20, [30, 40]), 'c': None}
+    assert optree.tree_unflatten(spec, [10, 20, 30, 40]) == {
+        'a': 10,
+        'b': (20, [30, 40]),
+        'c': None,
+    }
     assert optree.tree_unflatten(spec, leaves) == TREE
 
 
