@@ -241,7 +241,7 @@ def scenario_shared_iterator(threads: int, rounds: int) -> None:
 
 
 # Subinterpreter code: optree and this module in a fresh interpreter.
-SETUP = 'import gc, optree, gc_scenarios\n'
+SETUP = 'import gc, optree\nfrom harness import gc_scenarios\n'
 
 
 def scenario_garbage_collected_in_subinterpreters(count: int, rounds: int) -> None:

@@ -226,7 +226,7 @@ def scenario_concurrent_interpreters(count: int = 8, rounds: int = 20) -> None:
         try:
             with Subinterpreter() as interpreter:
                 ids[index] = interpreter.id
-                interpreter.exec('import optree, interpreter_scenarios')
+                interpreter.exec('import optree\nfrom harness import interpreter_scenarios')
                 all_alive.wait()
                 checked.wait()
                 results[index] = interpreter.call(
