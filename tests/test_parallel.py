@@ -3,7 +3,7 @@
 Backends: the calling thread (``max_workers=1``), the default pools (``executor=None``: threads,
 or subinterpreters on CPython 3.14+ with a GIL), an explicit ``ThreadPoolExecutor``, an explicit
 ``InterpreterPoolExecutor`` (3.14+) and a ``ProcessPoolExecutor``; ``dask.distributed`` runs in
-``test_parallel_scenarios.py``'s child processes. Trees come from the zoo, written out as
+``test_parallel_processes.py``'s child processes. Trees come from the zoo, written out as
 importable modules (``parallel_support.write_zoo_modules``) so that workers find their classes.
 """
 

@@ -1,6 +1,6 @@
-"""optree.parallel in child processes (``parallel_scenarios.py``): dask.distributed's executor,
-the default pools at interpreter exit, a receiving process that lacks a registration, and
-malformed packed data. A crash or a hang fails one test, not the session; dask's imports stay
+"""optree.parallel in child processes (``harness/parallel_scenarios.py``): dask.distributed's
+executor, the default pools at interpreter exit, a receiving process that lacks a registration,
+and malformed packed data. A crash or a hang fails one test, not the session; dask's imports stay
 out of the test process (on free-threaded builds they may bring the GIL back).
 """
 

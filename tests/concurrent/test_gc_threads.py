@@ -2,7 +2,7 @@
 and iterators built in threads while another thread runs the collector. On free-threaded 3.14t
 these run truly in parallel; on the GIL builds the switch interval is made tiny.
 
-Each scenario (``gc_scenarios.py``) runs in a child process under a timeout, with
+Each scenario (``harness/gc_scenarios.py``) runs in a child process under a timeout, with
 ``faulthandler`` on, so a crash or a deadlock fails one test with the threads' stacks.
 """
 

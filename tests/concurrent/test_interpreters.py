@@ -3,9 +3,10 @@ once, each with its own registry, which disappears (releasing what it held) when
 interpreter is destroyed; nothing one interpreter does reaches another.
 
 Subinterpreters with their own GIL exist from CPython 3.12 (``_xxsubinterpreters``), 3.13
-(``_interpreters``) and 3.14 (``concurrent.interpreters``); ``subinterpreters.py`` hides the
-differences. On 3.11 these tests are skipped. Each scenario (``interpreter_scenarios.py``) runs
-in a child process under a timeout, so a crash or a deadlock fails one test, not the session.
+(``_interpreters``) and 3.14 (``concurrent.interpreters``); ``harness/subinterpreters.py`` hides
+the differences. On 3.11 these tests are skipped. Each scenario
+(``harness/interpreter_scenarios.py``) runs in a child process under a timeout, so a crash or a
+deadlock fails one test, not the session.
 """
 
 from __future__ import annotations

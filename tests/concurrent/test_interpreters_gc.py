@@ -2,8 +2,8 @@
 treespecs (with their registered types, dict keys, metadata, entries) and leaf iterators are
 collected inside the interpreter, and at its finalization, while other interpreters do the same.
 
-Each scenario (``gc_scenarios.py``) runs in a child process under a timeout, so a crash or a
-deadlock fails one test, not the session.
+Each scenario (``harness/gc_scenarios.py``) runs in a child process under a timeout, so a crash
+or a deadlock fails one test, not the session.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Scenarios of ``test_parallel_scenarios.py``, each run in a child process (``run_scenario``):
+"""Scenarios of ``test_parallel_processes.py``, each run in a child process (``run_scenario``):
 dask.distributed's executor, the default pools at interpreter exit, a receiving process, and
 malformed packed data. Each raises ``AssertionError`` on failure and reports figures.
 """

@@ -58,7 +58,7 @@ def test_make_dataclass():
     made = odc.make_dataclass('M', ['p', ('q', int)], namespace=NS)
     leaves, spec = optree.tree_flatten(made(1, 2), namespace=NS)
     assert leaves == [1, 2]
-    assert repr(spec) == f"PyTreeSpec(CustomTreeNode(M[()], [*, *]), namespace={NS!r})"
+    assert repr(spec) == f'PyTreeSpec(CustomTreeNode(M[()], [*, *]), namespace={NS!r})'
 
 
 def test_applying_twice_raises():

@@ -12,9 +12,7 @@ import pytest
 import optree
 
 P = namedtuple('P', ['x', 'y'])
-SPEC = optree.tree_structure(
-    {'x': OrderedDict(b=1, a=None), 'y': P(1, [2])}, none_is_leaf=True
-)
+SPEC = optree.tree_structure({'x': OrderedDict(b=1, a=None), 'y': P(1, [2])}, none_is_leaf=True)
 
 
 @pytest.mark.parametrize('protocol', range(pickle.HIGHEST_PROTOCOL + 1))

@@ -30,7 +30,7 @@ def test_a_registered_node_flattens_in_its_namespace_only(box_namespace):
     leaves, spec = optree.tree_flatten(Box([1, 2]), namespace=box_namespace)
     assert leaves == [1, 2]
     assert repr(spec) == (
-        f"PyTreeSpec(CustomTreeNode(Box[None], [[*, *]]), namespace={box_namespace!r})"
+        f'PyTreeSpec(CustomTreeNode(Box[None], [[*, *]]), namespace={box_namespace!r})'
     )
     assert spec.namespace == box_namespace
     leaves, spec = optree.tree_flatten(Box([1, 2]))
@@ -59,13 +59,18 @@ def test_registering_twice_raises(box_namespace):
 
 def test_builtin_types_cannot_be_registered(namespace):
     with pytest.raises(
-        ValueError, match=r"PyTree type <class 'list'> is a built-in type and cannot be re-registered"
+        ValueError,
+        match=r"PyTree type <class 'list'> is a built-in type and cannot be re-registered",
     ):
-        optree.register_pytree_node(list, lambda x: ((), None), lambda m, c: [], namespace=namespace)
+        optree.register_pytree_node(
+            list, lambda x: ((), None), lambda m, c: [], namespace=namespace
+        )
 
 
 def test_unregistering_twice_raises(namespace):
-    optree.register_pytree_node(Box, lambda b: ((b.v,), None), lambda m, c: Box(*c), namespace=namespace)
+    optree.register_pytree_node(
+        Box, lambda b: ((b.v,), None), lambda m, c: Box(*c), namespace=namespace
+    )
     optree.unregister_pytree_node(Box, namespace=namespace)
     with pytest.raises(ValueError, match='is not registered in namespace'):
         optree.unregister_pytree_node(Box, namespace=namespace)
@@ -73,7 +78,7 @@ def test_unregistering_twice_raises(namespace):
 
 
 def test_empty_namespace_is_rejected():
-    with pytest.raises(ValueError, match='The namespace cannot be an empty string.'):
+    with pytest.raises(ValueError, match=r'The namespace cannot be an empty string\.'):
         optree.register_pytree_node(Box, lambda b: ((), None), lambda m, c: Box(1), namespace='')
 
 

@@ -69,7 +69,9 @@ def test_unflatten():
 def test_flatten_up_to():
     prefix = optree.tree_structure({'a': 0, 'b': 0})
     assert prefix.flatten_up_to({'a': [1, 2], 'b': 3}) == [[1, 2], 3]
-    with pytest.raises(ValueError, match=r'list arity mismatch; expected: 2, got: 1; list: \[1\]\.'):
+    with pytest.raises(
+        ValueError, match=r'list arity mismatch; expected: 2, got: 1; list: \[1\]\.'
+    ):
         optree.tree_structure([1, 2]).flatten_up_to([1])
 
 

@@ -20,7 +20,7 @@ def test_namedtuple_helpers():
     assert optree.is_namedtuple_class(P)
     assert not optree.is_namedtuple_instance(P)
     assert optree.namedtuple_fields(P) == ('x', 'y')
-    with pytest.raises(TypeError, match='Expected an instance of collections.namedtuple type'):
+    with pytest.raises(TypeError, match=r'Expected an instance of collections\.namedtuple type'):
         optree.namedtuple_fields(1)
 
 
