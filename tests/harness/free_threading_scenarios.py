@@ -17,8 +17,7 @@ from typing import Any
 import optree
 import optree._C as _C
 
-from harness.interpreter_scenarios import run_threads
-from harness.subinterpreters import report_figures
+from harness.subinterpreters import report_figures, run_threads
 
 NAMESPACE = 'free-threading'
 

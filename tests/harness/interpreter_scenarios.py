@@ -17,13 +17,14 @@ import optree
 import optree._C as _C
 
 from harness.subinterpreters import (
+    THREAD_TIMEOUT,
     Subinterpreter,
     SubinterpreterError,
     read_tokens,
     report_figures,
+    run_threads,
 )
 
-THREAD_TIMEOUT = 120.0  # seconds a scenario waits for any one thread step
 GLOBAL = optree.registry.__GLOBAL_NAMESPACE  # type: ignore[attr-defined]
 NAMESPACE = 'scenario'
 
@@ -183,30 +184,6 @@ def unregister_foreign() -> list[str]:
         else:
             failures.append(f'unregistered {cls.__name__} here')
     return failures
-
-
-# ------------------------------------------------------------------------ thread helpers
-
-
-def run_threads(targets: list[Any], timeout: float = THREAD_TIMEOUT) -> None:
-    """Run each callable in its own daemon thread; re-raise the first failure; fail on a hang."""
-    errors: list[str] = []
-
-    def guarded(target: Any) -> None:
-        try:
-            target()
-        except BaseException:
-            errors.append(traceback.format_exc())
-
-    threads = [threading.Thread(target=guarded, args=(t,), daemon=True) for t in targets]
-    for thread in threads:
-        thread.start()
-    deadline = time.monotonic() + timeout
-    for thread in threads:
-        thread.join(max(0.0, deadline - time.monotonic()))
-    hung = sum(thread.is_alive() for thread in threads)
-    assert not errors, f'{len(errors)} thread(s) failed; first:\n{errors[0]}'
-    assert hung == 0, f'{hung} thread(s) still running after {timeout} s (deadlock?)'
 
 
 # ------------------------------------------------------------------------------ scenarios

@@ -23,6 +23,9 @@ import subprocess
 import sys
 import tempfile
 import textwrap
+import threading
+import time
+import traceback
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -191,6 +194,30 @@ def show_figures(
     where = sys.version.split()[0] + (f' via {via}' if via else '')
     with capsys.disabled():
         print(f'\n[{name} on {where}] {figures}')
+
+
+THREAD_TIMEOUT = 120.0  # seconds a scenario waits for its threads
+
+
+def run_threads(targets: list[Any], timeout: float = THREAD_TIMEOUT) -> None:
+    """Run each callable in its own daemon thread; re-raise the first failure; fail on a hang."""
+    errors: list[str] = []
+
+    def guarded(target: Any) -> None:
+        try:
+            target()
+        except BaseException:
+            errors.append(traceback.format_exc())
+
+    threads = [threading.Thread(target=guarded, args=(t,), daemon=True) for t in targets]
+    for thread in threads:
+        thread.start()
+    deadline = time.monotonic() + timeout
+    for thread in threads:
+        thread.join(max(0.0, deadline - time.monotonic()))
+    hung = sum(thread.is_alive() for thread in threads)
+    assert not errors, f'{len(errors)} thread(s) failed; first:\n{errors[0]}'
+    assert hung == 0, f'{hung} thread(s) still running after {timeout} s (deadlock?)'
 
 
 def run_python(
