@@ -1,4 +1,5 @@
-"""Shared fixtures: the reference server and the differential checker."""
+"""Shared fixtures: the reference server, the differential checker, a fresh namespace; the
+hypothesis profile. The helpers themselves live in the ``harness`` package."""
 
 from __future__ import annotations
 
@@ -27,16 +28,18 @@ def _prefer_built_optree() -> None:
 
 
 _prefer_built_optree()
-sys.path.insert(0, str(_TESTS_DIR))
+sys.path.insert(0, str(_TESTS_DIR))  # the harness package, here and in child processes
 
-import reference  # noqa: E402  (needs the sys.path set-up above)
+from harness import reference  # noqa: E402  (needs the sys.path set-up above)
+from harness.differential import Differential  # noqa: E402
+from harness.environment import in_ci  # noqa: E402
 
 settings.register_profile(
     'optree-tests',
     max_examples=60,
     deadline=None,
     database=None,
-    derandomize=os.environ.get('CI', '').strip().lower() in {'1', 'true', 'yes'},
+    derandomize=in_ci(),
     suppress_health_check=[HealthCheck.too_slow],
 )
 settings.load_profile(os.environ.get('HYPOTHESIS_PROFILE', 'optree-tests'))
@@ -49,10 +52,6 @@ def _reference_lookup() -> tuple[str | None, str]:
     if _REFERENCE_LOOKUP is None:
         _REFERENCE_LOOKUP = reference.find_reference_python()
     return _REFERENCE_LOOKUP
-
-
-def in_ci() -> bool:
-    return os.environ.get('CI', '').strip().lower() in {'1', 'true', 'yes'}
 
 
 def pytest_report_header(config: pytest.Config) -> list[str]:
@@ -79,87 +78,6 @@ def reference_server() -> Iterable[reference.ReferenceServer]:
         yield server
     finally:
         server.close()
-
-
-class Differential:
-    """Evaluate snippets with our optree (in-process) and the reference; compare outcomes."""
-
-    def __init__(self, server: reference.ReferenceServer) -> None:
-        self.server = server
-
-    def outcomes(self, setup: str, expr: str) -> tuple[dict, dict]:
-        theirs = self.server.evaluate(setup, expr)
-        ours = reference.evaluate(setup, expr)
-        return ours, theirs
-
-    def check(
-        self,
-        setup: str,
-        exprs: Iterable[str] | str,
-        *,
-        check_message: bool = False,
-        setup_must_succeed: bool = True,
-        isolated: bool = False,
-    ) -> list[tuple[dict, dict]]:
-        """Compare every expression; fail listing all mismatches at once.
-
-        With ``isolated`` our side runs in a child process, so that a crash fails the test
-        instead of killing the session.
-
-        With ``setup_must_succeed`` (the default) a setup that fails on the reference is a bug in
-        the test itself, reported as such rather than compared.
-        """
-        if isinstance(exprs, str):
-            exprs = [exprs]
-        exprs = list(exprs)
-        cases = [(setup, expr) for expr in exprs]
-        pending = self.server.submit(cases)
-        if isolated:
-            ours = run_ours_isolated(cases)
-        else:
-            ours = [reference.evaluate(setup, expr) for expr in exprs]  # overlaps with the server
-        theirs = self.server.collect(pending)
-        if setup_must_succeed:
-            broken = [t for t in theirs if not t['ok'] and t['stage'] == 'setup']
-            assert not broken, f'test setup fails on the reference itself: {broken[0]}'
-        problems = []
-        for expr, o, t in zip(exprs, ours, theirs, strict=True):
-            diff = reference.compare_outcomes(o, t, check_message=check_message)
-            if diff is not None:
-                problems.append(f'* {expr}\n  {diff}')
-        if problems:
-            pytest.fail(
-                f'{len(problems)} of {len(exprs)} expressions disagree with optree '
-                f'{reference.REFERENCE_VERSION}:\n' + '\n'.join(problems),
-                pytrace=False,
-            )
-        return list(zip(ours, theirs, strict=True))
-
-    def check_raises(
-        self,
-        setup: str,
-        expr: str,
-        expected: type[BaseException] | tuple[type[BaseException], ...],
-        *,
-        check_message: bool = False,
-    ) -> dict:
-        """Both sides must raise; the exception types must agree and be ``expected``."""
-        ours, theirs = self.check(setup, [expr], check_message=check_message)[0]
-        names = {e.__name__ for e in (expected if isinstance(expected, tuple) else (expected,))}
-        assert not theirs['ok'], f'the reference did not raise for {expr!r}: {theirs}'
-        assert theirs['exc_type'] in names, f'the reference raised {theirs}, expected {names}'
-        assert not ours['ok']
-        assert ours['message'].strip(), f'our {ours["exc_type"]} has an empty message'
-        return ours
-
-
-def run_ours_isolated(cases: list[tuple[str, str]]) -> list[dict]:
-    """Evaluate snippets with our optree in a child process; a crash fails the test."""
-    try:
-        return reference.evaluate_isolated(cases)
-    except reference.ChildCrashed as ex:
-        failure = str(ex)
-    pytest.fail(f'our optree crashed: {failure}', pytrace=False)
 
 
 @pytest.fixture(scope='session')

@@ -1,4 +1,5 @@
-"""Every public name of optree 0.20.0 exists here, of the same kind and signature.
+"""Every public name of optree 0.20.0 exists here, of the same kind and signature; names that
+depend on the interpreter (treespec_frozendict) behave as optree 0.20.0's.
 
 The comparison itself lives in tools/api_surface.py (also usable by hand); this test runs its
 ``describe`` under the reference interpreter and under ours and fails listing every difference.
@@ -11,7 +12,8 @@ import sys
 from pathlib import Path
 
 import pytest
-from integration_support import require
+
+from harness.integration_support import require
 
 _TOOL = Path(__file__).resolve().parent.parent / 'tools' / 'api_surface.py'
 
@@ -154,3 +156,20 @@ def test_read_inventory(tmp_path):
         'optree.tree_map': 'py:function',
         'quickstart': 'std:doc',
     }
+
+
+def test_version_dependent_names(differential):
+    """treespec_frozendict only works where the interpreter has frozendict (3.15+)."""
+    differential.check(
+        'L = optree.treespec_leaf()\n',
+        [
+            "'treespec_frozendict' in optree.__all__",
+            "hasattr(optree, 'treespec_frozendict')",
+            "optree.treespec_frozendict({'a': L})",
+            'optree.treespec_frozendict()',
+            'hasattr(__builtins__ if isinstance(__builtins__, dict) else vars(__builtins__), '
+            "'frozendict')",
+            'optree.PyTreeKind.__members__.keys()',
+        ],
+        check_message=True,
+    )

@@ -18,9 +18,11 @@ import weakref
 from collections import OrderedDict, defaultdict, namedtuple
 
 import pytest
-from subinterpreters import run_python
 
 import optree
+
+from harness.snippets import KEY_CLASS, define
+from harness.subinterpreters import run_python
 
 CHILD_TIMEOUT = 120
 
@@ -172,18 +174,8 @@ def test_a_cycle_split_between_two_treespecs_is_not_collected(namespace):
     assert ref() is None
 
 
-class Key:
-    def __init__(self, name):
-        self.name = name
-
-    def __hash__(self):
-        return hash(self.name)
-
-    def __eq__(self, other):
-        return isinstance(other, Key) and other.name == self.name
-
-    def __lt__(self, other):
-        return self.name < other.name
+# A dict key whose hash, equality and ordering run Python code.
+Key = define(KEY_CLASS, __name__, calls=[])['Key']
 
 
 def _with_dict_key():

@@ -1,4 +1,5 @@
-"""Tests of the differential harness itself (tests/reference.py)."""
+"""Tests of the harness itself (tests/harness/reference.py), and of the plain tests' expected
+values (tests/plain) against optree 0.20.0."""
 
 from __future__ import annotations
 
@@ -6,9 +7,11 @@ import os
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 import pytest
-import reference
+
+from harness import reference
 
 
 def _ok(text, type_name='builtins.int', **extra):
@@ -154,3 +157,25 @@ def test_isolated_evaluation_reports_crashes():
     assert out['repr'] == '2'
     with pytest.raises(reference.ChildCrashed, match=r'signal|died'):
         reference.evaluate_isolated([('', "__import__('os').abort()")])
+
+
+def test_plain_expected_values_hold_on_the_reference(reference_server, tmp_path):
+    """The hand-written values of tests/plain are optree 0.20.0's: the same tests pass there."""
+    tests = Path(__file__).resolve().parent
+    site_packages = str(Path(pytest.__file__).resolve().parent.parent)
+    completed = subprocess.run(
+        [
+            reference_server.python,
+            '-I',
+            str(tests / 'harness' / 'plain_on_reference.py'),
+            site_packages,
+            str(tests / 'plain'),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+        cwd=tmp_path,
+    )
+    assert completed.returncode == 0, completed.stdout[-6000:] + completed.stderr[-2000:]
+    assert ' passed' in completed.stdout, completed.stdout

@@ -11,7 +11,8 @@ import sys
 import textwrap
 
 import pytest
-from integration_support import require
+
+from harness.integration_support import require
 
 # ---------------------------------------------------------------------------------------------
 # The package itself: lazy submodules
@@ -320,7 +321,7 @@ def test_attrs_integration(differential):
 
 
 def test_missing_library_skips_locally_and_fails_under_ci(monkeypatch):
-    import integration_support
+    from harness import integration_support
 
     monkeypatch.setattr(integration_support, '_importable', lambda library: False)
     monkeypatch.setenv('CI', 'true')

@@ -14,6 +14,8 @@ import textwrap
 
 import pytest
 
+from harness.snippets import KEY_CLASS, node_class
+
 MAPS = {
     'tree_map': 'optree.tree_map(f, tree, *rests, namespace=NS)',
     'tree_map_': 'optree.tree_map_(f, tree, *rests, namespace=NS)',
@@ -31,66 +33,57 @@ MAPS = {
 }
 
 # A custom node that logs its flatten and unflatten calls, and a func that logs its calls.
-EVENTS_SETUP = textwrap.dedent(
-    """
-    NS = 'test-map'
-    events = []
+EVENTS_SETUP = (
+    textwrap.dedent(
+        """
+        NS = 'test-map'
+        events = []
+        """
+    )
+    + node_class(comparable=True)
+    + textwrap.dedent(
+        """
+        def flatten_node(node):
+            events.append(('flatten', node.children))
+            return node.children, len(node.children)
 
 
-    class Node:
-        def __init__(self, *children):
-            self.children = children
-
-        def __repr__(self):
-            return f'Node{self.children!r}'
-
-        def __eq__(self, other):
-            return type(other) is Node and self.children == other.children
-
-        def __hash__(self):
-            return hash(self.children)
+        def unflatten_node(meta, children):
+            events.append(('unflatten', tuple(children)))
+            return Node(*children)
 
 
-    def flatten_node(node):
-        events.append(('flatten', node.children))
-        return node.children, len(node.children)
+        optree.register_pytree_node(Node, flatten_node, unflatten_node, namespace=NS)
+
+        stop_at = None
+        raise_at = None
 
 
-    def unflatten_node(meta, children):
-        events.append(('unflatten', tuple(children)))
-        return Node(*children)
+        def f(*args):
+            events.append(('f', args))
+            if args[-1] == stop_at:
+                raise StopIteration
+            if args[-1] == raise_at:
+                raise KeyError(args[-1])
+            return args
 
 
-    optree.register_pytree_node(Node, flatten_node, unflatten_node, namespace=NS)
-
-    stop_at = None
-    raise_at = None
+        def fp(prefix, *args):
+            return f(repr(prefix), *args)
 
 
-    def f(*args):
-        events.append(('f', args))
-        if args[-1] == stop_at:
-            raise StopIteration
-        if args[-1] == raise_at:
-            raise KeyError(args[-1])
-        return args
-
-
-    def fp(prefix, *args):
-        return f(repr(prefix), *args)
-
-
-    def run(expr, tree, *trees, stop=None, fail=None):
-        global stop_at, raise_at
-        stop_at, raise_at = stop, fail
-        events.clear()
-        rests = trees
-        try:
-            result = eval(expr, {**globals(), 'tree': tree, 'rests': rests})
-        except Exception as ex:
-            result = (type(ex).__name__, str(ex))
-        return result, list(events)
-    """,
+        def run(expr, tree, *trees, stop=None, fail=None):
+            global stop_at, raise_at
+            stop_at, raise_at = stop, fail
+            events.clear()
+            rests = trees
+            try:
+                result = eval(expr, {**globals(), 'tree': tree, 'rests': rests})
+            except Exception as ex:
+                result = (type(ex).__name__, str(ex))
+            return result, list(events)
+        """
+    )
 )
 
 TREES = [
@@ -260,37 +253,26 @@ def test_options(differential):
 # Dict matching: keys whose comparison runs Python code are sorted with the same comparisons, and
 # mismatches report the same keys. (How often a key is hashed or compared for equality differs:
 # optree compares key sets first.)
-DICT_KEYS_SETUP = textwrap.dedent(
-    """
-    calls = []
+DICT_KEYS_SETUP = (
+    textwrap.dedent(
+        """
+        calls = []
+        """
+    )
+    + KEY_CLASS
+    + textwrap.dedent(
+        """
+        a, b, c = Key('a'), Key('b'), Key('c')
 
-    class Key:
-        def __init__(self, name):
-            self.name = name
-
-        def __hash__(self):
-            return hash(self.name)
-
-        def __eq__(self, other):
-            return isinstance(other, Key) and self.name == other.name
-
-        def __lt__(self, other):
-            calls.append(('lt', self.name, other.name))
-            return self.name < other.name
-
-        def __repr__(self):
-            return f'Key({self.name!r})'
-
-    a, b, c = Key('a'), Key('b'), Key('c')
-
-    def run(first, *others):
-        calls.clear()
-        try:
-            result = optree.tree_map(lambda *x: x, first, *others)
-        except Exception as ex:
-            result = (type(ex).__name__, str(ex))
-        return result, list(calls)
-    """,
+        def run(first, *others):
+            calls.clear()
+            try:
+                result = optree.tree_map(lambda *x: x, first, *others)
+            except Exception as ex:
+                result = (type(ex).__name__, str(ex))
+            return result, list(calls)
+        """
+    )
 )
 
 

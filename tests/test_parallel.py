@@ -3,7 +3,7 @@
 Backends: the calling thread (``max_workers=1``), the default pools (``executor=None``: threads,
 or subinterpreters on CPython 3.14+ with a GIL), an explicit ``ThreadPoolExecutor``, an explicit
 ``InterpreterPoolExecutor`` (3.14+) and a ``ProcessPoolExecutor``; ``dask.distributed`` runs in
-``test_parallel_scenarios.py``'s child processes. Trees come from the zoo, written out as
+``test_parallel_processes.py``'s child processes. Trees come from the zoo, written out as
 importable modules (``parallel_support.write_zoo_modules``) so that workers find their classes.
 """
 
@@ -23,14 +23,15 @@ import types
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from typing import Any, NamedTuple
 
-import parallel_support
 import pytest
-from parallel_support import LeafError, Node2, Unregistered
-from reference import describe
-from zoo import VARIANTS, ZOO
 
 import optree
 import optree.parallel
+
+from harness import parallel_support
+from harness.parallel_support import LeafError, Node2, Unregistered
+from harness.reference import describe
+from harness.zoo import VARIANTS, ZOO
 
 ZOO_IDS = [entry.id for entry in ZOO]
 FREE_THREADED = bool(sysconfig.get_config_var('Py_GIL_DISABLED'))
@@ -266,7 +267,7 @@ def test_tree_map_exception_that_does_not_unpickle(process_pool: Any) -> None:
         optree.parallel.tree_map, parallel_support.fail_unpicklably, [1, -1], executor=process_pool
     )
     assert type(actual) is RuntimeError
-    assert str(actual) == 'parallel_support.Unpicklable: -1/no'
+    assert str(actual) == 'harness.parallel_support.Unpicklable: -1/no'
     assert actual.__notes__[-1].endswith('at leaf 1 of the tree, path (1,)')
 
 
@@ -566,7 +567,7 @@ def test_default_interpreter_pool_falls_back_when_func_cannot_be_loaded_there() 
     # func found by name here, in a module that subinterpreters cannot import (numpy's
     # functions, say): its chunks are mapped in the calling thread, and func goes to threads
     # from then on.
-    import main_interpreter_only
+    from harness import main_interpreter_only
 
     func = main_interpreter_only.slow_negate
     tree = list(range(40))
@@ -920,8 +921,8 @@ def test_unpack_missing_registration_in_this_interpreter() -> None:
         optree.parallel.unpack(packed)
     message = str(info.value)
     assert (
-        'the custom node type parallel_support.Unregistered is not registered in this interpreter'
-        in message
+        'the custom node type harness.parallel_support.Unregistered '
+        'is not registered in this interpreter' in message
     )
     assert "looked up in namespace 'temporary'" in message
     assert "namespace='temporary'" in message
@@ -958,7 +959,7 @@ def test_unpack_cannot_find_a_type() -> None:
         optree.parallel.unpack((fmt, bytes(16), renamed, data, objects))
     message = str(info.value)
     assert message.startswith(
-        'optree.parallel.unpack: cannot find parallel_missing.Node2, the custom node type '
+        'optree.parallel.unpack: cannot find harness.parallel_missing.Node2, the custom node type '
         "registered in namespace 'support' by the sender, in this interpreter (ModuleNotFoundError"
     )
     assert isinstance(info.value.__cause__, ImportError)
@@ -977,7 +978,8 @@ def test_pack_unpack_through_queue_call_and_interpreter_pool() -> None:
     interpreter = interpreters.create()
     try:
         interpreter.exec(
-            f'import sys\nsys.path[:] = {sys.path!r}\nimport optree.parallel, parallel_support'
+            f'import sys\nsys.path[:] = {sys.path!r}\n'
+            'import optree.parallel\nfrom harness import parallel_support'
         )
         queue = interpreters.create_queue()
         interpreter.prepare_main(queue=queue)
@@ -1019,7 +1021,8 @@ def test_unpack_in_a_subinterpreter_that_lacks_the_registration() -> None:
     interpreter = interpreters.create()
     try:
         interpreter.exec(
-            f'import sys\nsys.path[:] = {sys.path!r}\nimport optree.parallel, parallel_support'
+            f'import sys\nsys.path[:] = {sys.path!r}\n'
+            'import optree.parallel\nfrom harness import parallel_support'
         )
         interpreter.prepare_main(packed=packed)
         interpreter.exec(
@@ -1027,7 +1030,8 @@ def test_unpack_in_a_subinterpreter_that_lacks_the_registration() -> None:
             '    optree.parallel.unpack(packed)\n'
             'except optree.parallel.UnpackError as ex:\n'
             '    message = str(ex)\n'
-            'expected = "parallel_support.Unregistered is not registered in this interpreter"\n'
+            'expected = ("harness.parallel_support.Unregistered is not registered in this "\n'
+            '            "interpreter")\n'
             'assert expected in message, message\n'
             'parallel_support.register_unregistered()\n'
             'assert optree.parallel.unpack(packed) == {"u": parallel_support.Unregistered(1, 2)}\n'

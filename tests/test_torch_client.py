@@ -15,7 +15,7 @@ import subprocess
 import sys
 import textwrap
 
-from integration_support import require
+from harness.integration_support import require
 
 SETUP = """
 import torch

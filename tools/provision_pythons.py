@@ -61,6 +61,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import pythons  # tools/pythons.py: interpreter discovery, shared with the Makefile
+from _env import in_ci
 from dev_cache import cache_root, locked, sha256_of
 
 MARKER = pythons.PROVISIONED_MARKER
@@ -375,7 +376,7 @@ def ensure(recipe: Recipe, root: Path, jobs: int) -> Path:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
     parser.add_argument('envs', nargs='+', metavar='ENV')
-    ci_default = os.environ.get('CI', '').lower() in ('1', 'true', 'yes')
+    ci_default = in_ci()
     parser.add_argument(
         '--ci',
         action=argparse.BooleanOptionalAction,

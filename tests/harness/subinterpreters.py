@@ -18,10 +18,14 @@ from __future__ import annotations
 import json
 import os
 import pickle
+import re
 import subprocess
 import sys
 import tempfile
 import textwrap
+import threading
+import time
+import traceback
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -141,6 +145,22 @@ def report_figures(**figures: Any) -> None:
     print(FIGURES_PREFIX + json.dumps(figures), flush=True)
 
 
+def read_tokens(fd: int) -> set[str]:
+    """Every whitespace-separated token written so far to the pipe ``fd`` (without blocking):
+    the scenarios' sentinels write one when their owner is freed."""
+    os.set_blocking(fd, False)
+    data = b''
+    while True:
+        try:
+            chunk = os.read(fd, 65536)
+        except BlockingIOError:
+            break
+        if not chunk:
+            break
+        data += chunk
+    return set(data.decode().split())
+
+
 class ChildResult:
     def __init__(self, completed: subprocess.CompletedProcess[str]) -> None:
         self.returncode = completed.returncode
@@ -156,6 +176,48 @@ class ChildResult:
             f'exit code {self.returncode}\n--- stdout ---\n{self.stdout[-4000:]}\n'
             f'--- stderr ---\n{self.stderr[-8000:]}'
         )
+
+
+def assert_passed(result: ChildResult, *, ignore: re.Pattern[str] | None = None) -> None:
+    """The child exited with status 0 and printed no traceback (after removing what ``ignore``
+    matches from its stderr)."""
+    assert result.returncode == 0, result.describe()
+    stderr = result.stderr if ignore is None else ignore.sub('', result.stderr)
+    assert 'Traceback' not in stderr, result.describe()
+
+
+def show_figures(
+    capsys: Any, name: str, figures: dict[str, Any], *, via: str | None = None
+) -> None:
+    """Print a child's measured figures past pytest's capture (``capsys``), with the Python
+    version and, for subinterpreter tests, the interface used (``via``)."""
+    where = sys.version.split()[0] + (f' via {via}' if via else '')
+    with capsys.disabled():
+        print(f'\n[{name} on {where}] {figures}')
+
+
+THREAD_TIMEOUT = 120.0  # seconds a scenario waits for its threads
+
+
+def run_threads(targets: list[Any], timeout: float = THREAD_TIMEOUT) -> None:
+    """Run each callable in its own daemon thread; re-raise the first failure; fail on a hang."""
+    errors: list[str] = []
+
+    def guarded(target: Any) -> None:
+        try:
+            target()
+        except BaseException:
+            errors.append(traceback.format_exc())
+
+    threads = [threading.Thread(target=guarded, args=(t,), daemon=True) for t in targets]
+    for thread in threads:
+        thread.start()
+    deadline = time.monotonic() + timeout
+    for thread in threads:
+        thread.join(max(0.0, deadline - time.monotonic()))
+    hung = sum(thread.is_alive() for thread in threads)
+    assert not errors, f'{len(errors)} thread(s) failed; first:\n{errors[0]}'
+    assert hung == 0, f'{hung} thread(s) still running after {timeout} s (deadlock?)'
 
 
 def run_python(

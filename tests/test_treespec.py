@@ -9,10 +9,11 @@ import sys
 import threading
 
 import pytest
-import reference
-from conftest import run_ours_isolated
 
 import optree
+
+from harness import reference
+from harness.differential import run_ours_isolated
 
 HOLDER = """
 class Holder:
@@ -236,7 +237,7 @@ def test_namedtuple_fields_diverging_from_the_arity(differential):
     # Both sides in fresh processes: ours because a shorter _fields was once read past its end;
     # optree 0.20.0 because it caches its namedtuple verdict per class, so that its answer for
     # a changed `_fields` depends on the classes its interpreter classified before (the shared
-    # reference server answered the list `_fields` differently after test_zoo.py had run).
+    # reference server answered the list `_fields` differently after the zoo tests had run).
     ours = run_ours_isolated(cases)
     theirs = reference.evaluate_isolated(cases, python=differential.server.python)
     problems = [

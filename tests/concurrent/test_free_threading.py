@@ -1,8 +1,11 @@
-"""On a free-threaded CPython (3.13t / 3.14t) optree must not bring the GIL back.
+"""Free-threaded CPython (3.13t / 3.14t): optree keeps the GIL off and stays consistent under
+races.
 
 CPython re-enables the GIL, with a RuntimeWarning, when it imports an extension module that
-does not declare free-threading support; ``PYTHON_GIL=0`` would hide that, so the checks run in
-a child process with ``PYTHON_GIL`` removed from its environment.
+does not declare free-threading support; ``PYTHON_GIL=0`` would hide that, so the import checks
+run in a child process with ``PYTHON_GIL`` removed from its environment. Each race scenario
+(``harness/free_threading_scenarios.py``) runs in a child process under a timeout, with
+``faulthandler`` on, so a crash or a deadlock fails one test with the threads' stacks.
 """
 
 from __future__ import annotations
@@ -18,9 +21,11 @@ import pytest
 
 import optree
 
+from harness.subinterpreters import assert_passed, run_scenario, show_figures
+
 pytestmark = pytest.mark.skipif(
     not sysconfig.get_config_var('Py_GIL_DISABLED'),
-    reason='needs a free-threaded CPython build (e.g. 3.14t); this one has a GIL',
+    reason='needs a free-threaded CPython build (e.g. 3.14t); make test provisions one',
 )
 
 
@@ -91,3 +96,62 @@ def test_threads_flatten_and_rebuild_a_shared_tree() -> None:
         thread.join(timeout=120)
     assert not any(thread.is_alive() for thread in threads), 'a worker thread hung'
     assert failures == []
+
+
+# ---------------------------------------------------------------------------------------------
+# Races (in child processes)
+# ---------------------------------------------------------------------------------------------
+
+
+def test_gil_stays_disabled_after_import_and_use():
+    assert_passed(
+        run_scenario('harness.free_threading_scenarios', 'scenario_gil_stays_disabled', timeout=120)
+    )
+
+
+@pytest.mark.parametrize(('readers', 'writers'), [(8, 2), (12, 4)])
+def test_readers_and_writers_in_one_namespace(capsys, readers, writers):
+    result = run_scenario(
+        'harness.free_threading_scenarios',
+        'scenario_readers_and_writers',
+        timeout=300,
+        readers=readers,
+        writers=writers,
+        seconds=3.0,
+        tree_size=200,
+    )
+    assert_passed(result)
+    figures = result.figures
+    assert figures['reader operations'] >= readers
+    assert figures['register/unregister toggles'] >= 1
+    assert figures['dict order toggles'] >= 1
+    show_figures(capsys, f'{readers} readers + {writers} writers', figures)
+
+
+def test_racing_registrations_in_one_namespace():
+    assert_passed(
+        run_scenario(
+            'harness.free_threading_scenarios',
+            'scenario_racing_registrations',
+            timeout=300,
+            threads=8,
+            rounds=200,
+        )
+    )
+
+
+def test_pickling_races(capsys):
+    result = run_scenario(
+        'harness.free_threading_scenarios',
+        'scenario_pickling_races',
+        timeout=300,
+        threads=8,
+        seconds=3.0,
+        tree_size=100,
+    )
+    assert_passed(result)
+    figures = result.figures
+    assert figures['pickle round trips'] >= 1
+    assert figures['states loaded'] + figures['states rejected'] >= 1
+    assert figures['state changes'] >= 1
+    show_figures(capsys, 'pickling races', figures)

@@ -2,8 +2,8 @@
 
 The module has two roles:
 
-* Imported by the test suite (``import reference``), it evaluates snippets in-process with *our*
-  ``optree`` (:func:`evaluate`) and talks to a persistent reference server
+* Imported by the test suite (``from harness import reference``), it evaluates snippets
+  in-process with *our* ``optree`` (:func:`evaluate`) and talks to a persistent reference server
   (:class:`ReferenceServer`).
 * Run as a script by the reference interpreter (``python -I -u reference.py --serve``), it is that
   server: it reads JSON requests from stdin, one per line, evaluates every snippet with the

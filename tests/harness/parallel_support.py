@@ -189,8 +189,8 @@ def write_zoo_modules(directory: Path) -> None:
     """Writes the harness prelude and each zoo entry's setup as modules importable by name, so
     that worker interpreters and processes find the zoo's classes (and register its custom
     nodes) when they import them."""
-    import reference
-    from zoo import ZOO
+    from harness import reference
+    from harness.zoo import ZOO
 
     directory.mkdir(parents=True, exist_ok=True)
     (directory / f'{PRELUDE_MODULE}.py').write_text(reference.PRELUDE)
@@ -201,7 +201,7 @@ def write_zoo_modules(directory: Path) -> None:
 
 def zoo_tree(entry_id: str, variant: str) -> tuple[Any, dict[str, Any]]:
     """The tree of a zoo entry and the keyword arguments of a variant, built in its module."""
-    from zoo import VARIANTS, ZOO_BY_ID
+    from harness.zoo import VARIANTS, ZOO_BY_ID
 
     module = importlib.import_module(zoo_module_name(entry_id))
     namespace = module.__dict__

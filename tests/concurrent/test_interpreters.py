@@ -3,9 +3,10 @@ once, each with its own registry, which disappears (releasing what it held) when
 interpreter is destroyed; nothing one interpreter does reaches another.
 
 Subinterpreters with their own GIL exist from CPython 3.12 (``_xxsubinterpreters``), 3.13
-(``_interpreters``) and 3.14 (``concurrent.interpreters``); ``subinterpreters.py`` hides the
-differences. On 3.11 these tests are skipped. Each scenario (``interpreter_scenarios.py``) runs
-in a child process under a timeout, so a crash or a deadlock fails one test, not the session.
+(``_interpreters``) and 3.14 (``concurrent.interpreters``); ``harness/subinterpreters.py`` hides
+the differences. On 3.11 these tests are skipped. Each scenario
+(``harness/interpreter_scenarios.py``) runs in a child process under a timeout, so a crash or a
+deadlock fails one test, not the session.
 """
 
 from __future__ import annotations
@@ -15,41 +16,32 @@ import sys
 import sysconfig
 
 import pytest
-import subinterpreters
-from subinterpreters import run_python, run_scenario
+
+from harness import subinterpreters
+from harness.subinterpreters import assert_passed, run_python, run_scenario, show_figures
 
 pytestmark = pytest.mark.skipif(subinterpreters.FLAVOUR is None, reason=subinterpreters.SKIP_REASON)
 
 SCENARIO_TIMEOUT = 300  # seconds; the slowest scenario takes a few seconds on 2 loaded cores
 
 
-def _passes(result: subinterpreters.ChildResult) -> None:
-    assert result.returncode == 0, result.describe()
-    assert 'Traceback' not in result.stderr, result.describe()
-
-
-def _show(capsys: pytest.CaptureFixture[str], name: str, figures: dict) -> None:
-    with capsys.disabled():
-        print(f'\n[{name} on {sys.version.split()[0]} via {subinterpreters.FLAVOUR}] {figures}')
-
-
 def test_eight_interpreters_at_once_agree_with_the_main_interpreter(capsys):
     result = run_scenario(
-        'interpreter_scenarios',
+        'harness.interpreter_scenarios',
         'scenario_concurrent_interpreters',
         timeout=SCENARIO_TIMEOUT,
         count=8,
         rounds=20,
     )
-    _passes(result)
+    assert_passed(result)
     assert result.figures['interpreters'] == 8
-    _show(capsys, 'concurrent interpreters', result.figures)
+    show_figures(capsys, 'concurrent interpreters', result.figures, via=subinterpreters.FLAVOUR)
 
 
 def test_registrations_and_dict_order_stay_in_their_interpreter():
-    _passes(
+    assert_passed(
         run_scenario(
-            'interpreter_scenarios',
+            'harness.interpreter_scenarios',
             'scenario_registrations_stay_in_their_interpreter',
             timeout=SCENARIO_TIMEOUT,
         )
@@ -58,22 +50,24 @@ def test_registrations_and_dict_order_stay_in_their_interpreter():
 
 def test_subinterpreters_leave_the_main_registry_alone(capsys):
     result = run_scenario(
-        'interpreter_scenarios',
+        'harness.interpreter_scenarios',
         'scenario_subinterpreters_leave_the_main_registry_alone',
         timeout=SCENARIO_TIMEOUT,
         count=4,
         rounds=50,
     )
-    _passes(result)
+    assert_passed(result)
     # The main interpreter checked its registry while the subinterpreters churned theirs.
     assert result.figures['main_checks_during_churn'] >= 1
-    _show(capsys, 'main registry checks during churn', result.figures)
+    show_figures(
+        capsys, 'main registry checks during churn', result.figures, via=subinterpreters.FLAVOUR
+    )
 
 
 def test_destroying_an_interpreter_drops_its_shard_and_releases_its_registrations():
-    _passes(
+    assert_passed(
         run_scenario(
-            'interpreter_scenarios',
+            'harness.interpreter_scenarios',
             'scenario_destroy_releases_shard_and_registrations',
             timeout=SCENARIO_TIMEOUT,
         )
@@ -87,10 +81,10 @@ def test_process_exits_cleanly_with_live_subinterpreters():
     import sys
     import threading
     import optree
-    from subinterpreters import Subinterpreter
+    from harness.subinterpreters import Subinterpreter
 
     setup = '''
-    import interpreter_scenarios as s
+    from harness import interpreter_scenarios as s
     s.register_everything()
     spec = s.optree.tree_structure([s.Box(1), {'b': 2, 'a': 3}])
     assert s.optree.tree_leaves({'b': 2, 'a': 3}) == [2, 3]
@@ -124,11 +118,14 @@ def test_process_exits_cleanly_with_live_subinterpreters():
 @pytest.mark.skipif(sys.version_info < (3, 14), reason='InterpreterPoolExecutor is new in 3.14')
 def test_interpreter_pool_executor_maps_over_interpreters(capsys):
     result = run_scenario(
-        'interpreter_scenarios', 'scenario_interpreter_pool', timeout=SCENARIO_TIMEOUT, workers=8
+        'harness.interpreter_scenarios',
+        'scenario_interpreter_pool',
+        timeout=SCENARIO_TIMEOUT,
+        workers=8,
     )
-    _passes(result)
+    assert_passed(result)
     assert result.figures['distinct_interpreters'] >= 2
-    _show(capsys, 'InterpreterPoolExecutor', result.figures)
+    show_figures(capsys, 'InterpreterPoolExecutor', result.figures, via=subinterpreters.FLAVOUR)
 
 
 # Create, import optree, register (globally and in a namespace), flatten, unflatten, destroy:
@@ -145,14 +142,16 @@ CYCLES = 1000
 )
 def test_thousand_interpreter_cycles_leave_no_shards_and_bounded_memory(capsys):
     result = run_scenario(
-        'interpreter_scenarios',
+        'harness.interpreter_scenarios',
         'scenario_interpreter_cycles',
         timeout=1800,
         cycles=CYCLES,
         warmup=20,
     )
-    _show(capsys, f'{CYCLES} interpreter cycles', result.figures)
-    _passes(result)
+    show_figures(
+        capsys, f'{CYCLES} interpreter cycles', result.figures, via=subinterpreters.FLAVOUR
+    )
+    assert_passed(result)
 
 
 def test_destroying_an_interpreter_destroys_its_optree_module():
@@ -161,7 +160,7 @@ def test_destroying_an_interpreter_destroys_its_optree_module():
     # reference to it that optree hands back at interpreter exit.
     code = """
     import sys
-    from subinterpreters import Subinterpreter
+    from harness.subinterpreters import Subinterpreter
 
     with Subinterpreter() as interpreter:
         interpreter.exec('import optree')
@@ -190,11 +189,13 @@ def test_destroying_an_interpreter_destroys_its_optree_module():
 def test_isolated_interpreter_cycles_give_their_memory_back(capsys):
     cycles = 200
     result = run_scenario(
-        'interpreter_scenarios',
+        'harness.interpreter_scenarios',
         'scenario_isolated_interpreter_cycles',
         timeout=900,
         cycles=cycles,
         warmup=10,
     )
-    _show(capsys, f'{cycles} isolated interpreter cycles', result.figures)
-    _passes(result)
+    show_figures(
+        capsys, f'{cycles} isolated interpreter cycles', result.figures, via=subinterpreters.FLAVOUR
+    )
+    assert_passed(result)

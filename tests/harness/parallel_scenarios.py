@@ -1,4 +1,4 @@
-"""Scenarios of ``test_parallel_scenarios.py``, each run in a child process (``run_scenario``):
+"""Scenarios of ``test_parallel_processes.py``, each run in a child process (``run_scenario``):
 dask.distributed's executor, the default pools at interpreter exit, a receiving process, and
 malformed packed data. Each raises ``AssertionError`` on failure and reports figures.
 """
@@ -13,12 +13,12 @@ import sys
 import time
 from typing import Any
 
-import parallel_support
-from parallel_support import LeafError, Node2
-from subinterpreters import report_figures
-
 import optree
 import optree.parallel
+
+from harness import parallel_support
+from harness.parallel_support import LeafError, Node2
+from harness.subinterpreters import report_figures
 
 
 def _raised(func: Any, /, *args: Any, **kwargs: Any) -> BaseException:
@@ -47,7 +47,8 @@ def scenario_dask(workers: int = 2) -> None:
     from pathlib import Path
 
     from distributed import Client, LocalCluster
-    from zoo import VARIANTS, ZOO
+
+    from harness.zoo import VARIANTS, ZOO
 
     # The zoo as modules, on the path the worker processes start with.
     zoo_dir = tempfile.mkdtemp(prefix='optree-zoo-')
@@ -286,15 +287,16 @@ def scenario_default_pools_in_subinterpreters(isolated: bool, rounds: int = 3) -
     """optree.parallel in subinterpreters (own GIL or shared): pack / unpack and tree_map on
     the default pools (threads there), then the subinterpreter is closed: its exit hook shuts
     its pools down, and their threads are gone."""
-    from subinterpreters import Subinterpreter
+    from harness.subinterpreters import Subinterpreter
 
     def threads() -> int:
         return len(os.listdir('/proc/self/task'))
 
     baseline = threads()
     code = (
-        'import optree, optree.parallel, parallel_support\n'
-        'from parallel_support import Node2\n'
+        'import optree, optree.parallel\n'
+        'from harness import parallel_support\n'
+        'from harness.parallel_support import Node2\n'
         'tree = {"a": [Node2(i, float(i)) for i in range(40)], "b": None}\n'
         'kwargs = {"namespace": "support"}\n'
         'expected = optree.tree_map(parallel_support.negate, tree, **kwargs)\n'

@@ -10,7 +10,8 @@ from __future__ import annotations
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from properties import QUICK_EXPRS, tree_setup
+
+from harness.properties import QUICK_EXPRS, tree_setup
 
 LEAVES = st.one_of(
     st.integers(min_value=-(10**6), max_value=10**6).map(repr),

@@ -2,43 +2,36 @@
 and iterators built in threads while another thread runs the collector. On free-threaded 3.14t
 these run truly in parallel; on the GIL builds the switch interval is made tiny.
 
-Each scenario (``gc_scenarios.py``) runs in a child process under a timeout, with
+Each scenario (``harness/gc_scenarios.py``) runs in a child process under a timeout, with
 ``faulthandler`` on, so a crash or a deadlock fails one test with the threads' stacks.
 """
 
 from __future__ import annotations
 
-import sys
-
 import pytest
-from subinterpreters import run_scenario
 
-
-def _passes(result) -> None:
-    assert result.returncode == 0, result.describe()
-    assert 'Traceback' not in result.stderr, result.describe()
-
-
-def _show(capsys: pytest.CaptureFixture[str], name: str, figures: dict) -> None:
-    with capsys.disabled():
-        print(f'\n[{name} on {sys.version.split()[0]}] {figures}')
+from harness.subinterpreters import assert_passed, run_scenario, show_figures
 
 
 @pytest.mark.parametrize('threads', [2, 8])
 def test_threads_share_one_iterator(capsys, threads):
     result = run_scenario(
-        'gc_scenarios', 'scenario_shared_iterator', timeout=300, threads=threads, rounds=20
+        'harness.gc_scenarios', 'scenario_shared_iterator', timeout=300, threads=threads, rounds=20
     )
-    _passes(result)
-    _show(capsys, f'{threads} threads on one iterator', result.figures)
+    assert_passed(result)
+    show_figures(capsys, f'{threads} threads on one iterator', result.figures)
 
 
 def test_cycles_built_in_threads_are_collected(capsys):
     result = run_scenario(
-        'gc_scenarios', 'scenario_garbage_collected_in_threads', timeout=300, threads=4, rounds=10
+        'harness.gc_scenarios',
+        'scenario_garbage_collected_in_threads',
+        timeout=300,
+        threads=4,
+        rounds=10,
     )
-    _passes(result)
-    _show(capsys, 'cycles collected while threads build more', result.figures)
+    assert_passed(result)
+    show_figures(capsys, 'cycles collected while threads build more', result.figures)
 
 
 def test_cycle_through_a_type_unregistered_while_another_thread_reads_the_registry() -> None:

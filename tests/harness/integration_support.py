@@ -9,10 +9,11 @@ comes from the ``test`` extra, on Python 3.11.
 from __future__ import annotations
 
 import importlib.util
-import os
 import sys
 
 import pytest
+
+from harness.environment import in_ci
 
 # Library -> the Python versions on which the test-integrations extra installs it.
 _INSTALLED_ON = {
@@ -23,10 +24,6 @@ _INSTALLED_ON = {
     'mypy': {(3, 11)},
     'distributed': None,  # dask.distributed, from the test extra (optree.parallel's executor test)
 }
-
-
-def _in_ci() -> bool:
-    return os.environ.get('CI', '').strip().lower() in {'1', 'true', 'yes'}
 
 
 def _importable(library: str) -> bool:
@@ -41,7 +38,7 @@ def require(library: str) -> None:
     versions = _INSTALLED_ON[library]
     here = f'{sys.version_info[0]}.{sys.version_info[1]}'
     if versions is None or sys.version_info[:2] in versions:
-        if _in_ci():
+        if in_ci():
             pytest.fail(
                 f'{library} is not installed, but the test extras install it on Python {here}',
                 pytrace=False,

@@ -1,6 +1,6 @@
-"""optree.parallel in child processes (``parallel_scenarios.py``): dask.distributed's executor,
-the default pools at interpreter exit, a receiving process that lacks a registration, and
-malformed packed data. A crash or a hang fails one test, not the session; dask's imports stay
+"""optree.parallel in child processes (``harness/parallel_scenarios.py``): dask.distributed's
+executor, the default pools at interpreter exit, a receiving process that lacks a registration,
+and malformed packed data. A crash or a hang fails one test, not the session; dask's imports stay
 out of the test process (on free-threaded builds they may bring the GIL back).
 """
 
@@ -14,14 +14,14 @@ import sys
 import sysconfig
 from pathlib import Path
 
-import integration_support
-import parallel_support
 import pytest
-from parallel_support import Unregistered
-from subinterpreters import SKIP_REASON, run_python, run_scenario
 
 import optree
 import optree.parallel
+
+from harness import integration_support, parallel_support
+from harness.parallel_support import Unregistered
+from harness.subinterpreters import SKIP_REASON, assert_passed, run_python, run_scenario
 
 TIMEOUT = 600  # seconds; a LocalCluster starts in a few seconds on 2 idle cores
 FREE_THREADED = bool(sysconfig.get_config_var('Py_GIL_DISABLED'))
@@ -39,16 +39,10 @@ DASK_CANCELLATION_LOG = re.compile(
 )
 
 
-def _passes(result, *, ignore: re.Pattern[str] | None = None) -> None:
-    assert result.returncode == 0, result.describe()
-    stderr = result.stderr if ignore is None else ignore.sub('', result.stderr)
-    assert 'Traceback' not in stderr, result.describe()
-
-
 def test_tree_map_on_a_dask_distributed_executor(capsys: pytest.CaptureFixture[str]) -> None:
     integration_support.require('distributed')
-    result = run_scenario('parallel_scenarios', 'scenario_dask', timeout=TIMEOUT, workers=2)
-    _passes(result, ignore=DASK_CANCELLATION_LOG)
+    result = run_scenario('harness.parallel_scenarios', 'scenario_dask', timeout=TIMEOUT, workers=2)
+    assert_passed(result, ignore=DASK_CANCELLATION_LOG)
     assert result.figures['calls'] > 0
     assert result.figures['zoo_maps'] > 250  # of 50 zoo trees x 6 variants
     with capsys.disabled():
@@ -56,8 +50,10 @@ def test_tree_map_on_a_dask_distributed_executor(capsys: pytest.CaptureFixture[s
 
 
 def test_default_pools_shut_down_at_interpreter_exit() -> None:
-    result = run_scenario('parallel_scenarios', 'scenario_pools_shut_down_at_exit', timeout=TIMEOUT)
-    _passes(result)
+    result = run_scenario(
+        'harness.parallel_scenarios', 'scenario_pools_shut_down_at_exit', timeout=TIMEOUT
+    )
+    assert_passed(result)
     assert result.stderr.strip() == '', result.describe()
     expected = ['ThreadPoolExecutor']
     if not FREE_THREADED and sys.version_info >= (3, 14):
@@ -68,9 +64,9 @@ def test_default_pools_shut_down_at_interpreter_exit() -> None:
 
 def test_tree_map_with_the_default_pools_in_exit_hooks() -> None:
     result = run_scenario(
-        'parallel_scenarios', 'scenario_tree_map_in_an_exit_hook', timeout=TIMEOUT
+        'harness.parallel_scenarios', 'scenario_tree_map_in_an_exit_hook', timeout=TIMEOUT
     )
-    _passes(result)
+    assert_passed(result)
     assert result.stderr.strip() == '', result.describe()
     for when in ('before', 'after'):
         assert f'mapped at exit ({when} the pools shut down)' in result.stdout, result.describe()
@@ -78,17 +74,17 @@ def test_tree_map_with_the_default_pools_in_exit_hooks() -> None:
 
 def test_pack_of_a_tree_that_changes_while_pack_classifies_it() -> None:
     result = run_scenario(
-        'parallel_scenarios', 'scenario_tree_changed_while_pack_classifies', timeout=120
+        'harness.parallel_scenarios', 'scenario_tree_changed_while_pack_classifies', timeout=120
     )
-    _passes(result)
+    assert_passed(result)
     assert result.stdout.count('outcome:') == 6, result.describe()
 
 
 def test_pack_of_a_tree_emptied_by_a_collection_while_pack_walks_it() -> None:
     result = run_scenario(
-        'parallel_scenarios', 'scenario_garbage_collected_while_pack_walks', timeout=120
+        'harness.parallel_scenarios', 'scenario_garbage_collected_while_pack_walks', timeout=120
     )
-    _passes(result)
+    assert_passed(result)
     assert result.stdout.count('outcome:') == 10, result.describe()
 
 
@@ -100,7 +96,7 @@ def _isolated_subinterpreters_survive_threads() -> bool:
     without the sanitizer runtimes of ``make sanitize``: it tests CPython, not this package,
     and its crash would read as a sanitizer report."""
     code = (
-        'from subinterpreters import Subinterpreter\n'
+        'from harness.subinterpreters import Subinterpreter\n'
         'with Subinterpreter(isolated=True) as sub:\n'
         '    sub.exec("import hashlib, threading\\n'
         't = threading.Thread(target=print)\\nt.start()\\nt.join()\\n")\n'
@@ -119,12 +115,12 @@ def test_default_pools_in_subinterpreters_shut_down_when_they_close(isolated: bo
             'subinterpreter started a thread or imported hashlib (no optree involved)'
         )
     result = run_scenario(
-        'parallel_scenarios',
+        'harness.parallel_scenarios',
         'scenario_default_pools_in_subinterpreters',
         timeout=TIMEOUT,
         isolated=isolated,
     )
-    _passes(result)
+    assert_passed(result)
     assert result.figures['rounds'] == 3
 
 
@@ -138,27 +134,27 @@ def test_a_receiving_process_needs_the_registration(tmp_path: Path, register: bo
     path = tmp_path / 'packed.pickle'
     path.write_bytes(pickle.dumps(packed))
     result = run_scenario(
-        'parallel_scenarios',
+        'harness.parallel_scenarios',
         'scenario_receive_in_this_process',
         timeout=TIMEOUT,
         path=str(path),
         register=register,
     )
-    _passes(result)
+    assert_passed(result)
     if register:
         assert "unpacked: {'u': Unregistered(1, [2.5])}" in result.stdout, result.describe()
     else:
         assert (
             'UnpackError: optree.parallel.unpack: the custom node type '
-            'parallel_support.Unregistered is not registered in this interpreter '
+            'harness.parallel_support.Unregistered is not registered in this interpreter '
             "(looked up in namespace 'support')"
         ) in result.stdout, result.describe()
 
 
 def test_malformed_packed_data_raises_and_never_crashes(capsys: pytest.CaptureFixture[str]) -> None:
     result = run_scenario(
-        'parallel_scenarios', 'scenario_malformed_packed_data', timeout=TIMEOUT, rounds=3000
+        'harness.parallel_scenarios', 'scenario_malformed_packed_data', timeout=TIMEOUT, rounds=3000
     )
-    _passes(result)
+    assert_passed(result)
     with capsys.disabled():
         print(f'\n[malformed packed data] {result.figures}')

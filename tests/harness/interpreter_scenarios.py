@@ -13,12 +13,18 @@ import time
 import traceback
 from typing import Any, NamedTuple
 
-from subinterpreters import Subinterpreter, SubinterpreterError, report_figures
-
 import optree
 import optree._C as _C
 
-THREAD_TIMEOUT = 120.0  # seconds a scenario waits for any one thread step
+from harness.subinterpreters import (
+    THREAD_TIMEOUT,
+    Subinterpreter,
+    SubinterpreterError,
+    read_tokens,
+    report_figures,
+    run_threads,
+)
+
 GLOBAL = optree.registry.__GLOBAL_NAMESPACE  # type: ignore[attr-defined]
 NAMESPACE = 'scenario'
 
@@ -180,30 +186,6 @@ def unregister_foreign() -> list[str]:
     return failures
 
 
-# ------------------------------------------------------------------------ thread helpers
-
-
-def run_threads(targets: list[Any], timeout: float = THREAD_TIMEOUT) -> None:
-    """Run each callable in its own daemon thread; re-raise the first failure; fail on a hang."""
-    errors: list[str] = []
-
-    def guarded(target: Any) -> None:
-        try:
-            target()
-        except BaseException:
-            errors.append(traceback.format_exc())
-
-    threads = [threading.Thread(target=guarded, args=(t,), daemon=True) for t in targets]
-    for thread in threads:
-        thread.start()
-    deadline = time.monotonic() + timeout
-    for thread in threads:
-        thread.join(max(0.0, deadline - time.monotonic()))
-    hung = sum(thread.is_alive() for thread in threads)
-    assert not errors, f'{len(errors)} thread(s) failed; first:\n{errors[0]}'
-    assert hung == 0, f'{hung} thread(s) still running after {timeout} s (deadlock?)'
-
-
 # ------------------------------------------------------------------------------ scenarios
 
 
@@ -221,11 +203,11 @@ def scenario_concurrent_interpreters(count: int = 8, rounds: int = 20) -> None:
         try:
             with Subinterpreter() as interpreter:
                 ids[index] = interpreter.id
-                interpreter.exec('import optree, interpreter_scenarios')
+                interpreter.exec('import optree\nfrom harness import interpreter_scenarios')
                 all_alive.wait()
                 checked.wait()
                 results[index] = interpreter.call(
-                    'import interpreter_scenarios as s\n'
+                    'from harness import interpreter_scenarios as s\n'
                     f'result = [s.reference_results() for _ in range({rounds})]'
                 )
         except BaseException:
@@ -259,10 +241,10 @@ def scenario_registrations_stay_in_their_interpreter() -> None:
     )
     main_before = registry_probe()
     with Subinterpreter() as a, Subinterpreter() as b:
-        probe = 'import interpreter_scenarios as s\nresult = s.registry_probe()'
+        probe = 'from harness import interpreter_scenarios as s\nresult = s.registry_probe()'
         b_fresh = b.call(probe)
         assert b_fresh == fresh, (b_fresh, fresh)
-        a.exec('import interpreter_scenarios as s\ns.register_everything()')
+        a.exec('from harness import interpreter_scenarios as s\ns.register_everything()')
         in_a = a.call(probe)
         # A sees its own registrations...
         assert in_a['size'] == fresh['size'] + 5, in_a
@@ -280,7 +262,9 @@ def scenario_registrations_stay_in_their_interpreter() -> None:
         assert main_before['dict_global'] == [2, 1]
         # Nobody can unregister what another interpreter registered; the owner still can.
         assert (
-            b.call('import interpreter_scenarios as s\nresult = s.unregister_foreign()')
+            b.call(
+                'from harness import interpreter_scenarios as s\nresult = s.unregister_foreign()'
+            )
             == ['ValueError'] * 3
         )
         assert unregister_foreign() == ['ValueError'] * 3
@@ -313,7 +297,8 @@ def scenario_subinterpreters_leave_the_main_registry_alone(
     def churn_in_subinterpreter() -> None:
         with Subinterpreter() as interpreter:
             leaves = interpreter.call(
-                f'import interpreter_scenarios as s\nresult = s.churn_registry({rounds})'
+                'from harness import interpreter_scenarios as s\n'
+                f'result = s.churn_registry({rounds})'
             )
             assert leaves == rounds * 13, leaves
 
@@ -414,20 +399,6 @@ def _watched_setup(tag: str, fd: int, *, spec_holder: str | None, unregister: bo
     return code + 'del watched, leaves, spec\n'
 
 
-def _read_tokens(fd: int) -> set[str]:
-    os.set_blocking(fd, False)
-    data = b''
-    while True:
-        try:
-            chunk = os.read(fd, 65536)
-        except BlockingIOError:
-            break
-        if not chunk:
-            break
-        data += chunk
-    return set(data.decode().split())
-
-
 def scenario_destroy_releases_shard_and_registrations() -> None:
     """Destroying an interpreter removes its shard from the shard map and releases everything
     it registered (types, functions, path entry types), whether or not they were still
@@ -448,14 +419,14 @@ def scenario_destroy_releases_shard_and_registrations() -> None:
             interpreter.exec(_watched_setup(tag, write_fd, **options))
         ids = {tag: interpreter.id for tag, interpreter in interpreters.items()}
         assert _C.get_alive_interpreter_ids() == baseline | set(ids.values())
-        assert _read_tokens(read_fd) == set(), 'released while the interpreter was alive'
+        assert read_tokens(read_fd) == set(), 'released while the interpreter was alive'
         remaining = dict(interpreters)
         for tag in variants:
             remaining.pop(tag).close()
             alive = _C.get_alive_interpreter_ids()
             assert alive == baseline | {i.id for i in remaining.values()}, (tag, alive)
             assert _C.get_num_interpreters_alive() == len(baseline) + len(remaining)
-            released = _read_tokens(read_fd)
+            released = read_tokens(read_fd)
             expected = {f'{tag}:{name}' for name in WATCHED_TOKENS}
             assert released == expected, f'{tag}: released {released}, expected {expected}'
         assert _C.get_alive_interpreter_ids() == baseline

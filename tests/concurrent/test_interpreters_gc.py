@@ -2,51 +2,44 @@
 treespecs (with their registered types, dict keys, metadata, entries) and leaf iterators are
 collected inside the interpreter, and at its finalization, while other interpreters do the same.
 
-Each scenario (``gc_scenarios.py``) runs in a child process under a timeout, so a crash or a
-deadlock fails one test, not the session.
+Each scenario (``harness/gc_scenarios.py``) runs in a child process under a timeout, so a crash
+or a deadlock fails one test, not the session.
 """
 
 from __future__ import annotations
 
-import sys
-
 import pytest
-import subinterpreters
-from subinterpreters import run_scenario
+
+from harness import subinterpreters
+from harness.subinterpreters import assert_passed, run_scenario, show_figures
 
 pytestmark = pytest.mark.skipif(subinterpreters.FLAVOUR is None, reason=subinterpreters.SKIP_REASON)
 
 SCENARIO_TIMEOUT = 300
 
 
-def _passes(result: subinterpreters.ChildResult) -> None:
-    assert result.returncode == 0, result.describe()
-    assert 'Traceback' not in result.stderr, result.describe()
-
-
-def _show(capsys: pytest.CaptureFixture[str], name: str, figures: dict) -> None:
-    with capsys.disabled():
-        print(f'\n[{name} on {sys.version.split()[0]} via {subinterpreters.FLAVOUR}] {figures}')
-
-
 def test_cycles_are_collected_inside_subinterpreters(capsys):
     result = run_scenario(
-        'gc_scenarios',
+        'harness.gc_scenarios',
         'scenario_garbage_collected_in_subinterpreters',
         timeout=SCENARIO_TIMEOUT,
         count=4,
         rounds=5,
     )
-    _passes(result)
-    _show(capsys, 'cycles collected in subinterpreters', result.figures)
+    assert_passed(result)
+    show_figures(
+        capsys, 'cycles collected in subinterpreters', result.figures, via=subinterpreters.FLAVOUR
+    )
 
 
 def test_cycles_are_collected_at_subinterpreter_finalization(capsys):
     result = run_scenario(
-        'gc_scenarios',
+        'harness.gc_scenarios',
         'scenario_garbage_collected_at_finalization',
         timeout=SCENARIO_TIMEOUT,
         count=4,
     )
-    _passes(result)
-    _show(capsys, 'cycles collected at finalization', result.figures)
+    assert_passed(result)
+    show_figures(
+        capsys, 'cycles collected at finalization', result.figures, via=subinterpreters.FLAVOUR
+    )

@@ -14,11 +14,10 @@ import threading
 import time
 from typing import Any
 
-from interpreter_scenarios import run_threads
-from subinterpreters import report_figures
-
 import optree
 import optree._C as _C
+
+from harness.subinterpreters import report_figures, run_threads
 
 NAMESPACE = 'free-threading'
 

@@ -18,11 +18,15 @@ import threading
 import time
 from typing import Any
 
-from subinterpreters import Subinterpreter, report_figures
-
 import optree
 
-THREAD_TIMEOUT = 120.0
+from harness.subinterpreters import (
+    THREAD_TIMEOUT,
+    Subinterpreter,
+    read_tokens,
+    report_figures,
+    run_threads,
+)
 
 
 class Sentinel:
@@ -120,41 +124,6 @@ def make_garbage(tag: str, fd: int, *, unregister: bool, namespace: str = 'gc') 
     is_leaf.sentinel = sentinel('iterator-predicate')  # type: ignore[attr-defined]
     assert next(is_leaf.iterator) == 1  # type: ignore[attr-defined]
     return tokens
-
-
-def read_tokens(fd: int) -> set[str]:
-    os.set_blocking(fd, False)
-    data = b''
-    while True:
-        try:
-            chunk = os.read(fd, 65536)
-        except BlockingIOError:
-            break
-        if not chunk:
-            break
-        data += chunk
-    return set(data.decode().split())
-
-
-def run_threads(targets: list[Any], timeout: float = THREAD_TIMEOUT) -> None:
-    """Run each callable in its own daemon thread; re-raise the first failure; fail on a hang."""
-    errors: list[BaseException] = []
-
-    def guarded(target: Any) -> None:
-        try:
-            target()
-        except BaseException as ex:
-            errors.append(ex)
-
-    threads = [threading.Thread(target=guarded, args=(t,), daemon=True) for t in targets]
-    for thread in threads:
-        thread.start()
-    deadline = time.monotonic() + timeout
-    for thread in threads:
-        thread.join(max(0.0, deadline - time.monotonic()))
-    assert not any(thread.is_alive() for thread in threads), 'a thread hung'
-    if errors:
-        raise errors[0]
 
 
 # ------------------------------------------------------------------------------ scenarios
@@ -255,7 +224,7 @@ def scenario_shared_iterator(threads: int, rounds: int) -> None:
 
 
 # Subinterpreter code: optree and this module in a fresh interpreter.
-SETUP = 'import gc, optree, gc_scenarios\n'
+SETUP = 'import gc, optree\nfrom harness import gc_scenarios\n'
 
 
 def scenario_garbage_collected_in_subinterpreters(count: int, rounds: int) -> None:

@@ -1,15 +1,21 @@
-"""Unit tests for the registry / interpreter introspection functions of ``optree._C``.
-
-These run in the main interpreter of the test process with our optree only (plus a few
-differential checks of values that must agree with optree 0.20.0).
+"""The registry: registration and unregistration errors and outcomes (against optree 0.20.0),
+the registry / interpreter introspection functions of ``optree._C`` (our optree only, plus a few
+differential checks of values that must agree with optree 0.20.0), and a dict_insertion_ordered
+context never exited.
 """
 
 from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
 
 import pytest
 
 import optree
 from optree import _C
+
+from harness.differential import assert_all_raise
 
 
 def _flatten(node):
@@ -251,3 +257,199 @@ def test_registry_size_deltas_match_reference(differential, namespace):
             'try:\n    reg(list, NS)\nexcept ValueError:\n    pass\nresult = delta()\n',
         ],
     )
+
+
+# ---------------------------------------------------------------------------------------------
+# Registration errors
+# ---------------------------------------------------------------------------------------------
+
+_REG = 'optree.register_pytree_node({cls}, lambda x: ((), None), lambda m, c: None, namespace={ns})'
+
+
+BUILTIN_NODE_TYPES = {
+    'list': 'list',
+    'tuple': 'tuple',
+    'dict': 'dict',
+    'type(None)': 'NoneType',
+    'OrderedDict': 'OrderedDict',
+    'defaultdict': 'defaultdict',
+    'deque': 'deque',
+}
+
+
+@pytest.mark.parametrize('cls', list(BUILTIN_NODE_TYPES))
+def test_registering_builtin_type_raises(differential, cls):
+    pairs = assert_all_raise(
+        differential,
+        '',
+        [
+            _REG.format(cls=cls, ns="'reg-builtin'"),
+            f'optree.unregister_pytree_node({cls}, namespace="reg-builtin")',
+        ],
+        ValueError,
+        isolated=False,
+        check_message=False,
+    )
+    for ours, _ in pairs:
+        assert BUILTIN_NODE_TYPES[cls] in ours['message'], ours
+
+
+def test_registration_outcomes_for_other_types(differential):
+    differential.check(
+        'import collections\n',
+        [
+            _REG.format(cls='int', ns="'reg-other'"),
+            _REG.format(cls='time.struct_time', ns="'reg-other'"),
+            _REG.format(cls="namedtuple('P', 'x')", ns="'reg-other'"),
+            _REG.format(cls='type("Sub", (list,), {})', ns="'reg-other'"),
+        ],
+    )
+
+
+def test_registering_twice_in_same_namespace_raises(differential, namespace):
+    setup = f'class A:\n    pass\n\nNS = {namespace!r}\n' + _REG.format(cls='A', ns='NS') + '\n'
+    assert_all_raise(
+        differential, setup, [_REG.format(cls='A', ns='NS')], ValueError, isolated=False
+    )
+    # ... but another namespace is fine, and the first registration still works.
+    differential.check(
+        setup,
+        [
+            _REG.format(cls='A', ns='NS + "-other"'),
+            'optree.tree_structure([A()], namespace=NS)',
+            "optree.tree_structure([A()], namespace='unrelated')",
+        ],
+    )
+
+
+def test_register_pytree_node_class_twice_raises(differential, namespace):
+    setup = textwrap.dedent(
+        f"""
+        NS = {namespace!r}
+
+
+        class C:
+            def tree_flatten(self):
+                return (), None
+
+            @classmethod
+            def tree_unflatten(cls, metadata, children):
+                return cls()
+
+
+        optree.register_pytree_node_class(C, namespace=NS)
+        """,
+    )
+    assert_all_raise(
+        differential,
+        setup,
+        ['optree.register_pytree_node_class(C, namespace=NS)'],
+        ValueError,
+        isolated=False,
+    )
+
+
+def test_unregistering_unregistered_type_raises(differential, namespace):
+    setup = f'class A:\n    pass\n\nNS = {namespace!r}\n'
+    assert_all_raise(
+        differential,
+        setup,
+        [
+            'optree.unregister_pytree_node(A, namespace=NS)',
+            _REG.format(cls='A', ns='NS') + '\n'
+            'optree.unregister_pytree_node(A, namespace=NS)\n'
+            'optree.unregister_pytree_node(A, namespace=NS)\n',
+            _REG.format(cls='A', ns='NS') + '\n'
+            "optree.unregister_pytree_node(A, namespace=NS + '-elsewhere')\n",
+        ],
+        ValueError,
+        isolated=False,
+    )
+
+
+def test_registration_argument_errors(differential):
+    setup = 'class A:\n    pass\n'
+    assert_all_raise(
+        differential,
+        setup,
+        [_REG.format(cls='A', ns="''"), "optree.unregister_pytree_node(A, namespace='')"],
+        ValueError,
+        isolated=False,
+    )
+    assert_all_raise(
+        differential,
+        setup,
+        [
+            _REG.format(cls='A', ns='1'),
+            _REG.format(cls='A()', ns="'reg-args'"),
+            "optree.unregister_pytree_node(A(), namespace='reg-args')",
+            'optree.unregister_pytree_node(A, namespace=None)',
+            'optree.register_pytree_node(A, lambda x: ((), None), lambda m, c: A(), '
+            "path_entry_type=int, namespace='x')",
+        ],
+        TypeError,
+        isolated=False,
+    )
+
+
+def test_register_then_unregister_round_trip(differential, namespace):
+    setup = textwrap.dedent(
+        f"""
+        NS = {namespace!r}
+
+
+        class A:
+            def __init__(self, x):
+                self.x = x
+
+            def __repr__(self):
+                return f'A({{self.x!r}})'
+
+
+        optree.register_pytree_node(A, lambda a: ((a.x,), None), lambda m, c: A(*c), namespace=NS)
+        tree = [A(1), A([2, 3])]
+        """,
+    )
+    differential.check(
+        setup,
+        [
+            'optree.tree_flatten(tree, namespace=NS)',
+            'optree.unregister_pytree_node(A, namespace=NS).type',
+            'optree.unregister_pytree_node(A, namespace=NS)\nresult = optree.tree_flatten(tree, '
+            'namespace=NS)\n',
+            'spec = optree.tree_structure(tree, namespace=NS)\n'
+            'optree.unregister_pytree_node(A, namespace=NS)\n'
+            'result = spec.unflatten([7, 8, 9])\n',
+            'data = pickle.dumps(optree.tree_structure(tree, namespace=NS))\n'
+            'optree.unregister_pytree_node(A, namespace=NS)\n'
+            'result = pickle.loads(data)\n',
+        ],
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# dict_insertion_ordered
+# ---------------------------------------------------------------------------------------------
+
+
+def test_permanent_dict_insertion_ordered_exits_quietly(tmp_path):
+    """A dict_insertion_ordered context that is never exited (torch enters one for good) is
+    closed at interpreter exit, after the registry is gone: nothing may be printed."""
+    code = textwrap.dedent(
+        """
+        import optree
+        session = optree.dict_insertion_ordered(True, namespace='forever')
+        session.__enter__()
+        assert optree.tree_leaves({'b': 1, 'a': 2}, namespace='forever') == [1, 2]
+        """,
+    )
+    proc = subprocess.run(
+        [sys.executable, '-c', code],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+        cwd=tmp_path,  # not the repository root, whose optree/ has no compiled core
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stderr == '', proc.stderr

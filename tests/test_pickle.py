@@ -12,8 +12,9 @@ import pickle
 import textwrap
 
 import pytest
-import reference
-from zoo import MYBAG_NO_ENTRIES, ZOO, ZOO_NAMESPACE
+
+from harness import reference
+from harness.zoo import MYBAG_NO_ENTRIES, ZOO, ZOO_NAMESPACE
 
 # How the treespec of each zoo tree is built, on both sides: flatten keyword arguments, or a
 # dict_insertion_ordered context (dicts keep their insertion order).

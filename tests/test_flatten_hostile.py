@@ -15,7 +15,9 @@ import tempfile
 import textwrap
 
 import pytest
-from conftest import run_ours_isolated
+
+from harness.differential import run_ours_isolated
+from harness.snippets import NODE_CLASS, recording_node
 
 # ---------------------------------------------------------------------------------------------
 # A namedtuple class whose `_fields` changes after a treespec of it was built
@@ -199,36 +201,26 @@ def test_sorting_mixed_dict_keys_hides_its_work_list_from_metaclass_code():
 # unflatten reads an iterable lazily
 # ---------------------------------------------------------------------------------------------
 
-COUNTING_SETUP = textwrap.dedent(
-    """
-    events = []
+COUNTING_SETUP = (
+    textwrap.dedent(
+        """
+        events = []
 
 
-    def counting(items):
-        for item in items:
-            events.append(('leaf', item))
-            yield item
+        def counting(items):
+            for item in items:
+                events.append(('leaf', item))
+                yield item
 
-
-    class Node:
-        def __init__(self, *children):
-            self.children = children
-
-        def __repr__(self):
-            return f'Node{self.children!r}'
-
-
-    def unflatten_node(meta, children):
-        events.append(('node', tuple(children)))
-        return Node(*children)
-
-
-    optree.register_pytree_node(
-        Node, lambda n: (n.children, None), unflatten_node, namespace='hostile-lazy'
+        """
     )
-    NS = 'hostile-lazy'
-    spec = optree.tree_structure([Node(1, 2), (3, Node(4)), 5], namespace=NS)
-    """,
+    + recording_node('hostile-lazy', 'node')
+    + textwrap.dedent(
+        """
+        NS = 'hostile-lazy'
+        spec = optree.tree_structure([Node(1, 2), (3, Node(4)), 5], namespace=NS)
+        """
+    )
 )
 
 
@@ -265,57 +257,44 @@ def test_unflatten_reads_one_item_past_the_leaves(differential):
     differential.check(COUNTING_SETUP, exprs, isolated=True)
 
 
-RESUMING_ITERATOR_SETUP = textwrap.dedent(
-    """
-    events = []
+RESUMING_ITERATOR_SETUP = (
+    textwrap.dedent(
+        """
+        events = []
 
 
-    class Resuming:
-        # Raises StopIteration at each 'STOP' item and then goes on, as map() does when its
-        # function raises StopIteration.
-        def __init__(self, items):
-            self.items = list(items)
-            self.index = 0
+        class Resuming:
+            # Raises StopIteration at each 'STOP' item and then goes on, as map() does when its
+            # function raises StopIteration.
+            def __init__(self, items):
+                self.items = list(items)
+                self.index = 0
 
-        def __iter__(self):
-            return self
+            def __iter__(self):
+                return self
 
-        def __next__(self):
-            events.append(('next', self.index))
-            index = self.index
-            self.index += 1
-            if index >= len(self.items) or self.items[index] == 'STOP':
-                raise StopIteration
-            return self.items[index]
-
-
-    class Node:
-        def __init__(self, *children):
-            self.children = children
-
-        def __repr__(self):
-            return f'Node{self.children!r}'
-
-
-    def unflatten_node(meta, children):
-        events.append(('unflatten', tuple(children)))
-        return Node(*children)
-
-
-    optree.register_pytree_node(
-        Node, lambda n: (n.children, None), unflatten_node, namespace='hostile-resuming'
+            def __next__(self):
+                events.append(('next', self.index))
+                index = self.index
+                self.index += 1
+                if index >= len(self.items) or self.items[index] == 'STOP':
+                    raise StopIteration
+                return self.items[index]
+        """
     )
-
-
-    def run(tree, items):
-        events.clear()
-        spec = optree.tree_structure(tree, namespace='hostile-resuming')
-        try:
-            result = spec.unflatten(Resuming(items))
-        except ValueError as ex:
-            result = str(ex)
-        return result, list(events)
-    """,
+    + recording_node('hostile-resuming', 'unflatten')
+    + textwrap.dedent(
+        """
+        def run(tree, items):
+            events.clear()
+            spec = optree.tree_structure(tree, namespace='hostile-resuming')
+            try:
+                result = spec.unflatten(Resuming(items))
+            except ValueError as ex:
+                result = str(ex)
+            return result, list(events)
+        """
+    )
 )
 
 
@@ -582,31 +561,28 @@ def test_walk_metadata_changes_leave_the_treespec_intact():
 # Argument handling: namespaces and flags
 # ---------------------------------------------------------------------------------------------
 
-NAMESPACE_SETUP = textwrap.dedent(
-    """
-    class Name(str):
-        def __eq__(self, other):
-            return False
+NAMESPACE_SETUP = (
+    textwrap.dedent(
+        """
+        class Name(str):
+            def __eq__(self, other):
+                return False
 
-        __hash__ = str.__hash__
-
-
-    class Node:
-        def __init__(self, *children):
-            self.children = children
-
-        def __repr__(self):
-            return f'Node{self.children!r}'
-
-
-    optree.register_pytree_node(
-        Node,
-        lambda n: (n.children, 'meta'),
-        lambda meta, children: Node(*children),
-        namespace=Name('hostile-names'),
+            __hash__ = str.__hash__
+        """
     )
-    tree = {'b': Node(1, [2]), 'a': (3, None)}
-    """,
+    + NODE_CLASS
+    + textwrap.dedent(
+        """
+        optree.register_pytree_node(
+            Node,
+            lambda n: (n.children, 'meta'),
+            lambda meta, children: Node(*children),
+            namespace=Name('hostile-names'),
+        )
+        tree = {'b': Node(1, [2]), 'a': (3, None)}
+        """
+    )
 )
 
 
