@@ -6,6 +6,10 @@
 #include <cstdlib>
 #include <cstring>
 
+#include "internal.h"
+#include "optree/introspection.h"
+#include "optree/leaf_iterator.h"
+#include "optree/text.h"
 #include "optree/treespec.h"
 
 namespace optree {
@@ -389,7 +393,7 @@ struct Flattener {
   RegistryView view;
   const FlattenOptions& options;
   std::vector<Node>& nodes;
-  std::vector<uint64_t>& shape;  // TreeSpec::packed_shape, filled along with `nodes` if `pack`
+  std::vector<uint64_t>& shape;  // TreeSpec::packed_shape_, filled along with `nodes` if `pack`
   bool pack = false;
   OwnedObjects leaves;
   OwnedObjects paths;                  // only with_path
@@ -658,19 +662,19 @@ bool namespace_orders_dicts(RegistryView& view, const FlattenOptions& options) {
 TreeSpec TreeSpec::flatten(PyObject* tree, const FlattenOptions& options, Ref* leaves_out,
                            Ref* paths_out) {
   TreeSpec spec;
-  spec.none_is_leaf = options.none_is_leaf;
+  spec.none_is_leaf_ = options.none_is_leaf;
   auto finish = [&](auto& flattener) {
     flattener.run(tree);
     if (flattener.uses_namespace || namespace_orders_dicts(flattener.view, options)) {
-      spec.ns = options.ns;
+      spec.ns_ = options.ns;
     }
   };
   if (leaves_out == nullptr && paths_out == nullptr) {
-    Flattener<true, false> flattener(options, spec.nodes, spec.packed_shape);
+    Flattener<true, false> flattener(options, spec.nodes_, spec.packed_shape_);
     finish(flattener);
     return spec;
   }
-  Flattener<true, true> flattener(options, spec.nodes, spec.packed_shape);
+  Flattener<true, true> flattener(options, spec.nodes_, spec.packed_shape_);
   flattener.with_path = paths_out != nullptr;
   finish(flattener);
   if (leaves_out != nullptr) *leaves_out = flattener.leaves.to_list();
@@ -709,7 +713,7 @@ TreeSpec TreeSpec::from_collection(PyObject* collection,
   RegistryView view;
   NodeInfo info = classify(collection, view, options);
   TreeSpec spec;
-  spec.none_is_leaf = options.none_is_leaf;
+  spec.none_is_leaf_ = options.none_is_leaf;
   if (info.kind == NodeKind::Leaf) return make_leaf(options.none_is_leaf);
   if (info.kind == NodeKind::None) return make_none(options.none_is_leaf);
   Node node;
@@ -727,17 +731,17 @@ TreeSpec TreeSpec::from_collection(PyObject* collection,
   // The children's namespace, which they must agree on.
   std::string common;
   for (const TreeSpec* child : children) {
-    if (child->none_is_leaf != options.none_is_leaf) {
+    if (child->none_is_leaf_ != options.none_is_leaf) {
       raise(PyExc_ValueError, options.none_is_leaf
                                   ? "Expected treespec(s) with `none_is_leaf=True`."
                                   : "Expected treespec(s) with `none_is_leaf=False`.");
     }
-    if (!child->ns.empty()) {
+    if (!child->ns_.empty()) {
       if (common.empty()) {
-        common = child->ns;
-      } else if (common != child->ns) {
+        common = child->ns_;
+      } else if (common != child->ns_) {
         raise(PyExc_ValueError, "Expected treespecs with the same namespace, got " +
-                                    namespace_repr(common) + " vs. " + namespace_repr(child->ns) +
+                                    namespace_repr(common) + " vs. " + namespace_repr(child->ns_) +
                                     ".");
       }
     }
@@ -748,17 +752,17 @@ TreeSpec TreeSpec::from_collection(PyObject* collection,
       raise(PyExc_ValueError, "Expected treespec(s) with namespace " + namespace_repr(options.ns) +
                                   ", got " + namespace_repr(common) + ".");
     }
-    spec.ns = common;
+    spec.ns_ = common;
   } else if (uses_namespace || namespace_orders_dicts(view, options)) {
-    spec.ns = options.ns;
+    spec.ns_ = options.ns;
   }
   for (const TreeSpec* child : children) {
     node.num_leaves += child->num_leaves();
-    spec.nodes.insert(spec.nodes.end(), child->nodes.begin(), child->nodes.end());
+    spec.nodes_.insert(spec.nodes_.end(), child->nodes_.begin(), child->nodes_.end());
   }
-  node.num_nodes = static_cast<Py_ssize_t>(spec.nodes.size()) + 1;
-  spec.nodes.push_back(std::move(node));
-  if (!spec.ns.empty()) spec.check_resolves_in(spec.ns, "composed into a collection");
+  node.num_nodes = static_cast<Py_ssize_t>(spec.nodes_.size()) + 1;
+  spec.nodes_.push_back(std::move(node));
+  if (!spec.ns_.empty()) spec.check_resolves_in(spec.ns_, "composed into a collection");
   return spec;
 }
 

@@ -11,6 +11,8 @@
 #include <utility>
 #include <vector>
 
+#include "internal.h"
+#include "optree/leaf_iterator.h"
 #include "optree/treespec.h"
 
 namespace optree {
@@ -47,7 +49,7 @@ bool owns_registration(const std::vector<Node>& nodes, const RegistrationPtr& re
 }  // namespace
 
 int traverse_treespec(const TreeSpec& spec, visitproc visit, void* arg) noexcept {
-  const std::vector<Node>& nodes = spec.nodes;
+  const std::vector<Node>& nodes = spec.nodes();
   // The first few distinct registrations, to report each once without a quadratic scan; a
   // treespec rarely has more than a handful of custom node types. Past that, each node looks
   // back for an earlier holder.
@@ -83,7 +85,7 @@ int traverse_treespec(const TreeSpec& spec, visitproc visit, void* arg) noexcept
 
 void clear_treespec(TreeSpec& spec) noexcept {
   // Released only once the treespec is empty: the releases may run code that reaches it.
-  std::vector<Node> nodes = std::exchange(spec.nodes, {});
+  std::vector<Node> nodes = std::exchange(TreeSpecAccess::nodes(spec), {});
   nodes.clear();
 }
 

@@ -3,6 +3,7 @@
 #include "optree/introspection.h"
 
 #include "optree/registry.h"
+#include "optree/text.h"
 // After Python.h, which it needs.
 #include <structmember.h>
 

@@ -3,6 +3,8 @@
 
 #include <memory>
 
+#include "internal.h"
+
 namespace optree {
 
 namespace {

@@ -22,6 +22,9 @@
 #include <array>
 #include <optional>
 
+#include "internal.h"
+#include "optree/introspection.h"
+#include "optree/text.h"
 #include "optree/treespec.h"
 
 namespace optree {
@@ -110,17 +113,17 @@ constexpr size_t kShareSlots = 256;
 Ref TreeSpec::pickle_state() const {
   root();  // raises if uninitialized
 
-  auto count = static_cast<Py_ssize_t>(nodes.size());
+  auto count = static_cast<Py_ssize_t>(nodes_.size());
   Ref node_states = check_ref(PyTuple_New(count));
   std::array<uint32_t, kShareSlots> shared{};  // node index + 1 of a shareable state; 0: none
   for (Py_ssize_t i = 0; i < count; ++i) {
-    const Node& node = nodes[static_cast<size_t>(i)];
+    const Node& node = nodes_[static_cast<size_t>(i)];
     PyObject* state = nullptr;
     uint32_t* slot = nullptr;
     if (!is_dict_kind(node.kind) && node.kind != NodeKind::FrozenDict &&
         i < static_cast<Py_ssize_t>(UINT32_MAX)) {
       slot = &shared[share_hash(node) % kShareSlots];
-      if (*slot != 0 && shareable_states(nodes[*slot - 1], node)) {
+      if (*slot != 0 && shareable_states(nodes_[*slot - 1], node)) {
         state = Py_NewRef(PyTuple_GET_ITEM(node_states.get(), *slot - 1));
       }
     }
@@ -130,9 +133,9 @@ Ref TreeSpec::pickle_state() const {
     }
     PyTuple_SET_ITEM(node_states.get(), i, state);
   }
-  Ref ns_text = unicode(ns);
+  Ref ns_text = unicode(ns_);
   return check_ref(
-      PyTuple_Pack(3, node_states.get(), none_is_leaf ? Py_True : Py_False, ns_text.get()));
+      PyTuple_Pack(3, node_states.get(), none_is_leaf_ ? Py_True : Py_False, ns_text.get()));
 }
 
 // --------------------------------------------------------------------------------- loading
@@ -310,7 +313,7 @@ class StateLoader {
       case NodeKind::None:
       case NodeKind::Tuple:
       case NodeKind::List:
-        load_no_data(node.kind, data, node, spec_.none_is_leaf);
+        load_no_data(node.kind, data, node, spec_.none_is_leaf());
         break;
       case NodeKind::Dict:
       case NodeKind::OrderedDict:
@@ -372,17 +375,18 @@ class StateLoader {
 
   RegistrationPtr registration(PyObject* custom_type) {
     if (custom_type != Py_None && PyType_Check(custom_type)) {
-      if (is_builtin_node_type(custom_type, builtins_.get(), spec_.none_is_leaf)) {
+      if (is_builtin_node_type(custom_type, builtins_.get(), spec_.none_is_leaf())) {
         malformed("the custom type is a built-in type");
       }
       if (!view_) view_.emplace();
-      const RegistrationPtr* found =
-          view_->snapshot().table_for(spec_.ns).find(reinterpret_cast<PyTypeObject*>(custom_type));
+      const RegistrationPtr* found = view_->snapshot()
+                                         .table_for(spec_.ns())
+                                         .find(reinterpret_cast<PyTypeObject*>(custom_type));
       if (found != nullptr) return *found;
     }
     raise(PyExc_RuntimeError, "Unknown custom type in pickled PyTreeSpec: " + repr_of(custom_type) +
-                                  (spec_.ns.empty() ? std::string(" in the global namespace.")
-                                                    : " in namespace " + repr_of(ns_) + "."));
+                                  (spec_.ns().empty() ? std::string(" in the global namespace.")
+                                                      : " in namespace " + repr_of(ns_) + "."));
   }
 
   TreeSpec& spec_;
@@ -409,15 +413,15 @@ TreeSpec TreeSpec::from_pickle_state(PyObject* state) {
   Ref node_states = as_tuple(PyTuple_GET_ITEM(state_items.get(), 0), "the node states");
 
   TreeSpec spec;
-  spec.none_is_leaf = none_is_leaf == Py_True;
+  spec.none_is_leaf_ = none_is_leaf == Py_True;
   Py_ssize_t ns_size = 0;
   const char* ns_utf8 = PyUnicode_AsUTF8AndSize(ns, &ns_size);
   if (ns_utf8 == nullptr) throw_python_error();
-  spec.ns.assign(ns_utf8, static_cast<size_t>(ns_size));
+  spec.ns_.assign(ns_utf8, static_cast<size_t>(ns_size));
 
   StateLoader loader(spec, ns);
   auto count = static_cast<size_t>(PyTuple_GET_SIZE(node_states.get()));
-  spec.nodes.reserve(count);
+  spec.nodes_.reserve(count);
   // Node states already parsed (a tuple shared by equal nodes, as we save them): its pointer
   // and the index of the node made from it.
   std::array<std::pair<PyObject*, size_t>, kShareSlots> seen{};
@@ -426,23 +430,23 @@ TreeSpec TreeSpec::from_pickle_state(PyObject* state) {
     PyObject* item = PyTuple_GET_ITEM(node_states.get(), static_cast<Py_ssize_t>(i));
     auto& slot = seen[pointer_slot(item)];
     if (slot.first == item) {
-      Node copy = spec.nodes[slot.second];
-      spec.nodes.push_back(std::move(copy));
+      Node copy = spec.nodes_[slot.second];
+      spec.nodes_.push_back(std::move(copy));
     } else {
-      spec.nodes.push_back(loader.parse(item));
+      spec.nodes_.push_back(loader.parse(item));
       if (PyTuple_CheckExact(item)) slot = {item, i};  // immutable, held by node_states
     }
-    const Node& node = spec.nodes.back();
+    const Node& node = spec.nodes_.back();
     if (static_cast<size_t>(node.arity) > roots.size()) {
       malformed("a node has more children than available subtrees");
     }
-    SubtreeSize size = adopt_children(spec.nodes, roots, i, node.kind, node.arity);
+    SubtreeSize size = adopt_children(spec.nodes_, roots, i, node.kind, node.arity);
     if (node.num_nodes != size.nodes || node.num_leaves != size.leaves) {
       malformed("a node's size is inconsistent with its children");
     }
   }
   if (roots.size() != 1) malformed("the traversal does not yield a single tree");
-  spec.pack_shape();
+  pack_shape(spec.nodes_, spec.packed_shape_);
   return spec;
 }
 

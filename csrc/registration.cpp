@@ -5,6 +5,7 @@
 #include "optree/common.h"
 #include "optree/introspection.h"
 #include "optree/registry.h"
+#include "optree/text.h"
 
 namespace optree {
 

@@ -36,6 +36,10 @@
 #include <unordered_map>
 #include <vector>
 
+#include "internal.h"
+#include "optree/introspection.h"
+#include "optree/text.h"
+
 namespace optree::transfer {
 
 namespace {
@@ -599,13 +603,13 @@ struct NodeEncoder {
 Ref encode_structure(const TreeSpec& spec, PyObject* locate, PyObject* dumps) {
   spec.root();  // raises if uninitialized
   Writer out;
-  out.reserve(64 + spec.nodes.size() * 4);
+  out.reserve(64 + spec.nodes().size() * 4);
   for (char c : kMagic) out.byte(static_cast<uint8_t>(c));
-  out.byte(spec.none_is_leaf ? 1 : 0);
-  out.text(spec.ns);
-  out.varint(spec.nodes.size());
+  out.byte(spec.none_is_leaf() ? 1 : 0);
+  out.text(spec.ns());
+  out.varint(spec.nodes().size());
   EncodeHooks hooks{locate, dumps, {}};
-  for (const Node& node : spec.nodes) {
+  for (const Node& node : spec.nodes()) {
     out.byte(static_cast<uint8_t>(node.kind));
     NodeEncoder encoder{out, hooks, node};
     code_node(encoder, node.kind);
@@ -713,7 +717,7 @@ struct NodeDecoder {
 class NodeBinder {
  public:
   NodeBinder(const TreeSpec& spec, PyObject* missing_error)
-      : spec_(spec), missing_error_(missing_error), table_(view_.snapshot().table_for(spec.ns)) {}
+      : spec_(spec), missing_error_(missing_error), table_(view_.snapshot().table_for(spec.ns())) {}
 
   // `item`: what `node` was moved from, with the custom type and its registration namespace.
   void bind(Node& node, const PendingNode& item) {
@@ -723,7 +727,7 @@ class NodeBinder {
       case NodeKind::List:
         return;
       case NodeKind::None:
-        if (spec_.none_is_leaf) malformed("None is a leaf in this structure");
+        if (spec_.none_is_leaf()) malformed("None is a leaf in this structure");
         return;
       case NodeKind::Dict:
       case NodeKind::OrderedDict:
@@ -804,8 +808,8 @@ class NodeBinder {
   }
 
   [[noreturn]] void not_registered(PyObject* cls, const std::string& registration_ns) {
-    std::string where =
-        spec_.ns.empty() ? std::string("the global namespace") : "namespace " + quoted(spec_.ns);
+    std::string where = spec_.ns().empty() ? std::string("the global namespace")
+                                           : "namespace " + quoted(spec_.ns());
     std::string sender_ns =
         registration_ns.empty() ? std::string() : ", namespace=" + quoted(registration_ns);
     PyErr_SetString(missing_error_,
@@ -847,8 +851,8 @@ TreeSpec decode_structure(PyObject* encoding, PyObject* resolve, PyObject* loads
   TreeSpec spec;
   uint8_t flags = in.byte();
   if (flags > 1) malformed("unknown flags");
-  spec.none_is_leaf = (flags & 1) != 0;
-  spec.ns = in.text();
+  TreeSpecAccess::none_is_leaf(spec) = (flags & 1) != 0;
+  TreeSpecAccess::ns(spec) = in.text();
   // Every node takes at least one byte.
   Py_ssize_t num_nodes = in.size(in.remaining(), "the node count");
   if (num_nodes == 0) malformed("there are no nodes");
@@ -868,17 +872,18 @@ TreeSpec decode_structure(PyObject* encoding, PyObject* resolve, PyObject* loads
   // 2. Check the tree and bind custom nodes to this interpreter's registrations.
   NodeBinder binder(spec, missing_error);
   std::vector<size_t> roots;  // of the parentless subtrees
-  spec.nodes.reserve(pending.size());
+  std::vector<Node>& nodes = TreeSpecAccess::nodes(spec);
+  nodes.reserve(pending.size());
   for (PendingNode& item : pending) {
     Node node = std::move(item);
     if (static_cast<size_t>(node.arity) > roots.size()) {
       malformed("a node has more children than precede it");
     }
-    SubtreeSize size = adopt_children(spec.nodes, roots, spec.nodes.size(), node.kind, node.arity);
+    SubtreeSize size = adopt_children(nodes, roots, nodes.size(), node.kind, node.arity);
     node.num_leaves = size.leaves;
     node.num_nodes = size.nodes;
     binder.bind(node, item);
-    spec.nodes.push_back(std::move(node));
+    nodes.push_back(std::move(node));
   }
   if (roots.size() != 1) malformed("the nodes do not form a single tree");
   return spec;
@@ -904,12 +909,13 @@ bool same_structure(const TreeSpec& a, const TreeSpec& b) {
   if (&a == &b) return true;
   a.root();
   b.root();
-  if (a.none_is_leaf != b.none_is_leaf || a.ns != b.ns || a.nodes.size() != b.nodes.size()) {
+  if (a.none_is_leaf() != b.none_is_leaf() || a.ns() != b.ns() ||
+      a.nodes().size() != b.nodes().size()) {
     return false;
   }
-  const Node* x = a.nodes.data();
-  const Node* y = b.nodes.data();
-  for (const Node* end = x + a.nodes.size(); x != end; ++x, ++y) {
+  const Node* x = a.nodes().data();
+  const Node* y = b.nodes().data();
+  for (const Node* end = x + a.nodes().size(); x != end; ++x, ++y) {
     if (x->kind != y->kind || x->arity != y->arity) return false;
     switch (x->kind) {
       case NodeKind::Leaf:
@@ -954,8 +960,8 @@ bool same_structure(const TreeSpec& a, const TreeSpec& b) {
 
 bool registrations_current(const TreeSpec& spec) {
   RegistryView view;
-  const TypeTable& table = view.snapshot().table_for(spec.ns);
-  for (const Node& node : spec.nodes) {
+  const TypeTable& table = view.snapshot().table_for(spec.ns());
+  for (const Node& node : spec.nodes()) {
     if (node.kind != NodeKind::Custom) continue;
     const RegistrationPtr* now = table.find(reinterpret_cast<PyTypeObject*>(node.custom->type));
     if (now == nullptr || now->get() != node.custom.get()) return false;
@@ -1033,7 +1039,7 @@ class Matcher {
 
   // The leaf encoding, or a null Ref (no exception) if the tree does not match.
   Ref run(PyObject* tree, PyObject* dumps) {
-    if (spec_.nodes.empty() || spec_.none_is_leaf != none_is_leaf_) return Ref();
+    if (spec_.nodes().empty() || spec_.none_is_leaf() != none_is_leaf_) return Ref();
     // Dicts: the spec's key order is what flatten gives under the dict order mode that made it
     // (see dict_children).
     bool insertion_ordered = view_.snapshot().dicts_insertion_ordered(ns_);
@@ -1062,7 +1068,7 @@ class Matcher {
 
  private:
   bool walk(PyObject* tree) {
-    const std::vector<Node>& nodes = spec_.nodes;
+    const std::vector<Node>& nodes = spec_.nodes();
     const TypeTable& table = view_.table_for(ns_);
     const BuiltinTypes& builtins = view_.shard().builtins();
     auto num_leaves = static_cast<size_t>(nodes.back().num_leaves);
@@ -1155,7 +1161,7 @@ class Matcher {
   // Schedules the children of the node at `index`, the first one to be walked next. A node's
   // subtrees end right before it, the last one first.
   void push(PyObject* const* items, Py_ssize_t index, Py_ssize_t arity) {
-    const std::vector<Node>& nodes = spec_.nodes;
+    const std::vector<Node>& nodes = spec_.nodes();
     Py_ssize_t child = index - 1;
     for (Py_ssize_t i = arity - 1; i >= 0; --i) {
       agenda_.emplace_back(items[i], child);

@@ -4,6 +4,8 @@
 #include <iterator>
 #include <utility>
 
+#include "internal.h"
+#include "optree/text.h"
 #include "optree/treespec.h"
 
 namespace optree {
@@ -34,7 +36,7 @@ Ref node_metadata(const Node& node) {
 }
 
 Ref node_type(const TreeSpec& spec, Py_ssize_t index, LazyBuiltins& builtins) {
-  return Ref::borrow(node_type_object(spec.nodes[static_cast<size_t>(index)], builtins));
+  return Ref::borrow(node_type_object(spec.nodes()[static_cast<size_t>(index)], builtins));
 }
 
 // Recomputes counts of a post-order node list in place.
@@ -58,7 +60,7 @@ std::string kind_name(const TreeSpec& spec, Py_ssize_t index) {
 // How optree names a node's type in the errors of broadcasting: the repr of a namedtuple,
 // PyStructSequence or custom class, the name of a builtin one.
 std::string broadcast_type_name(const TreeSpec& spec, Py_ssize_t index) {
-  NodeKind kind = spec.nodes[static_cast<size_t>(index)].kind;
+  NodeKind kind = spec.nodes()[static_cast<size_t>(index)].kind;
   if (kind != NodeKind::Custom && kind != NodeKind::NamedTuple &&
       kind != NodeKind::StructSequence) {
     return kind_name(spec, index);
@@ -72,8 +74,8 @@ std::string broadcast_type_name(const TreeSpec& spec, Py_ssize_t index) {
 // (error messages) is not on the stack per level.
 [[gnu::noinline]] void check_broadcastable(const TreeSpec& spec, Py_ssize_t mine,
                                            const TreeSpec& other, Py_ssize_t theirs) {
-  const Node& a = spec.nodes[static_cast<size_t>(mine)];
-  const Node& b = other.nodes[static_cast<size_t>(theirs)];
+  const Node& a = spec.nodes()[static_cast<size_t>(mine)];
+  const Node& b = other.nodes()[static_cast<size_t>(theirs)];
   bool a_dict = is_dict_kind(a.kind);
   if (a.kind != b.kind && !(a_dict && is_dict_kind(b.kind))) {
     raise(PyExc_ValueError, "PyTreeSpecs have incompatible node types; expected type: " +
@@ -142,8 +144,8 @@ Ref rebuild(const TreeSpec& spec, PyObject* leaves, PyObject* f_leaf, Build&& bu
   Ref iterator = check_ref(PyObject_GetIter(leaves));
   std::vector<Ref> stack;
   std::vector<PyObject*> children;
-  for (size_t index = 0; index < spec.nodes.size(); ++index) {
-    const Node& node = spec.nodes[index];
+  for (size_t index = 0; index < spec.nodes().size(); ++index) {
+    const Node& node = spec.nodes()[index];
     if (node.kind == NodeKind::Leaf) {
       Ref leaf = Ref::steal(PyIter_Next(iterator.get()));
       if (!leaf) {
@@ -200,14 +202,15 @@ bool TreeSpec::is_one_level() const {
 
 TreeSpec TreeSpec::one_level() const {
   TreeSpec spec;
-  spec.none_is_leaf = none_is_leaf;
-  spec.ns = ns;
+  spec.none_is_leaf_ = none_is_leaf_;
+  spec.ns_ = ns_;
   const Node& top = root();
-  for (Py_ssize_t i = 0; i < top.arity; ++i) spec.nodes.push_back(make_leaf(none_is_leaf).nodes[0]);
+  for (Py_ssize_t i = 0; i < top.arity; ++i)
+    spec.nodes_.push_back(make_leaf(none_is_leaf_).nodes_[0]);
   Node copy = top;
   copy.num_leaves = top.arity;
   copy.num_nodes = top.arity + 1;
-  spec.nodes.push_back(std::move(copy));
+  spec.nodes_.push_back(std::move(copy));
   return spec;
 }
 
@@ -217,14 +220,15 @@ namespace {
 // transform() hands its functions.
 TreeSpec one_level_of(const TreeSpec& spec, const Node& node) {
   TreeSpec out;
-  out.none_is_leaf = spec.none_is_leaf;
-  out.ns = spec.ns;
-  out.nodes.resize(static_cast<size_t>(node.arity) + 1);
+  TreeSpecAccess::none_is_leaf(out) = spec.none_is_leaf();
+  TreeSpecAccess::ns(out) = spec.ns();
+  std::vector<Node>& nodes = TreeSpecAccess::nodes(out);
+  nodes.resize(static_cast<size_t>(node.arity) + 1);
   for (Py_ssize_t i = 0; i < node.arity; ++i) {
-    out.nodes[static_cast<size_t>(i)].num_leaves = 1;
-    out.nodes[static_cast<size_t>(i)].num_nodes = 1;
+    nodes[static_cast<size_t>(i)].num_leaves = 1;
+    nodes[static_cast<size_t>(i)].num_nodes = 1;
   }
-  Node& top = out.nodes.back();
+  Node& top = nodes.back();
   top = node;
   top.num_leaves = node.kind == NodeKind::Leaf ? 1 : node.arity;
   top.num_nodes = node.arity + 1;
@@ -246,33 +250,33 @@ TreeSpec TreeSpec::transform(SpecCallback f_node, void* node_context, SpecCallba
   if (f_node == nullptr && f_leaf == nullptr) return *this;
 
   TreeSpec result;
-  result.none_is_leaf = none_is_leaf;
-  result.ns = ns;
-  result.nodes.reserve(nodes.size());
+  result.none_is_leaf_ = none_is_leaf_;
+  result.ns_ = ns_;
+  result.nodes_.reserve(nodes_.size());
   // (leaves, nodes) of each transformed subtree whose parent is still to come.
   std::vector<std::pair<Py_ssize_t, Py_ssize_t>> pending;
-  for (const Node& node : nodes) {
+  for (const Node& node : nodes_) {
     bool leaf = node.kind == NodeKind::Leaf;
     SpecCallback function = leaf ? f_leaf : f_node;
     TreeSpec output;
     if (function == nullptr) {
-      output.nodes.push_back(node);  // its counts are set below
+      output.nodes_.push_back(node);  // its counts are set below
     } else {
       TreeSpec input = one_level_of(*this, node);
       if (function(leaf ? leaf_context : node_context, input, &output) < 0) throw_python_error();
       output.root();  // raises if the function returned an uninitialized treespec
-      if (output.none_is_leaf != none_is_leaf) {
+      if (output.none_is_leaf_ != none_is_leaf_) {
         bad_transform_output(std::string("a PyTreeSpec with the same value of `none_is_leaf=") +
-                                 (none_is_leaf ? "True" : "False") + "` as the input",
+                                 (none_is_leaf_ ? "True" : "False") + "` as the input",
                              output, input);
       }
-      if (!output.ns.empty()) {
-        if (result.ns.empty()) {
-          result.ns = output.ns;
-        } else if (output.ns != result.ns) {
+      if (!output.ns_.empty()) {
+        if (result.ns_.empty()) {
+          result.ns_ = output.ns_;
+        } else if (output.ns_ != result.ns_) {
           raise(PyExc_ValueError,
                 "Expected the PyTreeSpec transform function returns a PyTreeSpec with namespace " +
-                    namespace_repr(result.ns) + ", got " + namespace_repr(output.ns) + ".");
+                    namespace_repr(result.ns_) + ", got " + namespace_repr(output.ns_) + ".");
         }
       }
       if (!leaf) {
@@ -289,12 +293,12 @@ TreeSpec TreeSpec::transform(SpecCallback f_node, void* node_context, SpecCallba
     if (leaf) {
       // A leaf becomes the whole tree the function returned.
       pending.emplace_back(output.num_leaves(), output.num_nodes());
-      result.nodes.insert(result.nodes.end(), std::make_move_iterator(output.nodes.begin()),
-                          std::make_move_iterator(output.nodes.end()));
+      result.nodes_.insert(result.nodes_.end(), std::make_move_iterator(output.nodes_.begin()),
+                           std::make_move_iterator(output.nodes_.end()));
       continue;
     }
     // A node becomes the root of the one-level output, over its transformed children.
-    Node top = std::move(output.nodes.back());
+    Node top = std::move(output.nodes_.back());
     top.num_leaves = 0;
     top.num_nodes = 1;
     for (size_t i = pending.size() - static_cast<size_t>(node.arity); i < pending.size(); ++i) {
@@ -303,9 +307,9 @@ TreeSpec TreeSpec::transform(SpecCallback f_node, void* node_context, SpecCallba
     }
     pending.resize(pending.size() - static_cast<size_t>(node.arity));
     pending.emplace_back(top.num_leaves, top.num_nodes);
-    result.nodes.push_back(std::move(top));
+    result.nodes_.push_back(std::move(top));
   }
-  if (!result.ns.empty()) result.check_resolves_in(result.ns, "transformed");
+  if (!result.ns_.empty()) result.check_resolves_in(result.ns_, "transformed");
   return result;
 }
 
@@ -321,12 +325,12 @@ TreeSpec TreeSpec::broadcast_to_common_suffix(const TreeSpec& other) const {
   };
   std::vector<Pair> agenda;
   agenda.push_back({num_nodes() - 1, other.num_nodes() - 1, 0});
-  std::vector<Node>& out = result.nodes;
+  std::vector<Node>& out = result.nodes_;
   out.reserve(static_cast<size_t>(std::max(num_nodes(), other.num_nodes())));
   // A whole subtree of `spec`, reversed.
   auto copy_subtree = [&out](const TreeSpec& spec, Py_ssize_t root) {
-    Py_ssize_t first = root - spec.nodes[static_cast<size_t>(root)].num_nodes + 1;
-    for (Py_ssize_t i = root; i >= first; --i) out.push_back(spec.nodes[static_cast<size_t>(i)]);
+    Py_ssize_t first = root - spec.nodes_[static_cast<size_t>(root)].num_nodes + 1;
+    for (Py_ssize_t i = root; i >= first; --i) out.push_back(spec.nodes_[static_cast<size_t>(i)]);
   };
   while (!agenda.empty()) {
     Pair pair = agenda.back();
@@ -335,8 +339,8 @@ TreeSpec TreeSpec::broadcast_to_common_suffix(const TreeSpec& other) const {
       raise(PyExc_RecursionError,
             "Maximum recursion depth exceeded during broadcasting the treespecs.");
     }
-    const Node& a = nodes[static_cast<size_t>(pair.mine)];
-    const Node& b = other.nodes[static_cast<size_t>(pair.theirs)];
+    const Node& a = nodes_[static_cast<size_t>(pair.mine)];
+    const Node& b = other.nodes_[static_cast<size_t>(pair.theirs)];
     if (a.kind == NodeKind::Leaf) {
       copy_subtree(other, pair.theirs);
       continue;
@@ -362,7 +366,7 @@ TreeSpec TreeSpec::broadcast_to_common_suffix(const TreeSpec& other) const {
 Ref TreeSpec::accessors(PyObject* entry_types, PyObject* accessor_type, PyObject* kinds) const {
   LazyBuiltins builtins;
   auto make_entry = [&](Py_ssize_t index, Py_ssize_t i) {
-    const Node& node = nodes[static_cast<size_t>(index)];
+    const Node& node = nodes_[static_cast<size_t>(index)];
     Ref entry = node_entry(node, i);
     PyObject* entry_type = node.kind == NodeKind::Custom
                                ? node.custom->path_entry_type

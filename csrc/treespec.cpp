@@ -8,6 +8,10 @@
 #include <optional>
 #include <utility>
 
+#include "internal.h"
+#include "optree/introspection.h"
+#include "optree/text.h"
+
 namespace optree {
 
 PyObject* dict_keys_of(const Node& node) {
@@ -116,11 +120,11 @@ bool nodes_equal(const Node& a, const Node& b) {
 
 TreeSpec TreeSpec::make_leaf(bool none_is_leaf) {
   TreeSpec spec;
-  spec.none_is_leaf = none_is_leaf;
+  spec.none_is_leaf_ = none_is_leaf;
   Node node;
   node.num_leaves = 1;
   node.num_nodes = 1;
-  spec.nodes.push_back(std::move(node));
+  spec.nodes_.push_back(std::move(node));
   return spec;
 }
 
@@ -130,27 +134,27 @@ TreeSpec TreeSpec::make_none(bool none_is_leaf) {
   Node node;
   node.kind = NodeKind::None;
   node.num_nodes = 1;
-  spec.nodes.push_back(std::move(node));
+  spec.nodes_.push_back(std::move(node));
   return spec;
 }
 
 std::vector<Py_ssize_t> TreeSpec::child_roots(Py_ssize_t index) const {
-  const Node& node = nodes[static_cast<size_t>(index)];
+  const Node& node = nodes_[static_cast<size_t>(index)];
   std::vector<Py_ssize_t> roots(static_cast<size_t>(node.arity));
   Py_ssize_t position = index - 1;
   for (Py_ssize_t i = node.arity - 1; i >= 0; --i) {
     roots[static_cast<size_t>(i)] = position;
-    position -= nodes[static_cast<size_t>(position)].num_nodes;
+    position -= nodes_[static_cast<size_t>(position)].num_nodes;
   }
   return roots;
 }
 
 TreeSpec TreeSpec::subtree(Py_ssize_t root_index) const {
   TreeSpec spec;
-  spec.none_is_leaf = none_is_leaf;
-  spec.ns = ns;
-  Py_ssize_t size = nodes[static_cast<size_t>(root_index)].num_nodes;
-  spec.nodes.assign(nodes.begin() + (root_index - size + 1), nodes.begin() + root_index + 1);
+  spec.none_is_leaf_ = none_is_leaf_;
+  spec.ns_ = ns_;
+  Py_ssize_t size = nodes_[static_cast<size_t>(root_index)].num_nodes;
+  spec.nodes_.assign(nodes_.begin() + (root_index - size + 1), nodes_.begin() + root_index + 1);
   return spec;
 }
 
@@ -198,7 +202,7 @@ Ref TreeSpec::paths() const {
   return collect_leaf_paths(
       *this,
       [this](Py_ssize_t index, Py_ssize_t i) {
-        return node_entry(nodes[static_cast<size_t>(index)], i);
+        return node_entry(nodes_[static_cast<size_t>(index)], i);
       },
       [](Ref path) { return path; });
 }
@@ -316,15 +320,15 @@ std::vector<size_t> matching_children(const Node& a, const Node& b) {
 bool TreeSpec::is_prefix(const TreeSpec& other, bool strict) const {
   root();
   other.root();
-  if (none_is_leaf != other.none_is_leaf) return false;
+  if (none_is_leaf_ != other.none_is_leaf_) return false;
   // Pairs of matching subtrees still to compare, first child on top.
   std::vector<std::pair<Py_ssize_t, Py_ssize_t>> agenda;
   agenda.emplace_back(num_nodes() - 1, other.num_nodes() - 1);
   while (!agenda.empty()) {
     auto [mine, theirs] = agenda.back();
     agenda.pop_back();
-    const Node& a = nodes[static_cast<size_t>(mine)];
-    const Node& b = other.nodes[static_cast<size_t>(theirs)];
+    const Node& a = nodes_[static_cast<size_t>(mine)];
+    const Node& b = other.nodes_[static_cast<size_t>(theirs)];
     if (a.kind == NodeKind::Leaf) continue;
     if (!nodes_compatible(a, b)) return false;
     std::vector<Py_ssize_t> my_roots = child_roots(mine);
@@ -341,22 +345,22 @@ bool TreeSpec::is_prefix(const TreeSpec& other, bool strict) const {
 TreeSpec TreeSpec::empty_combination(const TreeSpec& other) const {
   root();  // raises if uninitialized
   other.root();
-  if (none_is_leaf != other.none_is_leaf) {
+  if (none_is_leaf_ != other.none_is_leaf_) {
     raise(PyExc_ValueError, "PyTreeSpecs must have the same none_is_leaf value.");
   }
-  if (!ns.empty() && !other.ns.empty() && ns != other.ns) {
-    raise(PyExc_ValueError, "PyTreeSpecs must have the same namespace, got " + namespace_repr(ns) +
-                                " vs. " + namespace_repr(other.ns) + ".");
+  if (!ns_.empty() && !other.ns_.empty() && ns_ != other.ns_) {
+    raise(PyExc_ValueError, "PyTreeSpecs must have the same namespace, got " + namespace_repr(ns_) +
+                                " vs. " + namespace_repr(other.ns_) + ".");
   }
   TreeSpec result;
-  result.none_is_leaf = none_is_leaf;
-  result.ns = ns.empty() ? other.ns : ns;
+  result.none_is_leaf_ = none_is_leaf_;
+  result.ns_ = ns_.empty() ? other.ns_ : ns_;
   return result;
 }
 
 void TreeSpec::check_resolves_in(const std::string& target, const char* action) const {
   std::optional<RegistryView> view;  // pinned at the first custom node
-  for (const Node& node : nodes) {
+  for (const Node& node : nodes_) {
     if (node.kind != NodeKind::Custom) continue;
     if (!view) view.emplace();
     PyObject* type = node.custom->type;
@@ -373,9 +377,9 @@ void TreeSpec::check_resolves_in(const std::string& target, const char* action) 
 }
 
 void check_namespace_merge(const TreeSpec& result, const TreeSpec& a, const TreeSpec& b) {
-  if (result.ns.empty()) return;
-  if (a.ns != result.ns) a.check_resolves_in(result.ns, "merged");
-  if (b.ns != result.ns) b.check_resolves_in(result.ns, "merged");
+  if (result.ns().empty()) return;
+  if (a.ns() != result.ns()) a.check_resolves_in(result.ns(), "merged");
+  if (b.ns() != result.ns()) b.check_resolves_in(result.ns(), "merged");
 }
 
 TreeSpec TreeSpec::compose(const TreeSpec& inner) const {
@@ -383,15 +387,15 @@ TreeSpec TreeSpec::compose(const TreeSpec& inner) const {
   check_namespace_merge(result, *this, inner);
   Py_ssize_t inner_leaves = inner.num_leaves();
   Py_ssize_t inner_nodes = inner.num_nodes();
-  for (const Node& node : nodes) {
+  for (const Node& node : nodes_) {
     if (node.kind == NodeKind::Leaf) {
-      result.nodes.insert(result.nodes.end(), inner.nodes.begin(), inner.nodes.end());
+      result.nodes_.insert(result.nodes_.end(), inner.nodes_.begin(), inner.nodes_.end());
       continue;
     }
     Node copy = node;
     copy.num_nodes = (node.num_nodes - node.num_leaves) + node.num_leaves * inner_nodes;
     copy.num_leaves = node.num_leaves * inner_leaves;
-    result.nodes.push_back(std::move(copy));
+    result.nodes_.push_back(std::move(copy));
   }
   return result;
 }
@@ -628,7 +632,7 @@ void TreeSpec::flatten_up_to(PyObject* tree, PyObject** out, Py_ssize_t stride) 
   constexpr size_t kOnStack = 16;
   Pending on_stack[kOnStack];
   std::unique_ptr<Pending[]> on_heap;
-  if (nodes.size() > kOnStack) on_heap.reset(new Pending[nodes.size()]);
+  if (nodes_.size() > kOnStack) on_heap.reset(new Pending[nodes_.size()]);
   Pending* const agenda = on_heap ? on_heap.get() : on_stack;
   size_t pending = 0;
   struct Release {
@@ -644,7 +648,7 @@ void TreeSpec::flatten_up_to(PyObject* tree, PyObject** out, Py_ssize_t stride) 
     --pending;
     Py_ssize_t index = agenda[pending].index;
     Ref subtree = Ref::steal(agenda[pending].subtree);  // held while Python code runs
-    const Node& node = nodes[static_cast<size_t>(index)];
+    const Node& node = nodes_[static_cast<size_t>(index)];
     if (node.kind == NodeKind::Leaf) {
       if (unfilled == 0) raise(PyExc_SystemError, "inconsistent PyTreeSpec leaf count");
       subtrees.items[--unfilled * stride] = subtree.release();
@@ -708,7 +712,7 @@ void TreeSpec::flatten_up_to(PyObject* tree, PyObject** out, Py_ssize_t stride) 
     }
     for (Py_ssize_t i = node.arity - 1; i >= 0; --i) {
       base[i].index = position;
-      position -= nodes[static_cast<size_t>(position)].num_nodes;
+      position -= nodes_[static_cast<size_t>(position)].num_nodes;
     }
   }
   if (unfilled != 0) raise(PyExc_SystemError, "inconsistent PyTreeSpec leaf count");
@@ -739,27 +743,27 @@ bool TreeSpec::equals(const TreeSpec& other) const {
   root();
   other.root();
   // The namespace is not compared: custom nodes carry their registration's namespace already.
-  if (none_is_leaf != other.none_is_leaf || nodes.size() != other.nodes.size()) return false;
-  size_t num_nodes = nodes.size();
-  if (packed_shape.size() == num_nodes && other.packed_shape.size() == num_nodes) {
-    const uint64_t* shape = packed_shape.data();
-    if (std::memcmp(shape, other.packed_shape.data(), num_nodes * sizeof(uint64_t)) != 0) {
+  if (none_is_leaf_ != other.none_is_leaf_ || nodes_.size() != other.nodes_.size()) return false;
+  size_t num_nodes = nodes_.size();
+  if (packed_shape_.size() == num_nodes && other.packed_shape_.size() == num_nodes) {
+    const uint64_t* shape = packed_shape_.data();
+    if (std::memcmp(shape, other.packed_shape_.data(), num_nodes * sizeof(uint64_t)) != 0) {
       return false;
     }
     for (size_t i = 0; i < num_nodes; ++i) {
       if (!kind_has_data(static_cast<NodeKind>(shape[i] & 0xff))) [[likely]]
         continue;
-      const Node& a = nodes[i];
-      const Node& b = other.nodes[i];
+      const Node& a = nodes_[i];
+      const Node& b = other.nodes_[i];
       if (!(a.node_data.get() == b.node_data.get() && a.custom == b.custom) && !nodes_equal(a, b))
           [[unlikely]]
         return false;
     }
     return true;
   }
-  const Node* a = nodes.data();
-  const Node* b = other.nodes.data();
-  for (const Node* end = a + nodes.size(); a != end; ++a, ++b) {
+  const Node* a = nodes_.data();
+  const Node* b = other.nodes_.data();
+  for (const Node* end = a + nodes_.size(); a != end; ++a, ++b) {
     // The counts follow from the kinds and arities of a valid post-order sequence.
     if (a->kind != b->kind || a->arity != b->arity) return false;
     // Identical data (and registration) needs no call: the common case for types.
@@ -834,10 +838,10 @@ Py_hash_t TreeSpec::hash() const {
   uint64_t h = 0x9e3779b97f4a7c15ULL;
   auto mix = [&h](uint64_t value) { h = (h ^ value) * 0x100000001b3ULL + (h >> 29); };
   // A step of its own, so that it cannot cancel against the first node's kind.
-  mix(none_is_leaf ? 0xc2b2ae3d27d4eb4fULL : 0x165667b19e3779f9ULL);
+  mix(none_is_leaf_ ? 0xc2b2ae3d27d4eb4fULL : 0x165667b19e3779f9ULL);
   std::optional<ReentryGuard> guard;
   Py_hash_t value;
-  for (const Node& node : nodes) {
+  for (const Node& node : nodes_) {
     // One step per node for kind and arity: the steps form a dependency chain.
     mix(static_cast<uint64_t>(node.kind) | (static_cast<uint64_t>(node.arity) << 8));
     // Custom (0), then Leaf, None, Tuple, List: nothing more to mix for the latter.
@@ -1006,9 +1010,9 @@ std::string TreeSpec::repr() const {
   // explicit stack: time and stack space stay linear in the number of nodes, whatever the depth.
   std::string text;
   std::vector<size_t> cuts;
-  std::vector<size_t> first_piece(nodes.size());
-  for (size_t i = 0; i < nodes.size(); ++i) {
-    const Node& node = nodes[i];
+  std::vector<size_t> first_piece(nodes_.size());
+  for (size_t i = 0; i < nodes_.size(); ++i) {
+    const Node& node = nodes_[i];
     if (node.kind == NodeKind::Leaf || node.kind == NodeKind::None) continue;
     first_piece[i] = cuts.size();
     append_node_pieces(node, text, cuts);
@@ -1016,7 +1020,7 @@ std::string TreeSpec::repr() const {
   cuts.push_back(text.size());
 
   std::string out = "PyTreeSpec(";
-  out.reserve(text.size() + 2 * nodes.size() + 48);
+  out.reserve(text.size() + 2 * nodes_.size() + 48);
   auto piece = [&](Py_ssize_t index, Py_ssize_t k) {
     size_t p = first_piece[static_cast<size_t>(index)] + static_cast<size_t>(k);
     out.append(text, cuts[p], cuts[p + 1] - cuts[p]);
@@ -1030,7 +1034,7 @@ std::string TreeSpec::repr() const {
   std::vector<Py_ssize_t> roots;
   // Writes the node's text up to its first child, and pushes its frame if it has children.
   auto open = [&](Py_ssize_t index) {
-    const Node& node = nodes[static_cast<size_t>(index)];
+    const Node& node = nodes_[static_cast<size_t>(index)];
     if (node.kind == NodeKind::Leaf) {
       out += '*';
       return;
@@ -1046,14 +1050,14 @@ std::string TreeSpec::repr() const {
     Py_ssize_t position = index - 1;
     for (Py_ssize_t i = node.arity - 1; i >= 0; --i) {
       roots[base + static_cast<size_t>(i)] = position;
-      position -= nodes[static_cast<size_t>(position)].num_nodes;
+      position -= nodes_[static_cast<size_t>(position)].num_nodes;
     }
     frames.push_back({index, 0, base});
   };
   open(num_nodes() - 1);
   while (!frames.empty()) {
     Frame& frame = frames.back();
-    Py_ssize_t arity = nodes[static_cast<size_t>(frame.index)].arity;
+    Py_ssize_t arity = nodes_[static_cast<size_t>(frame.index)].arity;
     if (frame.next == arity) {
       piece(frame.index, arity);
       roots.resize(frame.roots);
@@ -1064,8 +1068,8 @@ std::string TreeSpec::repr() const {
     Py_ssize_t child = roots[frame.roots + static_cast<size_t>(frame.next++)];
     open(child);  // may push a frame: `frame` is not used after this
   }
-  if (none_is_leaf) out += ", NoneIsLeaf";
-  if (!ns.empty()) out += ", namespace=" + namespace_repr(ns);
+  if (none_is_leaf_) out += ", NoneIsLeaf";
+  if (!ns_.empty()) out += ", namespace=" + namespace_repr(ns_);
   return out + ")";
 }
 

@@ -6,6 +6,8 @@
 #include <utility>
 #include <vector>
 
+#include "internal.h"
+#include "optree/introspection.h"
 #include "optree/treespec.h"
 
 namespace optree {
@@ -292,7 +294,7 @@ namespace {
 
 Ref rebuild_from(const TreeSpec& spec, Source source, PyObject* leaves_object,
                  TreeSpec::LeafProducer next, void* context) {
-  const std::vector<Node>& nodes = spec.nodes;
+  const std::vector<Node>& nodes = spec.nodes();
   Py_ssize_t expected = spec.num_leaves();
   // Owned references of the subtrees built so far; the top `arity` are a node's children.
   // Small trees (the common case of per-call overhead) keep them on the stack.

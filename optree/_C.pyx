@@ -396,12 +396,12 @@ cdef class PyTreeSpec:
     @property
     def none_is_leaf(self):
         """Whether ``None`` counted as a leaf when the structure was made."""
-        return self.spec.none_is_leaf
+        return self.spec.none_is_leaf()
 
     @property
     def namespace(self):
         """Registry namespace the structure was made with (``''``: the global one)."""
-        return self.spec.ns.decode('utf-8')
+        return self.spec.ns().decode('utf-8')
 
     @property
     def type(self):
@@ -460,7 +460,7 @@ cdef class PyTreeSpec:
         return steal(self.spec.pickle_state())
 
     def __setstate__(self, state, /):
-        if not self.spec.nodes.empty():
+        if self.spec.initialized():
             raise TypeError('PyTreeSpec objects are immutable: __setstate__ only initializes a '
                             'new, uninitialized object.')
         self.spec = TreeSpec.from_pickle_state(<PyObject*>state)

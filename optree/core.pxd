@@ -79,9 +79,9 @@ cdef extern from "optree/treespec.h" namespace "optree":
     cdef cppclass TreeSpec:
         TreeSpec()
         TreeSpec(const TreeSpec&)
-        vector[Node] nodes
-        bool none_is_leaf
-        string ns
+        bool none_is_leaf()
+        const string& ns()
+        bool initialized()
 
         Py_ssize_t num_leaves()
         Py_ssize_t num_nodes()
@@ -133,6 +133,8 @@ cdef extern from "optree/treespec.h" namespace "optree":
     bool is_leaf_object(PyObject* obj, const FlattenOptions& options) except +translate_exception
     Ref flatten_leaves(PyObject* tree, const FlattenOptions& options) except +translate_exception
 
+
+cdef extern from "optree/leaf_iterator.h" namespace "optree":
     cdef cppclass LeafIterator:
         LeafIterator(PyObject* tree, const FlattenOptions& options) except +translate_exception
         Ref next() except +translate_exception

@@ -18,6 +18,7 @@
 
 #include "optree/common.h"
 #include "optree/registry.h"
+#include "optree/text.h"
 #include "optree/treespec.h"
 
 namespace {
@@ -193,7 +194,7 @@ void BM_PickleRoundTrip(benchmark::State& state, const char* name) {
   run(state, [&] {
     Ref pickled = spec.pickle_state();
     TreeSpec restored = TreeSpec::from_pickle_state(pickled.get());
-    benchmark::DoNotOptimize(restored.nodes.data());
+    benchmark::DoNotOptimize(restored.nodes().data());
   });
   per_item(state, spec.num_nodes(), "per_node");
 }
@@ -214,7 +215,7 @@ void BM_PickleLoadUnshared(benchmark::State& state, const char* name) {
                                                 PyTuple_GET_ITEM(pickled.get(), 2)));
   run(state, [&] {
     TreeSpec restored = TreeSpec::from_pickle_state(unshared.get());
-    benchmark::DoNotOptimize(restored.nodes.data());
+    benchmark::DoNotOptimize(restored.nodes().data());
   });
   per_item(state, spec.num_nodes(), "per_node");
 }
@@ -256,7 +257,7 @@ void BM_Dispatch(benchmark::State& state, const char* kind) {
   run(state, [&] {
     Ref leaves;
     TreeSpec spec = flatten(tree, &leaves);
-    benchmark::DoNotOptimize(spec.nodes.data());
+    benchmark::DoNotOptimize(spec.nodes().data());
   });
   per_item(state, PyTuple_GET_SIZE(tree), "per_node");
 }

@@ -1,4 +1,5 @@
-// Shared low-level helpers of the core: owned references and error raising.
+// Shared low-level helpers of the core: owned references, error raising, new str and tuple
+// objects. Text of Python objects for messages is in text.h.
 #pragma once
 
 #define PY_SSIZE_T_CLEAN
@@ -131,18 +132,5 @@ Ref tuple_of(const Item* items, Py_ssize_t n) {
   }
   return tuple;
 }
-
-// repr(obj) as UTF-8; throws on error.
-std::string repr_of(PyObject* obj);
-// repr() of a namespace name as Python shows it (quoted, escaped), as error messages need it.
-inline std::string namespace_repr(const std::string& ns) { return repr_of(unicode(ns).get()); }
-// "the global namespace" or "namespace '<ns>'", as registry errors name a namespace.
-inline std::string namespace_phrase(const std::string& ns) {
-  return ns.empty() ? "the global namespace" : "namespace " + namespace_repr(ns);
-}
-// str(obj) as UTF-8; throws on error.
-std::string str_of(PyObject* obj);
-// type.__name__ as UTF-8; throws on error.
-std::string type_name(PyObject* type);
 
 }  // namespace optree
