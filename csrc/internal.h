@@ -20,7 +20,6 @@ struct TreeSpecAccess {
   static std::string& ns(TreeSpec& spec) noexcept { return spec.ns_; }
 };
 
-
 // Single-node classification shared by flatten, is_leaf and the one-level helpers.
 struct NodeInfo {
   NodeKind kind;

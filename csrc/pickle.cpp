@@ -228,9 +228,7 @@ Ref load_original_keys(PyObject* obj, PyObject* keys, PyObject* index) {
 
 bool is_builtin_node_type(PyObject* type, const BuiltinTypes& builtins, bool none_is_leaf) {
   auto* t = reinterpret_cast<PyTypeObject*>(type);
-  return t == &PyTuple_Type || t == &PyList_Type || t == &PyDict_Type ||
-         t == builtins.ordered_dict || t == builtins.default_dict || t == builtins.deque ||
-         (!none_is_leaf && t == Py_TYPE(Py_None));
+  return builtins.is_builtin_container(t) || (!none_is_leaf && t == Py_TYPE(Py_None));
 }
 
 // The per-kind checks of a node state's node data, each filling the node's data.

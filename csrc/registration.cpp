@@ -13,13 +13,8 @@ namespace {
 
 // Container types whose nodes the core builds in: they cannot be registered or unregistered.
 bool is_builtin_node_type(PyObject* type, const BuiltinTypes& builtins) {
-  return type == reinterpret_cast<PyObject*>(Py_TYPE(Py_None)) ||
-         type == reinterpret_cast<PyObject*>(&PyTuple_Type) ||
-         type == reinterpret_cast<PyObject*>(&PyList_Type) ||
-         type == reinterpret_cast<PyObject*>(&PyDict_Type) ||
-         type == reinterpret_cast<PyObject*>(builtins.ordered_dict) ||
-         type == reinterpret_cast<PyObject*>(builtins.default_dict) ||
-         type == reinterpret_cast<PyObject*>(builtins.deque);
+  auto* t = reinterpret_cast<PyTypeObject*>(type);
+  return t == Py_TYPE(Py_None) || builtins.is_builtin_container(t);
 }
 
 // How optree names the builtin node kind that a namedtuple or PyStructSequence class has

@@ -1217,9 +1217,7 @@ class Matcher {
       if (type == known) return true;
     }
     if (obj == Py_None) return none_is_leaf_;
-    if (type == &PyTuple_Type || type == &PyList_Type || type == &PyDict_Type ||
-        type == builtins.ordered_dict || type == builtins.default_dict || type == builtins.deque ||
-        table.find(type) != nullptr) {
+    if (builtins.is_builtin_container(type) || table.find(type) != nullptr) {
       return false;
     }
     if (PyTuple_Check(obj)) {

@@ -190,6 +190,13 @@ struct BuiltinTypes {
   PyObject* empty_tuple = nullptr;  // ()
   PyObject* tuple_new = nullptr;    // tuple.__new__ (a per-interpreter object from 3.12 on)
   TupleClassCache tuple_classes;
+
+  // Whether `type` is one of the container types whose nodes the core builds in: tuple, list,
+  // dict, OrderedDict, defaultdict, deque (None's type is not among them).
+  bool is_builtin_container(const PyTypeObject* type) const noexcept {
+    return type == &PyTuple_Type || type == &PyList_Type || type == &PyDict_Type ||
+           type == ordered_dict || type == default_dict || type == deque;
+  }
 };
 
 class Shard {
