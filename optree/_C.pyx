@@ -57,9 +57,6 @@ import types
 import warnings
 
 cdef extern from "Python.h":
-    ctypedef struct PyInterpreterState:
-        pass
-    PyInterpreterState* PyInterpreterState_Get()
     const char* UNNAMED_FIELD_NAME "PyStructSequence_UnnamedField"
     const unsigned long Py_TPFLAGS_BASETYPE_VALUE "Py_TPFLAGS_BASETYPE"
     const char* PyUnicode_AsUTF8AndSize(object unicode, Py_ssize_t* size) except NULL

@@ -138,12 +138,12 @@ struct Snapshot {
   }
 };
 
-// What a tuple subclass is to the core (see tuple_class_info() in treespec.h).
+// What a tuple subclass is to the core (see tuple_class_info() in introspection.h).
 struct TupleClassInfo {
   bool namedtuple = false;
   bool structseq = false;
   // A namedtuple whose instances can be built the way its own __new__ builds them, without
-  // calling it: see namedtuple_builds_like_tuple() in flatten.cpp.
+  // calling it: see namedtuple_builds_like_tuple() in introspection.cpp.
   bool builds_like_tuple = false;
   uint16_t num_fields = 0;
 };
