@@ -69,6 +69,41 @@ def _register_node_arguments(cls: Any, namespace: Any, /) -> tuple[Any, str]:
     return cls, namespace
 
 
+class _InitField(Protocol):
+    """What a dataclass field and an attrs attribute have in common here."""
+
+    name: str
+    init: bool
+    metadata: Any
+
+
+_FieldT = TypeVar('_FieldT', bound=_InitField)
+
+
+def _split_fields(
+    fields: Iterable[_FieldT],
+    module: str,
+    /,
+) -> tuple[dict[str, _FieldT], dict[str, _FieldT]]:
+    """The children (``pytree_node`` true or unset) and metadata (other ``__init__`` fields).
+
+    Shared by the dataclass and attrs ``register_node``; a child must be an ``__init__`` field.
+    """
+    children: dict[str, _FieldT] = {}
+    metadata: dict[str, _FieldT] = {}
+    for item in fields:
+        if item.metadata.get('pytree_node', _PYTREE_NODE_DEFAULT):
+            if not item.init:
+                raise TypeError(
+                    f'PyTree node field {item.name!r} must be included in `__init__()`. '
+                    f'Or you can explicitly set `{module}.field(init=False, pytree_node=False)`.',
+                )
+            children[item.name] = item
+        elif item.init:
+            metadata[item.name] = item
+    return children, metadata
+
+
 def _check_registrable_once(cls: Any, marker: str, module: str, /) -> None:
     """``register_node`` marks a class it registered; a second call is an error."""
     if marker in cls.__dict__:
@@ -420,18 +455,7 @@ def register_node(
             'instead.',
         )
 
-    children_fields: dict[str, dataclasses.Field[Any]] = {}
-    metadata_fields: dict[str, dataclasses.Field[Any]] = {}
-    for dc_field in dataclasses.fields(cls):
-        if dc_field.metadata.get('pytree_node', _PYTREE_NODE_DEFAULT):
-            if not dc_field.init:
-                raise TypeError(
-                    f'PyTree node field {dc_field.name!r} must be included in `__init__()`. '
-                    f'Or you can explicitly set `{__name__}.field(init=False, pytree_node=False)`.',
-                )
-            children_fields[dc_field.name] = dc_field
-        elif dc_field.init:
-            metadata_fields[dc_field.name] = dc_field
+    children_fields, metadata_fields = _split_fields(dataclasses.fields(cls), __name__)
 
     return _register_field_node(
         cls,

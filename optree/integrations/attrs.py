@@ -46,6 +46,7 @@ from optree.dataclasses import (
     _normalize_namespace,
     _register_field_node,
     _register_node_arguments,
+    _split_fields,
 )
 from optree.utils import _check_class
 
@@ -274,18 +275,7 @@ def register_node(
             stacklevel=2,
         )
 
-    children: dict[str, Attribute[Any]] = {}
-    metadata: dict[str, Attribute[Any]] = {}
-    for attribute in attrs.fields(cls):
-        if attribute.metadata.get('pytree_node', _PYTREE_NODE_DEFAULT):
-            if not attribute.init:
-                raise TypeError(
-                    f'PyTree node field {attribute.name!r} must be included in `__init__()`. '
-                    f'Or you can explicitly set `{__name__}.field(init=False, pytree_node=False)`.',
-                )
-            children[attribute.name] = attribute
-        elif attribute.init:
-            metadata[attribute.name] = attribute
+    children, metadata = _split_fields(attrs.fields(cls), __name__)
 
     # attrs sets every field's alias (its __init__ keyword) when it builds the class.
     return cast(
