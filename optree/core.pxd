@@ -71,9 +71,6 @@ cdef extern from "optree/treespec.h" namespace "optree":
         bool none_is_leaf
         string ns
 
-    cdef cppclass Node:
-        pass
-
     ctypedef int (*SpecCallback)(void* context, const TreeSpec& input, TreeSpec* output) except -1
 
     cdef cppclass TreeSpec:
